@@ -1,0 +1,1 @@
+"""Timing: Measurement (raw times, lazy stats), timers, memory, stability rules."""

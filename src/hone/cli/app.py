@@ -1,0 +1,67 @@
+"""`hone`: entry point. Errors hone raises on purpose print as one line (exit 2 for bad input);
+a traceback only with --debug."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="hone",
+    help="Make a PyTorch model fast for inference on this machine, and prove it stayed correct.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_DEBUG = False
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    global _DEBUG
+    _DEBUG = debug
+
+
+def _register_commands() -> None:
+    # Each command lives in its own module; importing them must stay cheap (no backends).
+    from hone.cli import doctor, optimize  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hone.errors import HoneError
+
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except HoneError as exc:
+        if _DEBUG:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            return exc.exit_code
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            return 1
+        if _DEBUG:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""What hone optimizes: a module, named example inputs per batch size, and optionally an eval set.
+
+Inputs are always named (dict name -> tensor, in forward-argument order) and outputs are always
+normalised to named tensors (`normalize_outputs`), so every backend sees the same flat I/O:
+ONNX needs names, the validator compares output by output, the report names them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from hone.errors import InputError
+
+Inputs = dict[str, torch.Tensor]
+Outputs = dict[str, torch.Tensor]
+# metric(outputs over the eval set, fp32 reference outputs over the eval set, labels) -> score
+MetricFn = Callable[[Outputs, Outputs, "torch.Tensor | None"], float]
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, name: str, tensor: torch.Tensor) -> "TensorSpec":
+        return cls(name, tuple(tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.dtype}[{', '.join(map(str, self.shape))}]"
+
+
+@dataclasses.dataclass
+class InputSet:
+    """One set of example inputs (one batch size). `label` names it in tables: "bs8"."""
+
+    label: str
+    tensors: Inputs
+
+    @property
+    def batch_size(self) -> int:
+        return int(next(iter(self.tensors.values())).shape[0])
+
+    def specs(self) -> list[TensorSpec]:
+        return [TensorSpec.of(n, t) for n, t in self.tensors.items()]
+
+    def as_args(self) -> tuple[torch.Tensor, ...]:
+        return tuple(self.tensors.values())
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """A held-out set and the task metric that judges a candidate on it.
+
+    `samples` stacks N samples along dim 0 per input name. `metric` is the name of a built-in
+    metric (hone.validate.metrics) or a picklable callable with the MetricFn signature.
+    `higher_is_better` and the accuracy budget decide pass/fail against the fp32 score.
+    """
+
+    samples: Inputs
+    metric: str | MetricFn
+    labels: torch.Tensor | None = None
+    higher_is_better: bool = True
+    description: str = ""
+
+    def __len__(self) -> int:
+        return int(next(iter(self.samples.values())).shape[0])
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric if isinstance(self.metric, str) else getattr(self.metric, "__name__", "metric")
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Inputs, int]]:
+        """Batches of exactly `batch_size` (a compiled candidate may be shape-specialised):
+        the last one is padded by repeating its final sample; the int says how many are real."""
+        n = len(self)
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            batch = {k: v[start:stop] for k, v in self.samples.items()}
+            valid = stop - start
+            if valid < batch_size:
+                pad = batch_size - valid
+                batch = {k: torch.cat([v, v[-1:].expand(pad, *v.shape[1:])]) for k, v in batch.items()}
+            yield batch, valid
+
+
+@dataclasses.dataclass
+class Workload:
+    """A loaded model ready for optimization. Built by hone.models.load_model or from a live module."""
+
+    name: str
+    module: torch.nn.Module
+    input_sets: list[InputSet]
+    eval: EvalSet | None = None
+    source: str = "<live module>"  # the model spec it came from, for the report and the store
+    task: str = ""
+    description: str = ""
+    # Python files the module's classes live in (a `file.py:factory` source): a worker imports
+    # them under the same module name before unpickling the module.
+    user_files: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.input_sets[0].tensors)
+
+    def input_set(self, label: str) -> InputSet:
+        for s in self.input_sets:
+            if s.label == label:
+                return s
+        raise KeyError(label)
+
+    @property
+    def has_4d_float_input(self) -> bool:
+        return any(t.dim() == 4 and t.is_floating_point() for t in self.input_sets[0].tensors.values())
+
+
+def name_inputs(module: torch.nn.Module, example_inputs: Any) -> Inputs:
+    """Normalise user example inputs (tensor, tuple/list of tensors, dict) to named tensors.
+
+    Positional inputs take the names of forward()'s parameters, so the ONNX graph and the
+    report use the names the user wrote.
+    """
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if isinstance(example_inputs, Mapping):
+        named = dict(example_inputs)
+    elif isinstance(example_inputs, Sequence) and not isinstance(example_inputs, (str, bytes)):
+        params = _forward_parameter_names(module)
+        if len(example_inputs) > len(params):
+            raise InputError(
+                f"{len(example_inputs)} example inputs given but forward() takes {len(params)} "
+                f"({', '.join(params) or 'none'})"
+            )
+        named = dict(zip(params, example_inputs))
+    else:
+        raise InputError(
+            f"example inputs must be a Tensor, a tuple of Tensors or a dict of name -> Tensor, "
+            f"not {type(example_inputs).__name__}"
+        )
+    for name, value in named.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InputError(f"input name {name!r} is not a Python identifier")
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"example input {name!r} must be a torch.Tensor, not {type(value).__name__}")
+        if value.dim() == 0:
+            raise InputError(f"example input {name!r} is a scalar; hone needs a batch dimension first")
+    if not named:
+        raise InputError("no example inputs given")
+    batch_sizes = {t.shape[0] for t in named.values()}
+    if len(batch_sizes) != 1:
+        raise InputError(f"example inputs disagree on the batch size (dim 0): {sorted(batch_sizes)}")
+    return named
+
+
+def _forward_parameter_names(module: torch.nn.Module) -> list[str]:
+    import inspect
+
+    sig = inspect.signature(module.forward)
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds]
+
+
+def normalize_outputs(out: Any) -> Outputs:
+    """Flatten whatever forward() returned (tensor, tuple, dict, HF ModelOutput) to named tensors.
+
+    Nested containers get dotted names ("hidden_states.3"); None entries are dropped (HF outputs
+    carry many). Anything else that is not a tensor is an error: we cannot compare it.
+    """
+    flat: Outputs = {}
+
+    def visit(prefix: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, torch.Tensor):
+            flat[prefix or "output"] = value
+        elif isinstance(value, Mapping) or hasattr(value, "to_tuple") and hasattr(value, "keys"):
+            for key in value.keys():
+                visit(f"{prefix}.{key}" if prefix else str(key), value[key])
+        elif isinstance(value, (tuple, list)):
+            for i, item in enumerate(value):
+                visit(f"{prefix}.{i}" if prefix else f"output_{i}", item)
+        else:
+            raise InputError(
+                f"model output {prefix or 'output'!r} is a {type(value).__name__}; hone compares tensors only",
+                hint="return tensors (or tuples/dicts of them); for transformers models pass use_cache=False",
+            )
+
+    visit("", out)
+    if not flat:
+        raise InputError("the model returned no tensors")
+    return flat
+
+
+class FlatIO(torch.nn.Module):
+    """Presents any module as forward(*tensors) -> tuple(tensors) with fixed names and order.
+
+    Every pass and runtime sees this shape: exporters and compilers handle a flat tuple of
+    tensors more reliably than HF ModelOutputs, and names stay attached outside.
+    """
+
+    def __init__(self, module: torch.nn.Module, input_names: list[str], output_names: list[str]):
+        super().__init__()
+        self.module = module
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = normalize_outputs(self.module(**dict(zip(self.input_names, args))))
+        return tuple(outputs[name] for name in self.output_names)
+

@@ -1,0 +1,70 @@
+"""What passes and runtimes share: a name, a Config, declared metadata, an availability check.
+
+Metadata is static (class attributes) so the planner and `hone doctor` can read it without
+importing any backend. `available()` must not import the backend either: it uses find_spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from hone._optional import missing_reason
+from hone.config import Config, NoConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
+    from hone.search.recipe import Recipe
+
+
+class Plugin:
+    name: ClassVar[str] = ""  # registry key, snake_case
+    Config: ClassVar[type[Config]] = NoConfig
+    description: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()  # importable package names (find_spec-checked)
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+
+    def __init__(self, config: Config | None = None):
+        config = config if config is not None else self.Config()
+        if not isinstance(config, self.Config):
+            raise TypeError(f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
+        """None when this plugin can run on `device` of `hw`, else the reason it cannot."""
+        if device not in cls.devices:
+            return f"runs on {', '.join(cls.devices)}, not {device}"
+        return missing_reason(*cls.requires)
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list["Recipe"]:
+        """The recipes this plugin anchors for this workload (the planner asks every plugin)."""
+        return []
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A model between steps of a recipe: a torch module (FlatIO I/O) or an ONNX file."""
+
+    format: str  # "torch" | "onnx"
+    module: "torch.nn.Module | None" = None
+    path: Path | None = None
+    compute_dtype: str = "float32"  # the precision it computes in: decides the tolerance
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)  # what was done, for the store
+
+
+@dataclasses.dataclass
+class BuildContext:
+    """Everything a pass or runtime may need besides the model; no global state."""
+
+    example_inputs: "tuple[torch.Tensor, ...]"
+    input_names: list[str]
+    output_names: list[str]
+    workdir: Path
+    threads: int
+    device: str = "cpu"

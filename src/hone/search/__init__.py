@@ -1,0 +1,1 @@
+"""Planning, isolated execution and selection of candidates."""

@@ -1,0 +1,68 @@
+"""What one candidate (a recipe at one input set) came to, whatever happened to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+from hone.bench.measurement import Measurement
+from hone.search.recipe import Recipe
+from hone.validate.verdict import Verdict
+
+
+class Status(str, enum.Enum):
+    OK = "ok"
+    WRONG_ANSWER = "wrong_answer"  # failed validation: can never be selected
+    CRASHED = "crashed"  # raised, or died by a signal
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    UNSUPPORTED = "unsupported"  # missing dependency, capability or op
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclasses.dataclass
+class CandidateResult:
+    recipe: Recipe
+    input_set: str  # InputSet.label
+    status: Status
+    reason: str  # always set: why it failed, or what it passed with
+    verdict: Verdict | None = None
+    measurement: Measurement | None = None
+    runner_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # what really ran
+    wall_s: float = 0.0  # the worker's whole life, load to exit
+    log_tail: str = ""  # stderr tail or traceback, for crashed candidates
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_dict(),
+            "recipe_key": self.recipe.key,
+            "input_set": self.input_set,
+            "status": self.status.value,
+            "reason": self.reason,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "measurement": self.measurement.to_dict() if self.measurement else None,
+            "runner_info": self.runner_info,
+            "wall_s": self.wall_s,
+            "log_tail": self.log_tail,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CandidateResult":
+        return cls(
+            recipe=Recipe.from_dict(data["recipe"]),
+            input_set=data["input_set"],
+            status=Status(data["status"]),
+            reason=data["reason"],
+            verdict=Verdict.from_dict(data["verdict"]) if data.get("verdict") else None,
+            measurement=Measurement.from_dict(data["measurement"]) if data.get("measurement") else None,
+            runner_info=data.get("runner_info") or {},
+            wall_s=data.get("wall_s", 0.0),
+            log_tail=data.get("log_tail", ""),
+        )

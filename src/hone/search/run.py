@@ -1,0 +1,67 @@
+"""One optimization run: what was run on which machine, every candidate's result, the winner."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from hone.search.result import CandidateResult
+from hone.search.select import Selection, select
+
+
+@dataclasses.dataclass
+class RunInfo:
+    model: str  # the model spec or "<live module>"
+    workload: str  # the workload's display name
+    task: str
+    device: str
+    threads: int
+    input_sets: dict[str, list[str]]  # label -> ["input_ids: int64[8, 128]", ...]
+    output_names: list[str]
+    hardware: dict[str, Any]  # Hardware.to_dict()
+    fingerprint: str  # hardware fingerprint
+    versions: dict[str, str]  # every library that could take part, and its version
+    settings: dict[str, Any]  # options of the run (timeouts, budgets, ...)
+    eval_metric: str | None = None
+    reference_scores: dict[str, float] = dataclasses.field(default_factory=dict)  # fp32 metric per set
+    nondeterministic: bool = False  # eager fp32 twice gave different outputs
+    run_id: int | None = None
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunInfo":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+    run: RunInfo
+    results: list[CandidateResult]
+    selection: Selection
+
+    @classmethod
+    def from_results(cls, run: RunInfo, results: list[CandidateResult]) -> "OptimizeResult":
+        return cls(run, results, select(results))
+
+    @property
+    def best(self) -> list[CandidateResult]:
+        """The winning recipe's results, one per input set (empty when nothing passed)."""
+        if self.selection.best is None:
+            return []
+        return [r for r in self.results if r.recipe.key == self.selection.best.key]
+
+    def table(self) -> str:
+        from hone.report.console import render_text
+
+        return render_text(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run.to_dict(),
+            "candidates": [r.to_dict() for r in self.results],
+            "selection": self.selection.to_dict(),
+        }

@@ -1,0 +1,1 @@
+"""Validation before timing counts: tensor comparison with per-dtype tolerances, task metrics."""
