@@ -53,6 +53,20 @@ class Registry(Generic[T]):
         self._paths = dict(sorted(paths.items()))
         return self._paths
 
+    def register(self, cls: type[T]) -> type[T]:
+        """Add a plugin defined outside hone's packages (a user's or a test's). Its module must
+        be importable in worker processes (they get the parent's sys.path)."""
+        name = getattr(cls, "name", "")
+        if not name:
+            raise HoneError(f"{cls.__qualname__} has no `name`")
+        paths = self._discover()
+        path = f"{cls.__module__}:{cls.__qualname__}"
+        if paths.get(name, path) != path:
+            raise HoneError(f"a {self.kind} named {name!r} exists already: {paths[name]}")
+        paths[name] = path
+        self._loaded[name] = cls
+        return cls
+
     def names(self) -> list[str]:
         return list(self._discover())
 

@@ -42,6 +42,9 @@ class OptimizeResult:
     run: RunInfo
     results: list[CandidateResult]
     selection: Selection
+    # The loaded workload, kept on results returned by optimize() so the winner can be rebuilt
+    # in this process; None on runs loaded from the store.
+    workload: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_results(cls, run: RunInfo, results: list[CandidateResult]) -> "OptimizeResult":
@@ -53,6 +56,28 @@ class OptimizeResult:
         if self.selection.best is None:
             return []
         return [r for r in self.results if r.recipe.key == self.selection.best.key]
+
+    def runner(self, input_set: str | None = None):
+        """Build the winning recipe in this process and return its Runner: call it with the
+        inputs in input-name order. Shape-specialising backends are built for `input_set`."""
+        import tempfile
+        from pathlib import Path
+
+        from hone.errors import HoneError
+        from hone.plugin import BuildContext
+        from hone.search.build import build_recipe
+
+        if self.selection.best is None:
+            raise HoneError("no candidate passed validation; there is nothing to build")
+        if self.workload is None:
+            raise HoneError("this result was loaded from the store; rebuilding needs the model (run optimize)")
+        chosen = self.workload.input_set(input_set) if input_set else self.workload.input_sets[-1]
+        ctx = BuildContext(
+            chosen.as_args(), self.workload.input_names, self.run.output_names,
+            Path(tempfile.mkdtemp(prefix="hone-best-")), self.run.threads, self.run.device,
+        )
+        runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
+        return runner
 
     def table(self) -> str:
         from hone.report.console import render_text

@@ -1,0 +1,224 @@
+"""The public API. optimize() is the whole data flow of DESIGN.md, top to bottom:
+
+    load -> probe hardware -> eager fp32 reference -> plan -> sweep (isolated workers,
+    each result stored as it lands) -> select -> OptimizeResult
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hone.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from hone.hardware import Hardware
+    from hone.models.workload import EvalSet, Workload
+    from hone.search.recipe import Recipe
+    from hone.search.run import OptimizeResult
+
+DEFAULT_MODEL = "minilm"
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
+# Libraries whose versions go into every run record (read from metadata, never imported).
+VERSIONED = ("hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn", "safetensors")
+
+
+def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None) -> "Workload":
+    """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload."""
+    from hone.models import load_model as _load
+
+    return _load(spec, batch_sizes=batch_sizes)
+
+
+def probe_hardware(*, measure_peaks: bool = True, refresh: bool = False) -> "Hardware":
+    from hone.hardware import probe
+
+    return probe(measure_peaks=measure_peaks, refresh=refresh)
+
+
+def optimize(
+    model: "str | torch.nn.Module | Workload" = DEFAULT_MODEL,
+    example_inputs: Any = None,
+    *,
+    eval: "EvalSet | None" = None,
+    device: str = "cpu",
+    batch_sizes: tuple[int, ...] | None = None,
+    threads: int | None = None,
+    accuracy_budget: float = DEFAULT_ACCURACY_BUDGET,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    measure_time_s: float = 8.0,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    recipes: "Iterable[Recipe] | None" = None,
+    store: "str | Path | None | bool" = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> "OptimizeResult":
+    """Try every recipe that fits this machine on `model`; return every result and the winner.
+
+    model: a spec string, a loaded Workload, or a live nn.Module with `example_inputs`
+    (a tensor, a tuple of tensors or a dict name -> tensor; dim 0 is the batch).
+    store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
+    resume: continue the latest unfinished run of the same model and settings.
+    """
+    from hone.bench.measure import MeasureSettings
+    from hone.report.progress import SweepProgress
+    from hone.search.planner import plan
+    from hone.search.run import OptimizeResult
+    from hone.search.sweep import SweepSettings, sweep
+    from hone.validate.reference import compute_reference
+
+    _check_options(accuracy_budget, timeout_s, measure_time_s, threads)
+    workload = _as_workload(model, example_inputs, eval, batch_sizes)
+    hw = probe_hardware()
+    device = _check_device(device, hw)
+    settings = SweepSettings(
+        device=device,
+        threads=threads or hw.default_threads,
+        timeout_s=timeout_s,
+        accuracy_budget=accuracy_budget,
+        measure=MeasureSettings(max_time_s=measure_time_s),
+    )
+    reference = compute_reference(workload)  # a model that cannot run its inputs stops here
+    planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes)
+    info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
+
+    with _open_store(store) as db, SweepProgress(len(planned) * len(workload.input_sets), enabled=progress) as shown:
+        run_id, done = _start_or_resume(db, info, resume)
+        try:
+            results = sweep(
+                planned, workload, reference, settings,
+                done=done,
+                on_start=shown.start,
+                on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
+            )
+        except BaseException:
+            if db:
+                db.finish_run(run_id, "interrupted")
+            raise
+        if db:
+            db.finish_run(run_id, "finished")
+    result = OptimizeResult.from_results(info, results)
+    result.workload = workload
+    return result
+
+
+def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any) -> "Workload":
+    import torch
+
+    from hone.models.workload import InputSet, Workload, name_inputs
+
+    if isinstance(model, str):
+        if example_inputs is not None:
+            raise InputError("example_inputs go with a live nn.Module; a model spec brings its own inputs")
+        workload = load_model(model, batch_sizes=batch_sizes)
+    elif isinstance(model, Workload):
+        workload = model
+    elif isinstance(model, torch.nn.Module):
+        if example_inputs is None:
+            raise InputError("a live nn.Module needs example_inputs (a tensor, a tuple of tensors, or a dict)")
+        if batch_sizes is not None:
+            raise InputError("batch_sizes applies to model specs; give a live module inputs of the batch size you want")
+        named = name_inputs(model, example_inputs)
+        batch = next(iter(named.values())).shape[0]
+        workload = Workload(type(model).__name__, model.eval(), [InputSet(f"bs{batch}", named)])
+    else:
+        raise InputError(f"model must be a spec string or a torch.nn.Module, not {type(model).__name__}")
+    if eval is not None:
+        workload.eval = eval
+    return workload
+
+
+def _check_options(budget: float, timeout_s: float, measure_time_s: float, threads: int | None) -> None:
+    if not 0 <= budget < 1:
+        raise InputError(f"accuracy budget {budget} must be in [0, 1) (an absolute drop of the metric)")
+    if timeout_s <= 0 or measure_time_s <= 0:
+        raise InputError("timeouts and measuring times must be positive")
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be at least 1, not {threads}")
+
+
+def _check_device(device: str, hw: "Hardware") -> str:
+    if device == "cpu":
+        return device
+    if device == "cuda" or device.startswith("cuda:"):
+        if not hw.has_cuda:
+            raise InputError(f"device {device!r} asked for, but this machine has no CUDA device", hint="use --device cpu")
+        return device
+    raise InputError(f"unknown device {device!r}", hint="cpu or cuda[:N]")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
+
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def _run_info(workload, reference, hw, settings, labels):
+    import dataclasses
+
+    from hone.search.run import RunInfo
+
+    return RunInfo(
+        model=workload.source,
+        workload=workload.name,
+        task=workload.task,
+        device=settings.device,
+        threads=settings.threads,
+        input_sets={s.label: [str(t) for t in s.specs()] for s in workload.input_sets},
+        output_names=reference.output_names,
+        hardware=hw.to_dict(),
+        fingerprint=hw.fingerprint,
+        versions=_versions(),
+        settings={**dataclasses.asdict(settings), "recipes": labels},
+        eval_metric=workload.eval.metric_name if workload.eval else None,
+        reference_scores={"eval": reference.score} if reference.score is not None else {},
+        nondeterministic=reference.nondeterministic,
+    )
+
+
+def _run_key(info) -> str:
+    """Identity of "the same run" for --resume: model, inputs, settings, machine."""
+    body = {"model": info.model, "inputs": info.input_sets, "settings": info.settings, "fp": info.fingerprint}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _NoStore:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _open_store(store):
+    if store is False:
+        return _NoStore()
+    from hone.store import Store, default_store_path
+
+    return Store(Path(store) if store not in (None, True) else default_store_path())
+
+
+def _start_or_resume(db, info, resume: bool):
+    if db is None:
+        return None, {}
+    key = _run_key(info)
+    if resume:
+        run_id = db.find_resumable(key)
+        if run_id is not None:
+            info.run_id = run_id
+            return run_id, db.completed(run_id)
+    return db.start_run(info, key), {}

@@ -1,0 +1,106 @@
+"""measure(): warm up until stable, then time in windows until the spread is small or time is up.
+
+Each sample is one call. Warm-up ends when the median of a window is within WARMUP_STABLE_REL
+of the previous window's (caches, allocator and lazy init settled), or at the warm-up cap.
+Measuring ends when IQR/median < TARGET_REL_IQR with at least MIN_SAMPLES, or at the time cap,
+in which case the Measurement carries a noise warning rather than pretending to precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hone.bench.measurement import Measurement
+
+WARMUP_WINDOW_CALLS = 5
+WARMUP_STABLE_REL = 0.05  # consecutive warm-up window medians within 5 %
+WARMUP_MAX_S = 3.0
+TARGET_REL_IQR = 0.05
+MIN_SAMPLES = 10
+MIN_MEASURE_S = 1.0  # fast models get many samples, not ten lucky ones
+MAX_SAMPLES = 20_000
+WINDOW_S = 0.25  # re-check the spread about this often
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureSettings:
+    max_time_s: float = 8.0
+    warmup_max_s: float = WARMUP_MAX_S
+    target_rel_iqr: float = TARGET_REL_IQR
+    min_samples: int = MIN_SAMPLES
+    min_time_s: float = MIN_MEASURE_S
+
+
+def _rel_iqr(times: list[float]) -> float:
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    median = statistics.median(times)
+    return (q[2] - q[0]) / median if median > 0 else float("inf")
+
+
+def warm_up(call: Callable[[], float], max_s: float) -> int:
+    """Run windows of calls until two consecutive window medians agree; returns the call count."""
+    start = time.perf_counter()
+    calls = 0
+    previous: float | None = None
+    while True:
+        window = [call() for _ in range(WARMUP_WINDOW_CALLS)]
+        calls += len(window)
+        median = statistics.median(window)
+        if previous is not None and abs(median - previous) <= WARMUP_STABLE_REL * previous:
+            return calls
+        if time.perf_counter() - start > max_s:
+            return calls
+        previous = median
+
+
+def measure(
+    fn: Callable[[], Any],
+    timer: Any,
+    *,
+    batch_size: int,
+    threads: int,
+    settings: MeasureSettings = MeasureSettings(),
+    **extra: Any,
+) -> Measurement:
+    """Time `fn` (one inference on fixed inputs). `extra` goes into the Measurement
+    (build_s, first_call_s, peak memory), so one object carries the candidate's figures."""
+    call = lambda: timer.time_call(fn)  # noqa: E731
+    warmup_calls = warm_up(call, settings.warmup_max_s)
+    times: list[float] = []
+    start = time.perf_counter()
+    warning = None
+    while True:
+        # A window ends after WINDOW_S of measured time (or of wall time, whichever comes first).
+        window_start, window_measured = time.perf_counter(), 0.0
+        while len(times) < settings.min_samples or (
+            window_measured < WINDOW_S and time.perf_counter() - window_start < WINDOW_S
+        ):
+            times.append(call())
+            window_measured += times[-1]
+            if len(times) >= MAX_SAMPLES:
+                break
+        rel_iqr = _rel_iqr(times)
+        measured = sum(times)
+        if measured >= settings.min_time_s and rel_iqr < settings.target_rel_iqr:
+            break
+        elapsed = time.perf_counter() - start
+        if elapsed >= settings.max_time_s or len(times) >= MAX_SAMPLES:
+            if rel_iqr >= settings.target_rel_iqr:
+                warning = (
+                    f"noisy timing: IQR/median {rel_iqr:.1%} after {elapsed:.1f} s "
+                    f"({len(times)} calls), above the {settings.target_rel_iqr:.0%} target"
+                )
+            break
+    return Measurement(
+        times_s=tuple(times),
+        batch_size=batch_size,
+        threads=threads,
+        timer=timer.name,
+        warmup_calls=warmup_calls,
+        noise_warning=warning,
+        **extra,
+    )

@@ -1,0 +1,69 @@
+"""`hone optimize [MODEL]`: the whole sweep, a table, the winner and why."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from hone.cli.app import app
+from hone.errors import InputError
+
+
+def _batch_sizes(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        sizes = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--batch-sizes takes comma-separated integers, e.g. 1,8; got {text!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise InputError(f"--batch-sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def _labels(values: list[str] | None) -> list[str] | None:
+    return [v for value in values or [] for v in value.split(",") if v] or None
+
+
+@app.command()
+def optimize(
+    model: str = typer.Argument("minilm", help="minilm, digits-cnn, hf:<arch> (resnet-50, vit, bert, gpt2, ...), or path/to/file.py:factory"),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]"),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="comma-separated, e.g. 1,8 (model specs only)"),
+    threads: Optional[int] = typer.Option(None, help="threads for every candidate (default: physical cores)"),
+    accuracy_budget: float = typer.Option(0.01, help="allowed absolute drop of the task metric"),
+    timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
+    measure_time: float = typer.Option(8.0, help="seconds of timing per candidate at most"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="recipe labels to run (eager always runs)"),
+    skip: Optional[list[str]] = typer.Option(None, "--skip", help="recipe labels to leave out"),
+    db: Optional[Path] = typer.Option(None, "--db", help="run store (default ./hone-runs/hone.db or $HONE_DB)"),
+    no_store: bool = typer.Option(False, "--no-store", help="keep results in memory only"),
+    resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished run of the same model and settings"),
+    json_out: bool = typer.Option(False, "--json", help="print the run as JSON on stdout (progress stays on stderr)"),
+) -> None:
+    """Try every optimization that fits this machine; keep the fastest that stays correct."""
+    import hone
+    from hone.report.console import render
+    from hone.report.json import to_json
+
+    result = hone.optimize(
+        model,
+        device=device,
+        batch_sizes=_batch_sizes(batch_sizes),
+        threads=threads,
+        accuracy_budget=accuracy_budget,
+        timeout_s=timeout,
+        measure_time_s=measure_time,
+        include=_labels(only),
+        exclude=_labels(skip),
+        store=False if no_store else (db or None),
+        resume=resume,
+        progress=not os.environ.get("HONE_NO_PROGRESS"),
+    )
+    if json_out:
+        typer.echo(to_json(result))
+    else:
+        render(result)

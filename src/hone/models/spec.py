@@ -1,0 +1,96 @@
+"""Model specs: the one string that names a model on the command line and in the store.
+
+    minilm | digits-cnn          built-ins (real weights)
+    hf:<arch>                    a transformers architecture with random weights
+    path/to/file.py:function     a user factory returning (model, example_inputs[, eval_set])
+
+Loaders are imported on first use, so `import hone.models` imports neither transformers nor
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from hone.errors import InputError, UnsafeModel
+from hone.models.workload import Workload
+
+# name -> one line for listings (`hone optimize --help`, the report)
+BUILTINS = {
+    "minilm": "sentence-transformers all-MiniLM-L6-v2, real weights; metric: cosine to fp32 embeddings",
+    "digits-cnn": "small CNN trained on scikit-learn digits; metric: held-out top-1",
+}
+_BUILTIN_LOADERS = {
+    "minilm": "hone.models.minilm:load_minilm",
+    "digits-cnn": "hone.models.digits:load_digits_cnn",
+}
+UNKNOWN_HINT = "built-ins: minilm, digits-cnn; or hf:<arch> (resnet-50, vit, bert, gpt2, ...), or path/to/file.py:factory"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle")
+NOT_YET_SUFFIXES = (".onnx", ".pt2")
+
+
+def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None) -> Workload:
+    """Load the model a spec names, as a CPU module in eval mode with named example inputs.
+
+    `batch_sizes` picks the example input sets (one per size, labelled "bs<B>"); None takes the
+    source's defaults. It does not apply to a factory, whose example inputs fix the batch size.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError("empty model spec", hint=UNKNOWN_HINT)
+    spec = spec.strip()
+    sizes = _check_batch_sizes(batch_sizes)
+    workload = _dispatch(spec, sizes)
+    workload.source = spec
+    return workload
+
+
+def _dispatch(spec: str, sizes: tuple[int, ...] | None) -> Workload:
+    if spec.lower() in _BUILTIN_LOADERS:
+        module, _, function = _BUILTIN_LOADERS[spec.lower()].partition(":")
+        return getattr(importlib.import_module(module), function)(sizes)
+    if spec.startswith("hf:"):
+        from hone.models.hf import load_hf
+
+        return load_hf(spec[len("hf:"):].strip(), sizes)
+    # A file path, perhaps followed by ":function" (only .py files may carry one; the factory
+    # loader says so for other files).
+    head, sep, tail = spec.rpartition(":")
+    has_function = bool(sep) and tail.isidentifier() and bool(_suffix(head))
+    path = head if has_function else spec
+    suffix = _suffix(path)
+    if suffix in PICKLE_SUFFIXES:
+        raise UnsafeModel(
+            f"{path}: a pickle file; hone does not load pickles (unpickling runs arbitrary code)",
+            hint="build the model in a file.py:factory that loads safetensors weights; "
+            "an explicit --trust-pickle opt-in is planned",
+        )
+    if suffix in NOT_YET_SUFFIXES:
+        raise InputError(f"{path}: {suffix} models are not supported yet", hint="use a file.py:factory for now")
+    if suffix == ".py" or has_function:
+        from hone.models.factory import load_factory
+
+        return load_factory(spec, sizes)
+    raise InputError(f"unknown model {spec!r}", hint=UNKNOWN_HINT)
+
+
+def _suffix(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return "." + name.rsplit(".", 1)[-1] if "." in name else ""
+
+
+def _check_batch_sizes(batch_sizes: Sequence[int] | None) -> tuple[int, ...] | None:
+    if batch_sizes is None:
+        return None
+    if isinstance(batch_sizes, (str, bytes)) or not isinstance(batch_sizes, Sequence):
+        raise InputError(f"batch sizes must be a sequence of positive ints, not {type(batch_sizes).__name__}")
+    sizes = tuple(batch_sizes)
+    if not sizes:
+        raise InputError("batch sizes: at least one is needed")
+    for size in sizes:
+        # bool is an int subclass; True as a batch size is a bug, not a 1
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise InputError(f"batch sizes must be positive ints, got {size!r}")
+    if len(set(sizes)) != len(sizes):
+        raise InputError(f"batch sizes contain duplicates: {list(sizes)}")
+    return sizes

@@ -1,0 +1,44 @@
+"""channels_last: NHWC memory format for convolution nets; oneDNN and cuDNN run their fastest
+convolution kernels in it. Inputs are converted inside the call, so the timing includes what a
+user feeding NCHW tensors would pay."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from hone.passes.base import Pass
+from hone.plugin import Artifact, BuildContext
+from hone.search.recipe import Recipe, Step
+
+if TYPE_CHECKING:
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
+
+
+class ChannelsLastModule(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module.to(memory_format=torch.channels_last)
+
+    def forward(self, *args: torch.Tensor):
+        args = tuple(a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a for a in args)
+        return self.module(*args)
+
+
+class ChannelsLast(Pass):
+    name = "channels_last"
+    description = "NHWC memory format for 4-D (image) inputs and convolution weights"
+    devices = ("cpu", "cuda")
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+        if not workload.has_4d_float_input:
+            return []  # nothing to re-layout for token or vector inputs
+        steps = (Step(cls.name, cls.Config()),)
+        return [Recipe("channels-last", steps, Step("eager", cls.Config()), "4-D image inputs")]
+
+    def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        wrapped = ChannelsLastModule(model.module)
+        return Artifact("torch", wrapped, compute_dtype=model.compute_dtype, notes={**model.notes, "memory_format": "channels_last"})

@@ -1,0 +1,262 @@
+"""The terminal report: one table of every candidate, grouped by input set, then why the winner won
+and why each loser lost.
+
+Every cell is a rich Text, never markup: reasons and input specs contain brackets
+("int64[8, 128]") that rich would otherwise read as style tags.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from hone.search.result import CandidateResult, Status
+from hone.search.run import OptimizeResult
+from hone.search.select import BASELINE_LABEL, speedup_of
+from hone.validate.verdict import Verdict
+
+TEXT_WIDTH = 140  # render_text(): wide enough for every column without wrapping reasons
+MAX_CELL_REASON = 40  # longer reasons are cut in the table; the full text follows it
+WINNER_MARK = "★"
+MIB = 1024 * 1024
+
+STATUS_STYLE = {Status.OK: "green", Status.WRONG_ANSWER: "red"}  # anything else: yellow
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def fmt_time(seconds: float | None) -> str:
+    """Three significant figures in the unit that fits: 85.3 µs, 4.27 ms, 42.7 ms, 427 ms, 1.23 s."""
+    if not _finite(seconds):
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1.0:
+        ms = seconds * 1e3
+        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _fmt_throughput(per_s: float | None) -> str:
+    if not _finite(per_s):
+        return "-"
+    return f"{per_s:.2f}/s" if per_s < 10 else f"{per_s:.1f}/s" if per_s < 1000 else f"{per_s:,.0f}/s"
+
+
+def _fmt_mib(n_bytes: int | None) -> str:
+    if n_bytes is None:
+        return "-"
+    mib = n_bytes / MIB
+    return f"{mib:.1f} MiB" if mib < 10 else f"{mib:,.0f} MiB"
+
+
+def _shorten(text: str, limit: int = MAX_CELL_REASON) -> str:
+    line = " ".join(text.split())  # a reason may hold a newline or a traceback fragment
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _wrong(v: Verdict) -> str:
+    """The figure that failed, before any prose: the cell is narrow and the number matters."""
+    if v.metric is not None and not v.metric.passed:
+        return f"{v.metric.name} {v.metric.value:.3f} (Δ {v.metric.delta:+.3f}) over budget"
+    failed = [o for o in v.outputs if not o.passed]
+    if not failed:
+        return _shorten(v.reason)
+    o = failed[0]
+    where = f"{o.name}: " if len(v.outputs) > 1 else ""
+    if o.nonfinite:
+        return f"{where}{o.nonfinite} NaN/Inf"
+    return _shorten(f"{where}max err {o.max_abs_err:.1e} (atol {o.atol:.0e})")
+
+
+def _accuracy(r: CandidateResult) -> str:
+    if r.status is Status.WRONG_ANSWER and r.verdict is not None:
+        return _wrong(r.verdict)
+    if not r.ok:
+        return _shorten(r.reason)
+    v = r.verdict
+    if v is None:
+        return _shorten(r.reason) if r.reason else "-"
+    if v.metric is not None:
+        return f"{v.metric.name} {v.metric.value:.3f} (Δ {v.metric.delta:+.3f})"
+    errors = [o.max_abs_err for o in v.outputs if _finite(o.max_abs_err)]
+    if errors:
+        return f"max err {max(errors):.0e}" if max(errors) > 0 else "exact"
+    return _shorten(v.reason)
+
+
+def _build_s(r: CandidateResult) -> str:
+    m = r.measurement
+    if m is None:
+        return "-"
+    total = m.build_s + m.first_call_s
+    return f"{total:.2f} s" if total < 10 else f"{total:.0f} s"
+
+
+def _peak(r: CandidateResult) -> str:
+    m = r.measurement
+    if m is None:
+        return "-"
+    # On a GPU the device memory is the scarce one; the host RSS is what a CPU run costs.
+    return _fmt_mib(m.peak_device_bytes if m.peak_device_bytes is not None else m.peak_rss_bytes)
+
+
+def _groups(result: OptimizeResult) -> list[tuple[str, list[CandidateResult]]]:
+    order = list(result.run.input_sets)
+    for r in result.results:  # sets the RunInfo does not name still get shown, last
+        if r.input_set not in order:
+            order.append(r.input_set)
+    groups = []
+    for label in order:
+        rows = [r for r in result.results if r.input_set == label]
+        if not rows:
+            continue
+        # Fastest passing candidates first; failures after, in the order they ran.
+        ok = sorted((r for r in rows if r.ok and r.measurement), key=lambda r: r.measurement.p50)  # type: ignore[union-attr]
+        rest = [r for r in rows if r not in ok]
+        groups.append((label, ok + rest))
+    return groups
+
+
+# (name, justify, shown on narrow terminals): under FULL_WIDTH columns the table keeps the ones
+# needed to pick a winner rather than squeezing every cell into an ellipsis.
+COLUMNS = [
+    ("inputs", "left", True), ("recipe", "left", True), ("status", "left", True),
+    ("p50", "right", True), ("p90", "right", False), ("throughput", "right", False),
+    ("speedup", "right", True), ("peak mem", "right", False), ("build", "right", False),
+    ("accuracy check", "left", True),
+]  # fmt: skip
+FULL_WIDTH = 130
+MIN_FREE_WIDTH = 14  # the accuracy column never shrinks below this, even if the line overflows
+
+
+def _cells(r: CandidateResult, label: str, winner: bool, baseline: CandidateResult | None) -> dict[str, Text]:
+    m = r.measurement if r.ok else None  # a failed candidate's timing means nothing
+    speedup = speedup_of(r, baseline)
+    return {
+        "inputs": Text(label, style="bold"),
+        "recipe": Text(f"{WINNER_MARK} {r.recipe.label}" if winner else f"  {r.recipe.label}",
+                       style="bold" if winner else ""),
+        "status": Text(r.status.value, style=STATUS_STYLE.get(r.status, "yellow")),
+        "p50": Text(fmt_time(m.p50 if m else None)),
+        "p90": Text(fmt_time(m.p90 if m else None)),
+        "throughput": Text(_fmt_throughput(m.throughput if m else None)),
+        "speedup": Text(f"{speedup:.2f}x" if _finite(speedup) else "-"),
+        "peak mem": Text(_peak(r)),
+        "build": Text(_build_s(r)),
+        "accuracy check": Text(_accuracy(r)),
+    }  # fmt: skip
+
+
+def _table(result: OptimizeResult, width: int) -> Table:
+    best_key = result.selection.best.key if result.selection.best else None
+    columns = [(n, j) for n, j, narrow in COLUMNS if narrow or width >= FULL_WIDTH]
+    rows: list[tuple[dict[str, Text], bool]] = []
+    groups = _groups(result)
+    for g, (label, group) in enumerate(groups):
+        baseline = next((r for r in group if r.recipe.label == BASELINE_LABEL), None)
+        for i, r in enumerate(group):
+            cells = _cells(r, label if i == 0 else "", r.recipe.key == best_key, baseline)
+            rows.append((cells, i == len(group) - 1 and g < len(groups) - 1))
+    # Figures and labels keep their full width; only the free-text column gives way. Rich only
+    # shrinks wrapping columns and would crop the line instead, so its width is set here.
+    fits = {n: max([len(n)] + [c[n].cell_len for c, _ in rows]) for n, _ in columns}
+    fixed = sum(w for n, w in fits.items() if n != "accuracy check") + 3 * (len(columns) - 1)
+    table = Table(show_edge=False, header_style="bold", pad_edge=False)
+    for name, justify in columns:
+        free = name == "accuracy check"
+        table.add_column(
+            name, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
+            min_width=None if free else fits[name], max_width=max(MIN_FREE_WIDTH, width - fixed) if free else None,
+        )  # fmt: skip
+    for cells, end_section in rows:
+        table.add_row(*(cells[n] for n, _ in columns), end_section=end_section)
+    return table
+
+
+def _cpu_name(hw: dict[str, Any]) -> str:
+    # Hardware.to_dict() may nest the CPU ({"cpu": {"name": ...}}) or keep it flat.
+    cpu = hw.get("cpu")
+    if isinstance(cpu, dict):
+        hw = {**hw, **{f"cpu_{k}": v for k, v in cpu.items()}}
+    elif isinstance(cpu, str):
+        return cpu
+    for key in ("cpu_name", "cpu_model", "cpu_brand", "model_name", "name"):
+        if isinstance(hw.get(key), str) and hw[key]:
+            return hw[key]
+    return "unknown CPU"
+
+
+def _header(result: OptimizeResult) -> Text:
+    run = result.run
+    title = f"hone run {run.run_id}" if run.run_id is not None else "hone run"
+    lines = [
+        Text.assemble((title, "bold"), f"  {run.created_at}" if run.created_at else ""),
+        Text(f"model: {run.model}" + (f" ({run.workload})" if run.workload and run.workload != run.model else "")
+             + (f", task {run.task}" if run.task else "")),
+        Text(f"device: {run.device}, threads: {run.threads}, hardware: {_cpu_name(run.hardware)}"),
+    ]  # fmt: skip
+    for label, specs in run.input_sets.items():
+        lines.append(Text(f"inputs {label}: {', '.join(specs)}"))
+    if run.eval_metric:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in run.reference_scores.items())
+        lines.append(Text(f"eval metric: {run.eval_metric}" + (f" (eager fp32: {scores})" if scores else "")))
+    if run.nondeterministic:
+        lines.append(Text("note: eager fp32 run twice gave different outputs (non-deterministic model)", "yellow"))
+    return Text("\n").join(lines)
+
+
+def _footer(result: OptimizeResult) -> Text:
+    sel = result.selection
+    lines: list[Text] = []
+    if sel.best is None:
+        lines.append(Text.assemble(("best: none", "bold red"), f" ({sel.why_best}); nothing to recommend"))
+    else:
+        lines.append(Text.assemble(("best: ", "bold green"), sel.why_best))
+    if sel.why_runner_up:
+        lines.append(Text.assemble(("runner-up: ", "bold"), sel.why_runner_up))
+    if sel.losers:
+        lines.append(Text("not selected:", "bold"))
+        for label, why in sel.losers.items():
+            lines.append(Text(f"  {label}: {why}"))
+            # The selection names the first failure only; other sets may have failed otherwise.
+            lines.extend(
+                Text(f"    also {r.status.value} at {r.input_set}: {r.reason}")
+                for r in result.results
+                if r.recipe.label == label and not r.ok and r.reason not in why
+            )
+    for r in result.results:
+        if r.measurement is not None and r.measurement.noise_warning:
+            lines.append(Text(f"noise: {r.recipe.label} at {r.input_set}: {r.measurement.noise_warning}", "yellow"))
+    return Text("\n").join(lines)
+
+
+def renderable(result: OptimizeResult, width: int = TEXT_WIDTH) -> RenderableType:
+    """Header, table and verdict lines as one rich renderable, for a console `width` wide."""
+    parts: list[RenderableType] = [_header(result), Text("")]
+    if result.results:
+        parts.append(_table(result, width))
+    else:
+        parts.append(Text("no candidate results were recorded", "yellow"))
+    parts += [Text(""), _footer(result)]
+    return Group(*parts)
+
+
+def render(result: OptimizeResult, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(renderable(result, console.width))
+
+
+def render_text(result: OptimizeResult) -> str:
+    """The same report as plain text (no colour), e.g. for OptimizeResult.table() or a log."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=TEXT_WIDTH, color_system=None, force_terminal=False, legacy_windows=False)
+    console.print(renderable(result, TEXT_WIDTH))
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n"

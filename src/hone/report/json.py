@@ -1,0 +1,50 @@
+"""The machine-readable report: one JSON document per run, strict JSON (no NaN/Infinity, which
+most parsers reject), versioned by its "schema" key."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hone.search.run import OptimizeResult
+
+SCHEMA = "hone.run/1"
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def to_dict(result: OptimizeResult) -> dict[str, Any]:
+    return _json_safe({"schema": SCHEMA, **result.to_dict()})
+
+
+def to_json(result: OptimizeResult) -> str:
+    # default=str: free-form runner_info may hold a dtype or a Path; text beats failing the report.
+    return json.dumps(to_dict(result), indent=2, allow_nan=False, default=str)
+
+
+def write_json(result: OptimizeResult, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file + rename): a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = to_json(result)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,66 @@
+"""Progress of a sweep on stderr: what runs now, and a line per finished candidate."""
+
+from __future__ import annotations
+
+import sys
+
+from hone.search.result import CandidateResult, Status
+
+STATUS_STYLE = {
+    Status.OK: "green",
+    Status.WRONG_ANSWER: "red",
+    Status.CRASHED: "red",
+    Status.TIMEOUT: "yellow",
+    Status.OOM: "yellow",
+    Status.UNSUPPORTED: "dim",
+}
+
+
+class SweepProgress:
+    def __init__(self, total: int, *, enabled: bool = True):
+        self.total = total
+        self.enabled = enabled
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "SweepProgress":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            console = Console(file=sys.stderr)
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("starting", total=self.total)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+    def start(self, label: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"running {label}")
+
+    def finished(self, result: CandidateResult, resumed: bool) -> None:
+        if self._progress is None:
+            return
+        m = result.measurement
+        timing = f" p50 {m.p50 * 1e3:.2f} ms" if m else ""
+        where = " (resumed)" if resumed else f" in {result.wall_s:.1f} s"
+        style = STATUS_STYLE.get(result.status, "")
+        reason = "" if result.ok else f": {result.reason[:120]}"
+        self._progress.console.print(
+            f"[{style}]{result.status.value:>12}[/] {result.recipe.label} @ {result.input_set}{timing}{where}{reason}",
+            highlight=False,
+        )
+        self._progress.advance(self._task)

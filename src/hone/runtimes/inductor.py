@@ -1,0 +1,75 @@
+"""torch.compile with the Inductor backend. Compilation is lazy (first call), so the worker's
+first-call time is where the compile cost shows; the build step itself only wraps."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import torch
+
+from hone.config import Config
+from hone.errors import InputError
+from hone.plugin import Artifact, BuildContext
+from hone.runtimes.base import ModuleRunner, Runner, Runtime
+from hone.search.recipe import Recipe, Step
+
+if TYPE_CHECKING:
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
+
+MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclasses.dataclass(frozen=True)
+class InductorConfig(Config):
+    mode: str = "default"
+    # Freezing folds weights into the graph as constants, which lets Inductor pre-pack them for
+    # oneDNN/MKL: the main CPU win for inference. Needs no_grad/inference_mode (the Runner has it).
+    freezing: bool = True
+    fullgraph: bool = False
+    dynamic: bool = False
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"inductor mode {self.mode!r} is not one of {', '.join(MODES)}")
+
+
+class Inductor(Runtime):
+    name = "inductor"
+    Config = InductorConfig
+    description = "torch.compile with the Inductor backend"
+    devices = ("cpu", "cuda")
+
+    @classmethod
+    def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
+        reason = super().available(hw, device)
+        if reason:
+            return reason
+        if device == "cpu" and not _has_cxx_compiler():
+            return "Inductor's CPU backend needs a C++ compiler (g++ or clang++) on PATH"
+        return None
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+        return [Recipe("inductor", (), Step(cls.name, InductorConfig()), "compile and fuse, weights frozen")]
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        cfg: InductorConfig = self.config  # type: ignore[assignment]
+        module = model.module.to(ctx.device).eval()
+        # Options go through torch.compile, not torch._inductor.config, so nothing global changes.
+        compiled = torch.compile(
+            module,
+            backend="inductor",
+            mode=None if cfg.mode == "default" else cfg.mode,
+            fullgraph=cfg.fullgraph,
+            dynamic=cfg.dynamic,
+            options={"freezing": cfg.freezing} if cfg.mode == "default" else None,
+        )
+        return ModuleRunner(compiled, ctx.device, {"backend": "inductor", **dataclasses.asdict(cfg)})
+
+
+def _has_cxx_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))

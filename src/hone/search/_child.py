@@ -1,0 +1,92 @@
+"""The worker process: `python -m hone.search._child JOB.json`.
+
+Loads the bundle, builds the recipe, validates, and only then measures. Whatever happens, it
+tries to leave a result file; when it cannot (a signal, a hard crash), the parent classifies
+the death from the exit status and the stderr tail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+class Stage:
+    """Where the worker is, so a failure says "build raised ..." rather than just the error."""
+
+    def __init__(self) -> None:
+        self.now = "load"
+
+    def __call__(self, name: str) -> None:
+        self.now = name
+
+
+def _import_main(main_path: str) -> None:
+    """Make the user's script importable as __main__, as multiprocessing's spawn does, so a
+    model class defined in it unpickles. Its `if __name__ == "__main__":` block does not run."""
+    import runpy
+    import types
+
+    namespace = runpy.run_path(main_path, run_name="__mp_main__")
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(namespace)
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def classify(exc: BaseException, stage: str) -> tuple[str, str]:
+    from hone.errors import Unsupported
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, Unsupported):
+        return "unsupported", str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return "oom", f"out of memory during {stage}: {text}"
+    if isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()):
+        return "oom", f"out of memory during {stage}: {text}"
+    return "crashed", f"{stage} raised {type(exc).__name__}: {text}"[:500]
+
+
+def run(job_path: str) -> int:
+    from hone.search.job import Job
+
+    job = Job.read(Path(job_path))
+    sys.path[:0] = [p for p in job.sys_path if p not in sys.path]
+    started = time.perf_counter()
+    stage = Stage()
+    result: dict = {"input_set": job.input_set, "recipe": job.recipe}
+    try:
+        import torch
+
+        torch.set_num_threads(job.threads)
+        if job.main_path:
+            _import_main(job.main_path)
+        if job.user_files:
+            from hone.models.factory import import_user_files
+
+            import_user_files(job.user_files)
+        from hone.search.execute import execute
+        from hone.search.job import Bundle
+
+        bundle = Bundle.load(Path(job.bundle_path))
+        result.update(execute(job, bundle, stage))
+    except BaseException as exc:  # noqa: BLE001 - every failure must become a result
+        status, reason = classify(exc, stage.now)
+        result.update(status=status, reason=reason, log_tail=traceback.format_exc()[-4000:])
+    result["wall_s"] = time.perf_counter() - started
+    _write_atomic(Path(job.result_path), result)
+    return 0
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=str, allow_nan=True))
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1]))

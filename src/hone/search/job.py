@@ -1,0 +1,68 @@
+"""What the parent hands a worker: a JSON job file and a torch.save'd bundle of the workload.
+
+The bundle is written by this hone process into its own run directory and read back by its own
+workers, so loading it with pickle (weights_only=False) trusts nothing the user did not already
+run; user-supplied model files never go through this path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hone.bench.measure import MeasureSettings
+from hone.models.workload import EvalSet
+
+
+@dataclasses.dataclass
+class Job:
+    recipe: dict[str, Any]
+    step_paths: list[str]
+    input_set: str
+    bundle_path: str
+    workdir: str
+    result_path: str
+    threads: int
+    device: str
+    accuracy_budget: float
+    measure: dict[str, Any]
+    sys_path: list[str]
+    main_path: str | None = None  # the user's script, when the model class lives in __main__
+    user_files: dict[str, str] = dataclasses.field(default_factory=dict)  # module name -> file
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def read(cls, path: Path) -> "Job":
+        return cls(**json.loads(Path(path).read_text()))
+
+    @property
+    def measure_settings(self) -> MeasureSettings:
+        return MeasureSettings(**self.measure)
+
+
+@dataclasses.dataclass
+class Bundle:
+    module: torch.nn.Module
+    input_names: list[str]
+    output_names: list[str]
+    inputs: dict[str, tuple[torch.Tensor, ...]]  # input set label -> inputs in name order
+    reference: dict[str, tuple[torch.Tensor, ...]]  # label -> eager fp32 outputs
+    extra_atol: dict[str, list[float]]  # label -> eager's own run-to-run difference per output
+    eval: EvalSet | None = None
+    eval_reference: dict[str, torch.Tensor] | None = None
+    reference_score: float | None = None
+    user_files: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.
+        torch.save({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Bundle":
+        return cls(**torch.load(path, weights_only=False))

@@ -1,0 +1,89 @@
+"""validate(): the verdict on one candidate, decided before any of its timing counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from hone.models.workload import EvalSet
+from hone.validate import metrics
+from hone.validate.compare import ADVISORY_DTYPES, compare_output
+from hone.validate.verdict import MetricCheck, OutputCheck, Verdict
+
+Predict = Callable[..., tuple[torch.Tensor, ...]]
+
+
+def check_tensors(
+    outputs: tuple[torch.Tensor, ...],
+    reference: tuple[torch.Tensor, ...],
+    output_names: list[str],
+    compute_dtype: str,
+    extra_atol: list[float] | None = None,
+) -> tuple[OutputCheck, ...]:
+    extra = extra_atol or [0.0] * len(reference)
+    if len(outputs) != len(reference):
+        return tuple(
+            OutputCheck(n, float("inf"), float("inf"), float("nan"), 0.0, 0.0, 0, False) for n in output_names
+        )
+    return tuple(
+        compare_output(name, out, ref, compute_dtype, x)
+        for name, out, ref, x in zip(output_names, outputs, reference, extra)
+    )
+
+
+def eval_outputs(predict: Predict, eval_set: EvalSet, batch_size: int, output_names: list[str]) -> dict[str, torch.Tensor]:
+    """Run `predict` over the eval set in batches of the candidate's own batch size."""
+    chunks: list[tuple[torch.Tensor, ...]] = []
+    for batch, valid in eval_set.batches(batch_size):
+        out = predict(*batch.values())
+        chunks.append(tuple(o[:valid].detach().cpu() for o in out))
+    return {name: torch.cat([c[i] for c in chunks]) for i, name in enumerate(output_names)}
+
+
+def check_metric(
+    outputs: dict[str, torch.Tensor],
+    reference_outputs: dict[str, torch.Tensor],
+    eval_set: EvalSet,
+    reference_score: float,
+    budget: float,
+) -> MetricCheck:
+    fn = metrics.resolve(eval_set.metric)
+    value = float(fn(outputs, reference_outputs, eval_set.labels))
+    drop = reference_score - value if eval_set.higher_is_better else value - reference_score
+    return MetricCheck(eval_set.metric_name, value, reference_score, budget, passed=drop <= budget + 1e-12)
+
+
+def verdict_of(
+    tensor_checks: tuple[OutputCheck, ...], metric: MetricCheck | None, compute_dtype: str
+) -> Verdict:
+    advisory = compute_dtype in ADVISORY_DTYPES and metric is not None
+    nonfinite = [c for c in tensor_checks if c.nonfinite]
+    failed = [c for c in tensor_checks if not c.passed]
+    worst = max(tensor_checks, key=lambda c: c.max_abs_err / max(c.atol, 1e-30), default=None)
+    tensors_line = (
+        f"max abs err {worst.max_abs_err:.2g} on {worst.name} (tol {worst.atol:.2g} + {worst.rtol:.2g}*|ref|, {compute_dtype})"
+        if worst
+        else "no outputs"
+    )
+    metric_line = (
+        f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f} (budget {metric.budget:g})" if metric else ""
+    )
+    if nonfinite:
+        c = nonfinite[0]
+        reason = f"{c.nonfinite} NaN/Inf values in output {c.name}"
+        return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
+    if failed and not advisory:
+        c = failed[0]
+        if c.max_abs_err == float("inf"):
+            reason = f"output {c.name}: shape or count differs from the reference"
+        else:
+            reason = f"output {c.name}: max abs err {c.max_abs_err:.3g} exceeds tol {c.atol:.2g} + {c.rtol:.2g}*|ref| ({compute_dtype})"
+        return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
+    if metric is not None and not metric.passed:
+        reason = f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f}: drop beyond budget {metric.budget:g}"
+        return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
+    reason = "; ".join(x for x in (tensors_line, metric_line) if x)
+    if advisory and failed:
+        reason += " (tensor check advisory for quantized compute)"
+    return Verdict(True, reason, compute_dtype, tensor_checks, metric, advisory)

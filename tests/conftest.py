@@ -1,0 +1,24 @@
+"""Shared fixtures and the one wording of each skip reason."""
+
+from __future__ import annotations
+
+import pytest
+
+REQUIRES_CUDA = "requires CUDA"
+REQUIRES_BF16_CPU = "requires a CPU with bf16 units"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """No test reads or writes the user's store or cache."""
+    monkeypatch.setenv("HONE_DB", str(tmp_path / "hone-runs" / "hone.db"))
+    monkeypatch.setenv("HONE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HONE_NO_PROGRESS", "1")
+
+
+@pytest.fixture(scope="session")
+def hardware():
+    """This machine, without measuring peaks (fast); tests that need peaks measure them."""
+    from hone.hardware import probe
+
+    return probe(measure_peaks=False)

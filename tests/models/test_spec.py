@@ -1,0 +1,66 @@
+"""load_model's spec parsing: dispatch, refusals and batch-size validation (no heavy loads)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hone.errors import InputError, UnsafeModel
+from hone.models import BUILTINS, load_model
+
+
+def test_builtins_are_listed():
+    assert set(BUILTINS) == {"minilm", "digits-cnn"}
+
+
+@pytest.mark.parametrize("spec", ["resnet", "nonsense", "", "   ", "models/"])
+def test_unknown_model(spec):
+    with pytest.raises(InputError) as err:
+        load_model(spec)
+    assert "minilm, digits-cnn" in str(err.value) and "hf:<arch>" in str(err.value)
+    assert "file.py:factory" in str(err.value)
+
+
+def test_unknown_model_message():
+    with pytest.raises(InputError, match="unknown model 'nonsense'"):
+        load_model("nonsense")
+
+
+@pytest.mark.parametrize("spec", ["model.pt", "dir/model.pth", "pytorch_model.bin", "x.PT"])
+def test_pickles_are_refused(spec):
+    with pytest.raises(UnsafeModel) as err:
+        load_model(spec)
+    assert "pickle" in str(err.value) and "--trust-pickle" in str(err.value)
+
+
+@pytest.mark.parametrize("spec", ["model.onnx", "exported.pt2"])
+def test_not_supported_yet(spec):
+    with pytest.raises(InputError, match="not supported yet") as err:
+        load_model(spec)
+    assert not isinstance(err.value, UnsafeModel)
+
+
+@pytest.mark.parametrize("sizes", [(0,), (-1, 2), (1, 1), (), (1.5,), (True,), "8", 8])
+def test_bad_batch_sizes(sizes):
+    with pytest.raises(InputError, match="batch sizes"):
+        load_model("digits-cnn", batch_sizes=sizes)
+
+
+def test_builtin_dispatch_and_source():
+    workload = load_model(" digits-cnn ", batch_sizes=[2, 3])
+    assert workload.source == "digits-cnn" and workload.name == "digits-cnn"
+    assert [s.label for s in workload.input_sets] == ["bs2", "bs3"]
+
+
+def test_hf_dispatch_keeps_the_spec_as_source():
+    pytest.importorskip("transformers")
+    workload = load_model("hf:ViT", batch_sizes=(1,))
+    assert workload.source == "hf:ViT" and workload.task == "image-feature-extraction"
+
+
+def test_import_stays_light():
+    # the CLI imports hone.models for --help; transformers and scikit-learn load only when used
+    code = "import sys, hone.models; print(sorted({m.split('.')[0] for m in sys.modules} & {'transformers', 'sklearn'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,58 @@
+"""Misbehaving candidates get the right status and reason, and the sweep always completes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import hone
+from hone.search.result import Status
+from plugins_for_tests import (
+    AbortRuntime, HangRuntime, NanRuntime, OomRuntime, RaiseRuntime, UnsupportedRuntime, WrongRuntime,
+)
+from tiny_models import tiny_mlp
+
+pytestmark = pytest.mark.slow  # each candidate is a fresh interpreter (a few seconds)
+
+
+def _optimize(recipes, **kw):
+    model, x = tiny_mlp()
+    return hone.optimize(model, x, recipes=[r.recipe() for r in recipes], store=False, progress=False, measure_time_s=0.3, **kw)
+
+
+def _by_label(result):
+    return {r.recipe.label: r for r in result.results}
+
+
+def test_abort_and_raise_and_oom_and_unsupported_in_one_sweep():
+    result = _optimize([AbortRuntime, RaiseRuntime, OomRuntime, UnsupportedRuntime])
+    got = _by_label(result)
+    assert got["eager"].status is Status.OK
+    assert got["test_abort"].status is Status.CRASHED
+    assert "SIGABRT" in got["test_abort"].reason
+    assert got["test_raise"].status is Status.CRASHED
+    assert "build raised ValueError: deliberate failure in build" in got["test_raise"].reason
+    assert "ValueError" in got["test_raise"].log_tail  # the traceback is kept for the user
+    assert got["test_oom"].status is Status.OOM
+    assert got["test_unsupported"].status is Status.UNSUPPORTED
+    assert "aten::frobnicate" in got["test_unsupported"].reason
+    assert result.selection.best.label == "eager"
+
+
+def test_hanging_candidate_times_out_and_the_sweep_goes_on():
+    start = time.perf_counter()
+    result = _optimize([HangRuntime, RaiseRuntime], timeout_s=8)
+    got = _by_label(result)
+    assert got["test_hang"].status is Status.TIMEOUT
+    assert "8 s" in got["test_hang"].reason
+    assert got["test_raise"].status is Status.CRASHED  # ran after the hang was killed
+    assert time.perf_counter() - start < 120
+
+
+def test_wrong_and_nan_answers_are_rejected_before_timing():
+    got = _by_label(_optimize([WrongRuntime, NanRuntime]))
+    wrong, nan = got["test_wrong"], got["test_nan"]
+    assert wrong.status is Status.WRONG_ANSWER and wrong.measurement is None
+    assert "max abs err 1" in wrong.reason
+    assert nan.status is Status.WRONG_ANSWER and "NaN/Inf" in nan.reason

@@ -1,0 +1,51 @@
+from hone.bench.measurement import Measurement
+from hone.config import NoConfig
+from hone.search.recipe import Recipe, Step
+from hone.search.result import CandidateResult, Status
+from hone.search.select import select
+
+
+def _recipe(label):
+    return Recipe(label, (), Step(label, NoConfig()))
+
+
+def _ok(label, input_set, ms, spread=0.0):
+    times = tuple(ms / 1e3 * (1 + spread * ((i % 3) - 1)) for i in range(30))
+    m = Measurement(times_s=times, batch_size=1, threads=1, timer="perf_counter")
+    return CandidateResult(_recipe(label), input_set, Status.OK, "fine", measurement=m)
+
+
+def test_fastest_ok_recipe_wins_by_geometric_mean():
+    results = [
+        _ok("eager", "bs1", 10), _ok("eager", "bs8", 80),
+        _ok("fast", "bs1", 5), _ok("fast", "bs8", 40),
+        _ok("mixed", "bs1", 2.5), _ok("mixed", "bs8", 100),
+    ]
+    sel = select(results)
+    assert sel.best.label == "fast"
+    assert abs(sel.ranking[0].speedup - 2.0) < 1e-9
+    assert "2.00x" in sel.why_best and "mixed" in sel.why_runner_up
+
+
+def test_wrong_answer_never_wins_however_fast():
+    wrong = CandidateResult(_recipe("cheat"), "bs1", Status.WRONG_ANSWER, "max abs err 1",
+                            measurement=Measurement((0.0001,) * 10, 1, 1, "perf_counter"))
+    sel = select([_ok("eager", "bs1", 10), wrong])
+    assert sel.best.label == "eager"
+    assert "wrong_answer" in sel.losers["cheat"]
+
+
+def test_a_recipe_failing_at_any_input_set_cannot_win():
+    crashed = CandidateResult(_recipe("fast"), "bs8", Status.CRASHED, "signal")
+    sel = select([_ok("eager", "bs1", 10), _ok("eager", "bs8", 80), _ok("fast", "bs1", 1), crashed])
+    assert sel.best.label == "eager" and "crashed at bs8" in sel.losers["fast"]
+
+
+def test_gain_within_noise_is_called_so():
+    sel = select([_ok("eager", "bs1", 10, spread=0.1), _ok("other", "bs1", 9.8, spread=0.1)])
+    assert sel.best.label == "other" and "within noise" in sel.why_best
+
+
+def test_nothing_passed():
+    sel = select([CandidateResult(_recipe("eager"), "bs1", Status.CRASHED, "x")])
+    assert sel.best is None and "no candidate" in sel.why_best
