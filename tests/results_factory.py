@@ -151,7 +151,7 @@ def make_info(**overrides) -> RunInfo:
             "bs8": ["input_ids: int64[8, 128]", "attention_mask: int64[8, 128]"],
         },
         output_names=["last_hidden_state"],
-        hardware={"cpu": {"name": "AMD EPYC 9R14 96-Core Processor", "cores": 2, "flags": ["avx512f"]},
+        hardware={"cpu_name": "AMD EPYC 9R14 96-Core Processor", "physical_cores": 2, "flags": ["avx512f"],
                   "peaks": {"fp32_gflops": 210.5}},  # fmt: skip
         fingerprint="zen4-2c-1f3a9b",
         versions={"torch": "2.13.0", "onnxruntime": "1.22.0"},

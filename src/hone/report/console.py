@@ -182,16 +182,7 @@ def _table(result: OptimizeResult, width: int) -> Table:
 
 
 def _cpu_name(hw: dict[str, Any]) -> str:
-    # Hardware.to_dict() may nest the CPU ({"cpu": {"name": ...}}) or keep it flat.
-    cpu = hw.get("cpu")
-    if isinstance(cpu, dict):
-        hw = {**hw, **{f"cpu_{k}": v for k, v in cpu.items()}}
-    elif isinstance(cpu, str):
-        return cpu
-    for key in ("cpu_name", "cpu_model", "cpu_brand", "model_name", "name"):
-        if isinstance(hw.get(key), str) and hw[key]:
-            return hw[key]
-    return "unknown CPU"
+    return hw.get("cpu_name") or "unknown CPU"
 
 
 def _header(result: OptimizeResult) -> Text:
@@ -250,7 +241,10 @@ def renderable(result: OptimizeResult, width: int = TEXT_WIDTH) -> RenderableTyp
 
 
 def render(result: OptimizeResult, console: Console | None = None) -> None:
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped or logged: rich would assume 80 columns and drop figures
+            console = Console(width=TEXT_WIDTH)
     console.print(renderable(result, console.width))
 
 

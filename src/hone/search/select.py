@@ -105,8 +105,8 @@ def select(results: list[CandidateResult]) -> Selection:
         )
         verdict = "within noise" if gap <= noise else "beyond noise"
         why_runner_up = (
-            f"{second.recipe.label}: {second.speedup:.2f}x, {gap:.1%} slower than {best.recipe.label} "
-            f"({verdict}, spread {noise:.0%})"
+            f"{second.recipe.label}: {second.speedup:.2f}x eager against {best.speedup:.2f}x for "
+            f"{best.recipe.label} ({verdict}: spread {noise:.0%})"
         )
     return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers)
 

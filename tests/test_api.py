@@ -1,0 +1,76 @@
+"""The Python API with live modules: named outputs, resume, models defined in a user's script."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import hone
+from hone.search.result import Status
+from plugins_for_tests import RaiseRuntime, WrongRuntime
+from tiny_models import TinyConv, tiny_mlp
+
+pytestmark = pytest.mark.slow
+
+
+def test_live_module_with_dict_outputs_and_rebuilt_winner():
+    torch.manual_seed(0)
+    model, x = TinyConv().eval(), torch.randn(2, 3, 8, 8)
+    result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3, include=["channels-last"])
+    assert result.run.output_names == ["logits", "features"]
+    assert {r.recipe.label for r in result.results} == {"eager", "channels-last"}
+    assert all(r.status is Status.OK for r in result.results)
+    runner = result.runner()
+    logits, features = runner(x)
+    expected = model(pixels=x)
+    torch.testing.assert_close(logits, expected["logits"])
+    assert "best:" in result.table()
+
+
+def test_resume_skips_finished_candidates(tmp_path):
+    db = tmp_path / "runs.db"
+    model, x = tiny_mlp()
+    recipes = [RaiseRuntime.recipe(), WrongRuntime.recipe()]
+    kw = dict(recipes=recipes, store=db, progress=False, measure_time_s=0.3)
+    first = hone.optimize(model, x, **kw)
+    run_id = first.run.run_id
+    # Simulate an interruption after two candidates: the last one never got stored.
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,))
+        conn.execute("DELETE FROM candidates WHERE run_id = ? AND label = 'test_wrong'", (run_id,))
+    resumed = hone.optimize(model, x, resume=True, **kw)
+    assert resumed.run.run_id == run_id
+    eager_before = next(r for r in first.results if r.recipe.label == "eager")
+    eager_after = next(r for r in resumed.results if r.recipe.label == "eager")
+    assert eager_after.measurement.times_s == eager_before.measurement.times_s  # not re-run
+    assert {r.recipe.label: r.status for r in resumed.results}["test_wrong"] is Status.WRONG_ANSWER
+    # A finished run is not resumed: a new run starts.
+    again = hone.optimize(model, x, resume=True, **kw)
+    assert again.run.run_id != run_id
+
+
+def test_model_class_defined_in_the_users_script(tmp_path):
+    script = tmp_path / "user_script.py"
+    script.write_text(textwrap.dedent("""
+        import torch, hone
+
+        class ScriptNet(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = torch.nn.Linear(8, 3)
+            def forward(self, x):
+                return self.fc(x)
+
+        if __name__ == "__main__":
+            result = hone.optimize(ScriptNet(), torch.randn(4, 8), store=False, progress=False,
+                                   measure_time_s=0.3, recipes=[])
+            print("STATUS", [r.status.value for r in result.results])
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "STATUS ['ok']" in out.stdout

@@ -1,0 +1,52 @@
+"""`hone optimize digits-cnn` on this CPU: every candidate's status and verdict, the winner."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from hone.cli.app import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_optimize_digits_cnn(capsys, hardware):
+    rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1.5"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    run = json.loads(out)
+    by = {(c["recipe"]["label"], c["input_set"]): c for c in run["candidates"]}
+    labels = {label for label, _ in by}
+    assert labels == {"eager", "eager-bf16", "channels-last", "inductor", "onnxruntime"}
+    assert {s for _, s in by} == {"bs1", "bs64"}
+
+    for (label, input_set), c in by.items():
+        if label == "eager-bf16" and not hardware.has_bf16:
+            assert c["status"] == "unsupported" and "bf16" in c["reason"]
+            continue
+        assert c["status"] == "ok", (label, input_set, c["reason"], c["log_tail"])
+        metric = c["verdict"]["metric"]
+        assert metric["name"] == "top1" and metric["reference"] >= 0.95
+        assert metric["reference"] - metric["value"] <= 0.01  # within the accuracy budget
+        m = c["measurement"]
+        assert m["stats"]["p50_s"] > 0 and m["threads"] == hardware.default_threads
+        assert m["peak_rss_bytes"] > 0 and m["build_s"] >= 0 and m["first_call_s"] > 0
+
+    assert by[("onnxruntime", "bs1")]["runner_info"]["providers"] == ["CPUExecutionProvider"]
+    assert by[("eager-bf16", "bs1")]["verdict"]["compute_dtype"] in ("bfloat16",) or not hardware.has_bf16
+
+    best = run["selection"]["best"]
+    assert best is not None
+    winner = [c for c in run["candidates"] if c["recipe"]["label"] == best["label"]]
+    assert all(c["status"] == "ok" for c in winner)
+    ranking = {r["label"]: r["speedup"] for r in run["selection"]["ranking"]}
+    assert ranking[best["label"]] >= ranking["eager"] == pytest.approx(1.0)
+
+    # The run is in the store and re-renders.
+    assert os.path.exists(os.environ["HONE_DB"])
+    assert main(["report", "--json"]) == 0
+    stored = json.loads(capsys.readouterr().out)
+    assert len(stored["candidates"]) == len(run["candidates"])
+    assert stored["selection"]["best"]["label"] == best["label"]
