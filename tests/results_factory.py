@@ -1,7 +1,7 @@
 """Builders of realistic synthetic runs for store and report tests: every status, two input sets,
 timings chosen so that the speedups are round numbers (eager 100 ms vs inductor 50 ms -> 2.00x).
 
-Test modules import it after putting tests/ on sys.path (tests/conftest.py belongs to others).
+Test modules import it by name (pyproject puts tests/ on sys.path).
 """
 
 from __future__ import annotations

@@ -187,6 +187,8 @@ def _run_info(workload, reference, hw, settings, labels):
         eval_metric=workload.eval.metric_name if workload.eval else None,
         reference_scores={"eval": reference.score} if reference.score is not None else {},
         nondeterministic=reference.nondeterministic,
+        fp32_error=reference.fp32_error,
+        fp64_skipped=reference.fp64_skipped,
     )
 
 

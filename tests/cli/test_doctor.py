@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
-import sys
-import types
 
 import pytest
 
@@ -23,9 +20,6 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps at the terminal width; keep lines whole
     monkeypatch.setattr(probe_mod, "_query_gpus", lambda: ())
     monkeypatch.setattr(peaks_mod, "measure_in_child", lambda threads, *, bf16, timeout=None: FAKE)
-    # app.main registers every command module; tolerate ones other work has not added yet.
-    if importlib.util.find_spec("hone.cli.optimize") is None:
-        monkeypatch.setitem(sys.modules, "hone.cli.optimize", types.ModuleType("hone.cli.optimize"))
 
 
 def run(capsys, *args):

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conftest.py is not ours
+from results_factory import make_info, make_results
 
-from results_factory import make_info, make_results  # noqa: E402
-
-from hone.cli import app as cli_app  # noqa: E402
-from hone.store import Store  # noqa: E402
+from hone.cli import app as cli_app
+from hone.store import Store
 
 
 @pytest.fixture(autouse=True)
 def _only_report_command(monkeypatch):
-    # Other commands (doctor, optimize) are written elsewhere and may not import yet.
+    # Only this command: importing optimize/doctor is not what these tests are about, and costs time.
     monkeypatch.setattr(cli_app, "_register_commands", lambda: importlib.import_module("hone.cli.report"))
     monkeypatch.delenv("HONE_DB", raising=False)
 

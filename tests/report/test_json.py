@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conftest.py is not ours
+from results_factory import make_optimize_result, make_results
 
-from results_factory import make_optimize_result, make_results  # noqa: E402
-
-from hone.report.json import SCHEMA, to_json, write_json  # noqa: E402
+from hone.report.json import SCHEMA, to_json, write_json
 
 
 def _strict_loads(text: str):

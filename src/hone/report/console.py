@@ -84,12 +84,13 @@ def _accuracy(r: CandidateResult) -> str:
     v = r.verdict
     if v is None:
         return _shorten(r.reason) if r.reason else "-"
-    if v.metric is not None:
-        return f"{v.metric.name} {v.metric.value:.3f} (Δ {v.metric.delta:+.3f})"
     errors = [o.max_abs_err for o in v.outputs if _finite(o.max_abs_err)]
-    if errors:
-        return f"max err {max(errors):.0e}" if max(errors) > 0 else "exact"
-    return _shorten(v.reason)
+    tensors = (f"max err {max(errors):.0e}" if max(errors) > 0 else "exact") if errors else ""
+    if v.metric is not None:
+        # Four decimals: a cosine of 0.9999 against 1.0 is the whole story of a bf16 candidate.
+        metric = f"{v.metric.name} {v.metric.value:.4f} (Δ {v.metric.delta:+.4f})"
+        return f"{metric}, {tensors}" if tensors else metric
+    return tensors or _shorten(v.reason)
 
 
 def _build_s(r: CandidateResult) -> str:
@@ -199,6 +200,8 @@ def _header(result: OptimizeResult) -> Text:
     if run.eval_metric:
         scores = ", ".join(f"{k} {v:.3f}" for k, v in run.reference_scores.items())
         lines.append(Text(f"eval metric: {run.eval_metric}" + (f" (eager fp32: {scores})" if scores else "")))
+    if run.fp64_skipped:
+        lines.append(Text(f"note: fp32 tolerances not calibrated against float64: {run.fp64_skipped}", "yellow"))
     if run.nondeterministic:
         lines.append(Text("note: eager fp32 run twice gave different outputs (non-deterministic model)", "yellow"))
     return Text("\n").join(lines)

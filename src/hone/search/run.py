@@ -25,6 +25,8 @@ class RunInfo:
     eval_metric: str | None = None
     reference_scores: dict[str, float] = dataclasses.field(default_factory=dict)  # fp32 metric per set
     nondeterministic: bool = False  # eager fp32 twice gave different outputs
+    fp32_error: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # |eager fp32 - fp64| per set
+    fp64_skipped: str | None = None  # why tolerances are not calibrated against float64
     run_id: int | None = None
     created_at: str = ""
 

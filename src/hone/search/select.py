@@ -96,6 +96,9 @@ def select(results: list[CandidateResult]) -> Selection:
         noise = max(_noise(by_recipe[best.recipe.key][s], baseline[s]) for s in input_sets)
         if best.speedup - 1 <= noise:
             why_best += f"; within noise of eager (spread {noise:.0%}), so the gain is not established"
+        noisy = [s for s in input_sets for r in (by_recipe[best.recipe.key][s], baseline[s]) if r.measurement.noise_warning]
+        if noisy:
+            why_best += f"; timing was noisy at {', '.join(sorted(set(noisy)))}: re-run on a quiet machine before trusting the figure"
     why_runner_up = ""
     if len(ranked) > 1:
         second = ranked[1]
