@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hone.bench.measure import measure
-from hone.bench.memory import device_peak_bytes, peak_rss_bytes, reset_device_peak
+from hone.bench.memory import RssSampler, device_peak_bytes, reset_device_peak
 from hone.bench.timers import timer_for
 from hone.plugin import BuildContext
 from hone.search.build import _load, build_recipe
@@ -34,6 +34,14 @@ def _sync(device: str) -> None:
 
 
 def execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str, Any]:
+    with RssSampler() as memory:
+        result = _execute(job, bundle, stage)
+    if "measurement" in result:
+        result["measurement"]["peak_rss_bytes"] = memory.peak_bytes
+    return result
+
+
+def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str, Any]:
     recipe = recipe_from_job(job)
     inputs = bundle.inputs[job.input_set]
     device = job.device
@@ -59,7 +67,8 @@ def execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str,
     metric = None
     if bundle.eval is not None and bundle.eval_reference is not None:
         batch_size = int(inputs[0].shape[0])
-        produced = eval_outputs(runner, bundle.eval, batch_size, bundle.output_names)
+        on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
+        produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names)
         metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.accuracy_budget)
     verdict = verdict_of(checks, metric, artifact.compute_dtype)
     info = runner.info()
@@ -76,9 +85,7 @@ def execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str,
         build_s=build_s,
         first_call_s=first_call_s,
     )
-    measurement = dataclasses.replace(
-        measurement, peak_rss_bytes=peak_rss_bytes(), peak_device_bytes=device_peak_bytes(device)
-    )
+    measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(device))
     return {
         "status": "ok",
         "reason": verdict.reason,
