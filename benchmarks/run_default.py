@@ -53,6 +53,7 @@ def section(model: str) -> str:
     lines += ["", f"best: {result.selection.why_best}", ""]
     if result.selection.why_runner_up:
         lines += [f"runner-up: {result.selection.why_runner_up}", ""]
+    lines += ["The console table of the same run:", "", "```", result.table().rstrip(), "```", ""]
     return "\n".join(lines)
 
 

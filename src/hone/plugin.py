@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from hone._optional import missing_reason
-from hone.config import Config, NoConfig
+from hone import config as _config
 
 if TYPE_CHECKING:
     import torch
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
 
 class Plugin:
     name: ClassVar[str] = ""  # registry key, snake_case
-    Config: ClassVar[type[Config]] = NoConfig
+    Config: ClassVar[type[_config.Config]] = _config.NoConfig
     description: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()  # importable package names (find_spec-checked)
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
-    def __init__(self, config: Config | None = None):
+    def __init__(self, config: _config.Config | None = None):
         config = config if config is not None else self.Config()
         if not isinstance(config, self.Config):
             raise TypeError(f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}")

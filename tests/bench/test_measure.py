@@ -2,7 +2,6 @@ import math
 import random
 import time
 
-import pytest
 
 from hone.bench.measure import MeasureSettings, measure
 from hone.bench.measurement import Measurement

@@ -1,6 +1,5 @@
 import math
 
-import pytest
 import torch
 
 from hone.validate.check import check_metric, check_tensors, verdict_of

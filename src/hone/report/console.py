@@ -88,8 +88,8 @@ def _accuracy(r: CandidateResult) -> str:
     tensors = (f"max err {max(errors):.0e}" if max(errors) > 0 else "exact") if errors else ""
     if v.metric is not None:
         # Four decimals: a cosine of 0.9999 against 1.0 is the whole story of a bf16 candidate.
-        metric = f"{v.metric.name} {v.metric.value:.4f} (Δ {v.metric.delta:+.4f})"
-        return f"{metric}, {tensors}" if tensors else metric
+        metric = f"{v.metric.name} {v.metric.value:.4f} Δ{v.metric.delta:+.4f}"
+        return f"{metric} {tensors.replace('max err', 'err')}" if tensors else metric
     return tensors or _shorten(v.reason)
 
 

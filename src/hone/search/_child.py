@@ -8,7 +8,6 @@ the death from the exit status and the stderr tail.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from hone.bench.measurement import Measurement
@@ -54,9 +55,12 @@ class CandidateResult:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CandidateResult":
+    def from_dict(
+        cls, data: dict[str, Any], recipe_from: Callable[[dict[str, Any]], Recipe] = Recipe.from_dict
+    ) -> "CandidateResult":
+        """`recipe_from` rebuilds the recipe; the store passes one that needs no plugins."""
         return cls(
-            recipe=Recipe.from_dict(data["recipe"]),
+            recipe=recipe_from(data["recipe"]),
             input_set=data["input_set"],
             status=Status(data["status"]),
             reason=data["reason"],

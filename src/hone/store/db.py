@@ -19,15 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hone.bench.measurement import Measurement
 from hone.config import Config
 from hone.errors import HoneError, InputError, StoreError
 from hone.search.recipe import Recipe, Step
-from hone.search.result import CandidateResult, Status
+from hone.search.result import CandidateResult
 from hone.search.run import OptimizeResult, RunInfo
 from hone.search.select import select
 from hone.store.schema import migrate
-from hone.validate.verdict import Verdict
 
 ENV_VAR = "HONE_DB"
 DEFAULT_PATH = Path("hone-runs") / "hone.db"
@@ -117,18 +115,7 @@ def recipe_from_dict(data: dict[str, Any], *, resolve: bool = True) -> Recipe:
 
 
 def _result_from_dict(data: dict[str, Any], resolve: bool) -> CandidateResult:
-    # CandidateResult.from_dict would insist on the registry; the rest mirrors it.
-    return CandidateResult(
-        recipe=recipe_from_dict(data["recipe"], resolve=resolve),
-        input_set=data["input_set"],
-        status=Status(data["status"]),
-        reason=data["reason"],
-        verdict=Verdict.from_dict(data["verdict"]) if data.get("verdict") else None,
-        measurement=Measurement.from_dict(data["measurement"]) if data.get("measurement") else None,
-        runner_info=data.get("runner_info") or {},
-        wall_s=data.get("wall_s", 0.0),
-        log_tail=data.get("log_tail", ""),
-    )
+    return CandidateResult.from_dict(data, recipe_from=lambda d: recipe_from_dict(d, resolve=resolve))
 
 
 def _id_hint(ids: list[int]) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hone.config import NoConfig
 from hone.passes.base import Pass
 from hone.plugin import Artifact, BuildContext
 from hone.search.recipe import Recipe, Step
@@ -47,7 +48,7 @@ class Bf16Autocast(Pass):
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
         steps = (Step(cls.name, cls.Config()),)
-        return [Recipe("eager-bf16", steps, Step("eager", cls.Config()), "compute in bf16", "bfloat16")]
+        return [Recipe("eager-bf16", steps, Step("eager", NoConfig()), "compute in bf16", "bfloat16")]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         device_type = "cuda" if ctx.device.startswith("cuda") else "cpu"

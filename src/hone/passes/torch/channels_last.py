@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from hone.config import NoConfig
 from hone.passes.base import Pass
 from hone.plugin import Artifact, BuildContext
 from hone.search.recipe import Recipe, Step
@@ -37,7 +38,7 @@ class ChannelsLast(Pass):
         if not workload.has_4d_float_input:
             return []  # nothing to re-layout for token or vector inputs
         steps = (Step(cls.name, cls.Config()),)
-        return [Recipe("channels-last", steps, Step("eager", cls.Config()), "4-D image inputs")]
+        return [Recipe("channels-last", steps, Step("eager", NoConfig()), "4-D image inputs")]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         wrapped = ChannelsLastModule(model.module)
