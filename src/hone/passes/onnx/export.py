@@ -3,9 +3,11 @@ deprecated). The graph keeps hone's input and output names."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
-import contextlib
+import logging
+import re
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
@@ -13,6 +15,26 @@ from hone.passes.base import Pass
 from hone.plugin import Artifact, BuildContext
 
 MIN_OPSET = 18  # the dynamo exporter's lowest supported opset
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# torch.export's report names the user's line that could not be traced.
+_USER_LINE = re.compile(r'following call raised this error:\s+File "([^"]+)", line (\d+), in \w+\s+(.+)')
+# Warns about every torchvision op it cannot register; noise for a model that uses none.
+_NOISY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+def export_failure_reason(exc: BaseException) -> str:
+    """One line: the root cause and, when torch.export names it, the line of the model at fault."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = _ANSI.sub("", str(root)).strip()
+    first = text.splitlines()[0] if text else ""
+    reason = f"ONNX export failed: {type(root).__name__}: {first}"
+    where = _USER_LINE.search(_ANSI.sub("", str(exc)))
+    if where:
+        path, line, code = where.groups()
+        reason += f" (at {path.rsplit('/', 1)[-1]}:{line}: {code.strip()})"
+    return reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +61,11 @@ class OnnxExport(Pass):
         cfg: OnnxExportConfig = self.config  # type: ignore[assignment]
         path = ctx.workdir / "model.onnx"
         log = io.StringIO()
+        noisy = logging.getLogger(_NOISY_LOGGER)
+        level = noisy.level
+        noisy.setLevel(logging.ERROR)
         try:
-            # The exporter prints progress lines; keep them for the error message instead.
+            # The exporter prints progress lines to stdout; they would garble the progress display.
             with contextlib.redirect_stdout(log):
                 torch.onnx.export(
                     model.module.eval(),
@@ -54,7 +79,8 @@ class OnnxExport(Pass):
                     verbose=False,
                 )
         except Exception as exc:  # the exporter raises many types; all mean "cannot export this"
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise Unsupported(f"ONNX export failed: {type(exc).__name__}: {first}") from exc
+            raise Unsupported(export_failure_reason(exc)) from exc
+        finally:
+            noisy.setLevel(level)
         notes = {**model.notes, "onnx_opset": cfg.opset, "onnx_bytes": path.stat().st_size}
         return Artifact("onnx", path=path, compute_dtype=model.compute_dtype, notes=notes)

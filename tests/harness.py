@@ -1,0 +1,39 @@
+"""assert_recipe_preserves_outputs: build a recipe in-process and compare with eager fp32.
+
+Keeps each pass's and runtime's test a few lines: adding a backend means one small test file.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from hone.models.workload import FlatIO, name_inputs, normalize_outputs
+from hone.plugin import BuildContext
+from hone.runtimes.base import Runner
+from hone.search.build import build_recipe
+from hone.search.recipe import Recipe
+from hone.validate.compare import compare_output
+
+
+def build(recipe: Recipe, model: torch.nn.Module, example_inputs, threads: int = 1):
+    named = name_inputs(model, example_inputs)
+    with torch.inference_mode():
+        expected = normalize_outputs(model(**named))
+    ctx = BuildContext(
+        tuple(named.values()), list(named), list(expected), Path(tempfile.mkdtemp(prefix="hone-test-")), threads
+    )
+    runner, artifact, build_s = build_recipe(recipe, FlatIO(model, list(named), list(expected)), ctx)
+    return runner, artifact, named, expected
+
+
+def assert_recipe_preserves_outputs(recipe: Recipe, model: torch.nn.Module, example_inputs) -> Runner:
+    runner, artifact, named, expected = build(recipe, model.eval(), example_inputs)
+    outputs = runner(*named.values())
+    assert len(outputs) == len(expected)
+    for (name, want), got in zip(expected.items(), outputs):
+        check = compare_output(name, got, want, artifact.compute_dtype)
+        assert check.passed, f"{recipe.label}: {name}: max abs err {check.max_abs_err} (atol {check.atol})"
+    return runner

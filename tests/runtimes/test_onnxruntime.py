@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from hone.errors import InputError, Unsupported
+from hone.passes.onnx.export import OnnxExportConfig
+from hone.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimeConfig
+from hone.search.recipe import Step
+from harness import assert_recipe_preserves_outputs, build
+from tiny_models import TinyConv, tiny_mlp
+
+
+def _recipe():
+    return OnnxRuntime.propose(None, None, "cpu")[0]
+
+
+def test_export_and_run_keeps_answers_and_reads_back_providers():
+    model, x = tiny_mlp()
+    runner = assert_recipe_preserves_outputs(_recipe(), model, x)
+    info = runner.info()
+    assert info["providers"] == ["CPUExecutionProvider"]
+    assert info["intra_op_num_threads"] == 1 and info["onnx_opset"] == 18
+
+
+def test_named_dict_outputs_survive_export():
+    torch.manual_seed(0)
+    runner, artifact, named, expected = build(_recipe(), TinyConv().eval(), torch.randn(2, 3, 8, 8))
+    import onnx
+
+    graph = onnx.load(str(artifact.path)).graph
+    assert [o.name for o in graph.output] == ["logits", "features"]
+    assert [i.name for i in graph.input] == ["pixels"]
+
+
+class DataDependentBranch(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # control flow on a value: torch.export cannot capture it
+            return x * 2
+        return x - 1
+
+
+def test_export_failure_is_unsupported_naming_the_cause_and_the_line():
+    with pytest.raises(Unsupported) as info:
+        build(_recipe(), DataDependentBranch(), torch.randn(2, 3))
+    reason = str(info.value)
+    assert reason.startswith("ONNX export failed: GuardOnDataDependentSymNode")
+    assert "test_onnxruntime.py" in reason and "if x.sum() > 0" in reason
+    assert "\x1b" not in reason
+
+
+def test_configs_validate():
+    with pytest.raises(InputError, match="execution provider 'npu'"):
+        OnnxRuntimeConfig(ep="npu")
+    with pytest.raises(InputError, match="opset 13"):
+        OnnxExportConfig(opset=13)
+
+
+def test_missing_execution_provider_is_unsupported():
+    model, x = tiny_mlp()
+    recipe = _recipe()
+    cuda = type(recipe)(recipe.label, recipe.passes, Step("onnxruntime", OnnxRuntimeConfig(ep="tensorrt")))
+    with pytest.raises(Unsupported, match="TensorrtExecutionProvider"):
+        build(cuda, model, x)
