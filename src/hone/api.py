@@ -222,5 +222,6 @@ def _start_or_resume(db, info, resume: bool):
         run_id = db.find_resumable(key)
         if run_id is not None:
             info.run_id = run_id
+            info.created_at = db.load_run(run_id, resolve=False).run.created_at
             return run_id, db.completed(run_id)
     return db.start_run(info, key), {}

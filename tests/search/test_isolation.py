@@ -56,3 +56,40 @@ def test_wrong_and_nan_answers_are_rejected_before_timing():
     assert wrong.status is Status.WRONG_ANSWER and wrong.measurement is None
     assert "max abs err 1" in wrong.reason
     assert nan.status is Status.WRONG_ANSWER and "NaN/Inf" in nan.reason
+
+
+def test_interrupting_the_parent_kills_the_worker(tmp_path):
+    """Ctrl-C during a candidate: the parent stops and leaves no worker behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    import psutil
+
+    script = tmp_path / "interrupt_me.py"
+    script.write_text(textwrap.dedent("""
+        import hone
+        from plugins_for_tests import HangRuntime
+        from tiny_models import tiny_mlp
+        model, x = tiny_mlp()
+        hone.optimize(model, x, recipes=[HangRuntime.recipe()], store=False, progress=False,
+                      measure_time_s=0.3, timeout_s=600)
+    """))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    parent = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    me = psutil.Process(parent.pid)
+    deadline = time.monotonic() + 120
+    hanging = []
+    while time.monotonic() < deadline and not hanging:  # wait until the hanging worker runs
+        hanging = [c for c in me.children(recursive=True) if "_child" in " ".join(c.cmdline()) and
+                   "test_hang" in open(c.cmdline()[-1]).read()]
+        time.sleep(0.5)
+    assert hanging, "the hanging candidate never started"
+    time.sleep(1)
+    parent.send_signal(signal.SIGINT)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode != 0 and "KeyboardInterrupt" in err
+    hanging[0].wait(timeout=10)  # raises if the worker outlived its parent
+    assert not hanging[0].is_running()

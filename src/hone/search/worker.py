@@ -58,6 +58,12 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
             timed_out = True
             _kill_group(proc)
             returncode = proc.wait()
+        except BaseException:
+            # Ctrl-C reaches only our process group, not the worker's own session: take it down
+            # with us instead of leaving it running unseen.
+            _kill_group(proc)
+            proc.wait()
+            raise
         _kill_group(proc)  # stragglers (compile workers) of a finished worker
     wall_s = time.perf_counter() - started
     tail = _tail(log_path)
