@@ -75,35 +75,40 @@ def optimize(
     from hone.validate.reference import compute_reference
 
     _check_options(accuracy_budget, timeout_s, measure_time_s, threads)
-    workload = _as_workload(model, example_inputs, eval, batch_sizes)
-    hw = probe_hardware()
-    device = _check_device(device, hw)
-    settings = SweepSettings(
-        device=device,
-        threads=threads or hw.default_threads,
-        timeout_s=timeout_s,
-        accuracy_budget=accuracy_budget,
-        measure=MeasureSettings(max_time_s=measure_time_s),
-    )
-    reference = compute_reference(workload)  # a model that cannot run its inputs stops here
-    planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes)
-    info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
+    with SweepProgress(enabled=progress) as shown:
+        shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
+        workload = _as_workload(model, example_inputs, eval, batch_sizes)
+        shown.stage("probing hardware")
+        hw = probe_hardware()
+        device = _check_device(device, hw)
+        settings = SweepSettings(
+            device=device,
+            threads=threads or hw.default_threads,
+            timeout_s=timeout_s,
+            accuracy_budget=accuracy_budget,
+            measure=MeasureSettings(max_time_s=measure_time_s),
+        )
+        shown.stage("reference: eager fp32 twice, float64 calibration")
+        reference = compute_reference(workload)  # a model that cannot run its inputs stops here
+        planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes)
+        info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
+        shown.set_total(len(planned) * len(workload.input_sets))
 
-    with _open_store(store) as db, SweepProgress(len(planned) * len(workload.input_sets), enabled=progress) as shown:
-        run_id, done = _start_or_resume(db, info, resume)
-        try:
-            results = sweep(
-                planned, workload, reference, settings,
-                done=done,
-                on_start=shown.start,
-                on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
-            )
-        except BaseException:
+        with _open_store(store) as db:
+            run_id, done = _start_or_resume(db, info, resume)
+            try:
+                results = sweep(
+                    planned, workload, reference, settings,
+                    done=done,
+                    on_start=shown.start,
+                    on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
+                )
+            except BaseException:
+                if db:
+                    db.finish_run(run_id, "interrupted")
+                raise
             if db:
-                db.finish_run(run_id, "interrupted")
-            raise
-        if db:
-            db.finish_run(run_id, "finished")
+                db.finish_run(run_id, "finished")
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result

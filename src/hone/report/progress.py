@@ -17,7 +17,7 @@ STATUS_STYLE = {
 
 
 class SweepProgress:
-    def __init__(self, total: int, *, enabled: bool = True):
+    def __init__(self, total: int | None = None, *, enabled: bool = True):
         self.total = total
         self.enabled = enabled
         self._progress = None
@@ -46,6 +46,16 @@ class SweepProgress:
         if self._progress is not None:
             self._progress.__exit__(*exc)
         return False
+
+    def stage(self, message: str) -> None:
+        """What the parent is doing before the sweep (load, probe, reference)."""
+        if self._progress is not None:
+            self._progress.update(self._task, description=message)
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        if self._progress is not None:
+            self._progress.update(self._task, total=total)
 
     def start(self, label: str) -> None:
         if self._progress is not None:
