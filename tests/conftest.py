@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-REQUIRES_CUDA = "requires CUDA"
-REQUIRES_BF16_CPU = "requires a CPU with bf16 units"
+from skips import REQUIRES_BF16_CPU, REQUIRES_CUDA, REQUIRES_NO_CUDA  # noqa: F401 - the one wording
 
 
 @pytest.fixture(autouse=True)

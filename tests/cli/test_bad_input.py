@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hone.cli.app import main
+from skips import REQUIRES_NO_CUDA
 
 
 def _run(capsys, *args):
@@ -92,3 +93,15 @@ def test_debug_shows_the_traceback(tmp_path):
 
     with pytest.raises(InputError):
         main(["--debug", "optimize", "no-such-model"])
+
+
+def test_cuda_requested_without_a_gpu(capsys, hardware):
+    if hardware.has_cuda:
+        pytest.skip(REQUIRES_NO_CUDA)
+    rc, err = _run(capsys, "digits-cnn", "--device", "cuda")
+    _assert_one_clear_line(rc, err, "no CUDA device")
+
+
+def test_unknown_device(capsys):
+    rc, err = _run(capsys, "digits-cnn", "--device", "tpu")
+    _assert_one_clear_line(rc, err, "unknown device 'tpu'")
