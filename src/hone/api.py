@@ -1,7 +1,8 @@
 """The public API. optimize() is the whole data flow of DESIGN.md, top to bottom:
 
-    load -> probe hardware -> eager fp32 reference -> plan -> sweep (isolated workers,
-    each result stored as it lands) -> select -> OptimizeResult
+    load -> probe hardware -> eager fp32 reference -> profile (where the time goes)
+    -> plan (ordered and pruned by the profile's advice) -> sweep (isolated workers, each
+    result stored as it lands) -> select -> OptimizeResult
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ if TYPE_CHECKING:
 
     from hone.hardware import Hardware
     from hone.models.workload import EvalSet, Workload
+    from hone.profiler.records import Profile
     from hone.search.recipe import Recipe
     from hone.search.run import OptimizeResult
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
+# An op above its roof by more than timing noise means the roof (cached peaks) is wrong.
+STALE_PEAK_SHARE = 1.15
 # Libraries whose versions go into every run record (read from metadata, never imported).
 VERSIONED = ("hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn", "safetensors")
 
@@ -40,6 +44,71 @@ def probe_hardware(*, measure_peaks: bool = True, refresh: bool = False) -> "Har
     from hone.hardware import probe
 
     return probe(measure_peaks=measure_peaks, refresh=refresh)
+
+
+def profile(
+    model: "str | torch.nn.Module | Workload" = DEFAULT_MODEL,
+    example_inputs: Any = None,
+    *,
+    input_set: str | None = None,
+    device: str = "cpu",
+    batch_sizes: tuple[int, ...] | None = None,
+    threads: int | None = None,
+    scaling_max_batch: int = 16,
+    trace: "str | Path | None" = None,
+) -> "Profile":
+    """Where the time goes, per aten op, against this machine's measured roofline, with the
+    ranked advice that `optimize` plans from. Eager fp32, in this process.
+    trace: also write a Chrome/Perfetto trace (torch.profiler) of a few forwards there."""
+    from hone.profiler.advice import advise
+    from hone.profiler.profile import profile_workload
+
+    workload = _as_workload(model, example_inputs, None, batch_sizes)
+    hw = probe_hardware()
+    device = _check_device(device, hw)
+    if input_set is not None and input_set not in [s.label for s in workload.input_sets]:
+        raise InputError(f"no input set {input_set!r}", hint=f"this model has {', '.join(s.label for s in workload.input_sets)}")
+    if scaling_max_batch < 1:
+        raise InputError("scaling_max_batch must be at least 1")
+    result = profile_workload(
+        workload, hw, input_set=input_set, threads=threads or hw.default_threads, device=device,
+        scaling_max_batch=scaling_max_batch,
+    )
+    if device == "cpu":
+        from hone.profiler.units import cpu_units, with_units
+
+        units, why_not = cpu_units(workload, result.input_set, result.threads)
+        result.ops, result.top_ops = with_units(result.ops, units), with_units(result.top_ops, units)
+        if why_not:
+            result.notes.append(why_not)
+    result.advice = advise(result, hw)
+    # Only a compute roof is hard: cache-resident memory-bound ops legitimately beat DRAM bandwidth.
+    above = [op for op in result.ops if op.bound == "compute" and (op.pct_of_peak or 0) > STALE_PEAK_SHARE]
+    if above:
+        result.notes.append(
+            f"{above[0].name} attains {above[0].pct_of_peak:.0%} of the cached peak: the peaks look stale or were "
+            "measured under load; re-measure with `hone doctor --refresh`"
+        )
+    if trace is not None:
+        _write_trace(workload, result.input_set, Path(trace), device)
+    return result
+
+
+def _write_trace(workload: "Workload", label: str, path: Path, device: str) -> None:
+    import torch
+
+    from hone.models.workload import normalize_outputs
+    from hone.profiler.trace import export_chrome_trace
+
+    module = workload.module.to(device).eval()
+    inputs = {k: v.to(device) for k, v in workload.input_set(label).tensors.items()}
+
+    def forward() -> None:
+        with torch.inference_mode():
+            normalize_outputs(module(**inputs))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_chrome_trace(forward, path, device=device)
 
 
 def optimize(
@@ -59,6 +128,7 @@ def optimize(
     store: "str | Path | None | bool" = None,
     resume: bool = False,
     progress: bool = True,
+    profile_first: bool = True,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
@@ -66,8 +136,10 @@ def optimize(
     (a tensor, a tuple of tensors or a dict name -> tensor; dim 0 is the batch).
     store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
     resume: continue the latest unfinished run of the same model and settings.
+    profile_first: profile eager fp32 first and let its advice order and prune the plan.
     """
     from hone.bench.measure import MeasureSettings
+    from hone.profiler.advice import not_worth_trying
     from hone.report.progress import SweepProgress
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
@@ -90,8 +162,16 @@ def optimize(
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         reference = compute_reference(workload)  # a model that cannot run its inputs stops here
-        planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes)
+        found = None
+        if profile_first and recipes is None:
+            shown.stage("profiling eager fp32: where the time goes")
+            found = _profile_for_plan(workload, hw, settings)
+        advice = found.advice if found else None
+        prune = not_worth_trying(found) if found else {}
+        planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes, advice=advice, prune=prune)
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
+        info.profile = _profile_summary(found)
+        info.pruned = {k: v for k, v in prune.items() if k not in [p.recipe.label for p in planned]}
         shown.set_total(len(planned) * len(workload.input_sets))
 
         with _open_store(store) as db:
@@ -112,6 +192,40 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result
+
+
+def _profile_for_plan(workload, hw, settings) -> "Profile | None":
+    """The profile behind the plan, on the largest input set. A profiler failure costs the
+    advice, never the sweep."""
+    import logging
+
+    from hone.profiler.advice import advise
+    from hone.profiler.profile import profile_workload
+
+    largest = max(workload.input_sets, key=lambda s: s.batch_size)
+    try:
+        found = profile_workload(
+            workload, hw, input_set=largest.label, threads=settings.threads, device=settings.device,
+            scaling_max_batch=largest.batch_size,
+        )
+        found.advice = advise(found, hw)
+        return found
+    except Exception as exc:  # noqa: BLE001 - profiling is advisory here
+        logging.getLogger(__name__).warning("profiling failed, planning without advice: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _profile_summary(found) -> dict[str, Any] | None:
+    if found is None:
+        return None
+    return {
+        "input_set": found.input_set,
+        "verdict": found.verdict,
+        "shares": found.shares,
+        "wall_s": found.wall_s,
+        "op_time_s": found.op_time_s,
+        "advice": [{"recipe": a.recipe, "rank": a.rank, "finding": a.finding, "reason": a.reason} for a in found.advice],
+    }
 
 
 def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any) -> "Workload":

@@ -46,3 +46,24 @@ def test_explicit_recipes_get_the_baseline_added(hardware):
 
     planned = plan(_workload(TinyMLP(), x=torch.randn(2, 32)), hardware, recipes=[RaiseRuntime.recipe()])
     assert _labels(planned) == ["eager", "test_raise"]
+
+
+def _advice(*labels):
+    from hone.profiler.records import Advice
+
+    return [Advice(label, f"finding for {label}", "because", rank) for rank, label in enumerate(labels, 1)]
+
+
+def test_advice_orders_the_plan_and_names_the_finding(hardware):
+    w = _workload(TinyMLP(), x=torch.randn(2, 32))
+    planned = plan(w, hardware, advice=_advice("onnxruntime", "inductor"))
+    assert _labels(planned)[:3] == ["eager", "onnxruntime", "inductor"]
+    assert planned[1].recipe.origin.startswith("finding for onnxruntime")
+    assert planned[1].recipe.key == plan(w, hardware)[[*_labels(plan(w, hardware))].index("onnxruntime")].recipe.key
+
+
+def test_prune_leaves_out_what_cannot_pay_unless_asked_for(hardware):
+    w = _workload(TinyMLP(), x=torch.randn(2, 32))
+    prune = {"eager-bf16": "overhead-bound"}
+    assert "eager-bf16" not in _labels(plan(w, hardware, prune=prune))
+    assert "eager-bf16" in _labels(plan(w, hardware, prune=prune, include=["eager-bf16"]))

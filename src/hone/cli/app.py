@@ -28,7 +28,7 @@ def _root(
 
 def _register_commands() -> None:
     # Each command lives in its own module; importing them must stay cheap (no backends).
-    from hone.cli import doctor, optimize, report  # noqa: F401
+    from hone.cli import doctor, optimize, profile, report  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ def optimize(
     no_store: bool = typer.Option(False, "--no-store", help="keep results in memory only"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished run of the same model and settings"),
     json_out: bool = typer.Option(False, "--json", help="print the run as JSON on stdout (progress stays on stderr)"),
+    no_profile: bool = typer.Option(False, "--no-profile", help="plan without profiling first (no advice ordering or pruning)"),
 ) -> None:
     """Try every optimization that fits this machine; keep the fastest that stays correct."""
     import hone
@@ -62,6 +63,7 @@ def optimize(
         store=False if no_store else (db or None),
         resume=resume,
         progress=not os.environ.get("HONE_NO_PROGRESS"),
+        profile_first=not no_profile,
     )
     if json_out:
         typer.echo(to_json(result))

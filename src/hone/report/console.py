@@ -200,6 +200,9 @@ def _header(result: OptimizeResult) -> Text:
     if run.eval_metric:
         scores = ", ".join(f"{k} {v:.3f}" for k, v in run.reference_scores.items())
         lines.append(Text(f"eval metric: {run.eval_metric}" + (f" (eager fp32: {scores})" if scores else "")))
+    if run.profile:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in run.profile["shares"].items())
+        lines.append(Text(f"profile ({run.profile['input_set']}): {run.profile['verdict']}-bound ({shares} of wall time)"))
     if run.fp64_skipped:
         lines.append(Text(f"note: fp32 tolerances not calibrated against float64: {run.fp64_skipped}", "yellow"))
     if run.nondeterministic:
@@ -216,6 +219,12 @@ def _footer(result: OptimizeResult) -> Text:
         lines.append(Text.assemble(("best: ", "bold green"), sel.why_best))
     if sel.why_runner_up:
         lines.append(Text.assemble(("runner-up: ", "bold"), sel.why_runner_up))
+    planned_because = {r.recipe.label: r.recipe.origin for r in result.results if r.recipe.origin}
+    if planned_because:
+        lines.append(Text("planned because:", "bold"))
+        lines.extend(Text(f"  {label}: {origin}") for label, origin in planned_because.items())
+    for label, why in result.run.pruned.items():
+        lines.append(Text(f"  not planned: {label}: {why}", "dim"))
     if sel.losers:
         lines.append(Text("not selected:", "bold"))
         for label, why in sel.losers.items():

@@ -16,13 +16,23 @@ from pathlib import Path
 
 
 class Stage:
-    """Where the worker is, so a failure says "build raised ..." rather than just the error."""
+    """Where the worker is, so a failure says "build raised ..." rather than just the error.
+    On CUDA each stage is also an NVTX range, so an Nsight Systems capture reads as stages."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self.now = "load"
+        self._nvtx = device.startswith("cuda")
+        self._open = False
 
     def __call__(self, name: str) -> None:
         self.now = name
+        if self._nvtx:
+            import torch
+
+            if self._open:
+                torch.cuda.nvtx.range_pop()
+            torch.cuda.nvtx.range_push(f"hone {name}")
+            self._open = True
 
 
 def _import_main(main_path: str) -> None:
@@ -56,7 +66,7 @@ def run(job_path: str) -> int:
     job = Job.read(Path(job_path))
     sys.path[:0] = [p for p in job.sys_path if p not in sys.path]
     started = time.perf_counter()
-    stage = Stage()
+    stage = Stage(job.device)
     result: dict = {"input_set": job.input_set, "recipe": job.recipe}
     try:
         import torch

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hone.errors import InputError
+from hone.profiler.records import Advice
 from hone.registry import PASSES, RUNTIMES
 from hone.search.recipe import Recipe
 from hone.search.select import BASELINE_LABEL
@@ -44,8 +45,14 @@ def plan(
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
     recipes: Iterable[Recipe] | None = None,
+    advice: list[Advice] | None = None,
+    prune: dict[str, str] | None = None,
 ) -> list[PlannedRecipe]:
-    """The baseline (eager fp32) is always first and always included: speedups need it."""
+    """The baseline (eager fp32) is always first and always included: speedups need it.
+
+    `advice` (from the profile) orders the rest, advised recipes first by rank, and each
+    advised recipe's origin becomes the finding behind it. `prune` (label -> why) leaves out
+    what the profile shows cannot pay off, unless `include` names it."""
     if recipes is None:
         proposed: list[Recipe] = []
         for cls in [*RUNTIMES, *PASSES]:
@@ -68,6 +75,15 @@ def plan(
         if r.label == BASELINE_LABEL
         or ((not include or r.label in include) and r.label not in (exclude or ()))
     ]
-    chosen.sort(key=lambda r: (r.label != BASELINE_LABEL,))  # stable: baseline first, then proposal order
+    pruned = {label for label in (prune or {}) if label not in (include or ())}
+    chosen = [r for r in chosen if r.label not in pruned]
+    by_label = {a.recipe: a for a in advice or ()}
+    chosen = [
+        dataclasses.replace(r, origin=f"{by_label[r.label].finding} -> {by_label[r.label].reason}")
+        if r.label in by_label else r
+        for r in chosen
+    ]
+    # Baseline first, then advised recipes by rank, then the rest in proposal order (sort is stable).
+    chosen.sort(key=lambda r: (r.label != BASELINE_LABEL, by_label[r.label].rank if r.label in by_label else 1_000))
     return [PlannedRecipe(r, unavailable_reason(r, hw, device)) for r in chosen]
 

@@ -27,6 +27,8 @@ class RunInfo:
     nondeterministic: bool = False  # eager fp32 twice gave different outputs
     fp32_error: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # |eager fp32 - fp64| per set
     fp64_skipped: str | None = None  # why tolerances are not calibrated against float64
+    profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
+    pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
     run_id: int | None = None
     created_at: str = ""
 

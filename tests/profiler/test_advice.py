@@ -1,0 +1,72 @@
+"""Advice: each finding leads to the recipes that address it, ranked, with the figure behind it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hone.hardware import Peaks
+from hone.profiler.advice import advise, not_worth_trying
+from hone.profiler.records import BatchPoint, OpStat, Profile
+
+PEAKS = Peaks(fp32_gflops=100.0, bf16_gflops=200.0, int8_gops=400.0, bandwidth_gbs=20.0, threads=2, device="cpu")
+
+
+def _profile(compute: float, memory: float, overhead: float, scaling=()) -> Profile:
+    op = OpStat("aten::addmm", 10, 0.01, 1e9, 1e7, "float32", bound="compute")
+    return Profile(
+        model="m", input_set="bs8", device="cpu", threads=2, wall_s=0.02, op_time_s=0.015,
+        ops=[op], top_ops=[op], shares={"compute": compute, "memory": memory, "overhead": overhead},
+        verdict=max(("compute", compute), ("memory", memory), ("overhead", overhead), key=lambda kv: kv[1])[0],
+        scaling=list(scaling), peaks=PEAKS.to_dict(),
+    )
+
+
+def _hw(hardware, bf16=True, vnni=True):
+    flags = set(hardware.flags) - {"avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni"}
+    flags |= {"avx512_bf16"} if bf16 else set()
+    flags |= {"avx512_vnni"} if vnni else set()
+    return dataclasses.replace(hardware, flags=frozenset(flags), peaks=PEAKS)
+
+
+def _labels(advice):
+    return [a.recipe for a in advice]
+
+
+def test_compute_bound_on_a_bf16_cpu_puts_bf16_first(hardware):
+    advice = advise(_profile(0.8, 0.1, 0.1), _hw(hardware))
+    assert _labels(advice)[0] == "eager-bf16"
+    assert advice[0].rank == 1 and "compute-bound: 80%" in advice[0].finding
+    assert "200 vs 100 GFLOP/s" in advice[0].reason  # the measured peaks, not a datasheet
+    assert "int8-static" in _labels(advice)
+
+
+def test_no_bf16_units_means_no_bf16_advice(hardware):
+    assert "eager-bf16" not in _labels(advise(_profile(0.8, 0.1, 0.1), _hw(hardware, bf16=False)))
+
+
+def test_overhead_bound_advises_runtimes_without_python_and_larger_batches(hardware):
+    flat = [BatchPoint(1, 0.010), BatchPoint(16, 0.012)]
+    advice = advise(_profile(0.05, 0.05, 0.9, flat), _hw(hardware))
+    labels = _labels(advice)
+    assert labels[0] == "onnxruntime" and "larger-batch" in labels and "aoti" in labels
+    assert "latency grows only x1.2 from batch 1 to 16" in advice[0].finding
+    assert "eager-bf16" not in labels  # lower precision does not cut dispatch
+
+
+def test_overhead_dominated_model_prunes_bf16(hardware):
+    assert "eager-bf16" in not_worth_trying(_profile(0.1, 0.1, 0.8))
+    assert not_worth_trying(_profile(0.6, 0.3, 0.1)) == {}
+
+
+def test_memory_bound_advises_fusion_and_smaller_bytes(hardware):
+    advice = advise(_profile(0.1, 0.8, 0.1), _hw(hardware))
+    labels = _labels(advice)
+    assert labels[0] == "inductor" and {"eager-bf16", "weight-only-int8"} <= set(labels)
+    assert all("memory-bound: 80%" in a.finding for a in advice)
+
+
+def test_each_recipe_appears_once_with_its_strongest_finding(hardware):
+    advice = advise(_profile(0.4, 0.35, 0.25), _hw(hardware))
+    labels = _labels(advice)
+    assert len(labels) == len(set(labels))
+    assert [a.rank for a in advice] == list(range(1, len(advice) + 1))
