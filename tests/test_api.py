@@ -74,3 +74,18 @@ def test_model_class_defined_in_the_users_script(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "STATUS ['ok']" in out.stdout
+
+
+def test_optimize_follows_the_profile_and_says_why():
+    """A 20 µs MLP is overhead-bound: ONNX Runtime is advised first with that finding, bf16 is
+    pruned (it adds casts and saves no dispatch), and the report says both."""
+    model, x = tiny_mlp()
+    result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3)
+    assert result.run.profile["verdict"] == "overhead"
+    labels = [r.recipe.label for r in result.results]
+    assert labels[0] == "eager" and labels[1] == "onnxruntime"  # advice rank 1 runs right after the baseline
+    ort = next(r for r in result.results if r.recipe.label == "onnxruntime")
+    assert ort.recipe.origin.startswith("overhead-bound:")
+    assert "eager-bf16" not in labels and "overhead-bound" in result.run.pruned["eager-bf16"]
+    table = result.table()
+    assert "planned because" in table and "not planned: eager-bf16" in table

@@ -20,6 +20,7 @@ class TimedCall:
     call: OpCall
     time_s: float  # mean over the profiled iterations that had this call; 0 when none had it
     matched: bool
+    kernels: tuple[str, ...] = ()  # CUDA kernels of this call (first profiled iteration)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,10 +46,13 @@ class JoinResult:
 def join(calls: list[OpCall], iterations: list[list[OpEvent]]) -> JoinResult:
     # name -> that op's event times in order, one list per iteration
     per_iteration: list[dict[str, list[float]]] = []
-    for events in iterations:
+    kernels_of: dict[str, list[tuple[str, ...]]] = defaultdict(list)  # from the first iteration
+    for i, events in enumerate(iterations):
         by_name: dict[str, list[float]] = defaultdict(list)
         for event in events:
             by_name[event.name].append(event.time_s)
+            if i == 0:
+                kernels_of[event.name].append(event.kernels)
         per_iteration.append(by_name)
 
     timed: list[TimedCall] = []
@@ -56,7 +60,8 @@ def join(calls: list[OpCall], iterations: list[list[OpEvent]]) -> JoinResult:
     for call, k in zip(calls, call_indices(calls)):
         times = [it[call.name][k] for it in per_iteration if k < len(it[call.name])]
         if times:
-            timed.append(TimedCall(call, sum(times) / len(times), True))
+            kernels = kernels_of[call.name][k] if k < len(kernels_of[call.name]) else ()
+            timed.append(TimedCall(call, sum(times) / len(times), True, kernels))
         else:
             timed.append(TimedCall(call, 0.0, False))
             unmatched_calls += 1

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from hone.hardware.peaks import Peaks
 from hone.profiler.join import TimedCall
+from hone.profiler.kernels import gpu_unit
 from hone.profiler.records import OpStat
 
 # Per-call time under which an op may be dispatch-dominated. An eager CPU aten call costs a
@@ -77,7 +78,8 @@ def call_stats(calls: list[TimedCall], peaks: Peaks | None, device: str = "cpu")
     for timed in calls:
         c = timed.call
         bound, pct = classify(c.flops, c.bytes, timed.time_s, c.dtype, peaks, device=device)
-        stats.append(OpStat(c.name, 1, timed.time_s, c.flops, c.bytes, c.dtype, shapes=c.shapes, bound=bound, pct_of_peak=pct))
+        unit = gpu_unit(timed.kernels, c.dtype) if timed.kernels else ""
+        stats.append(OpStat(c.name, 1, timed.time_s, c.flops, c.bytes, c.dtype, unit=unit, shapes=c.shapes, bound=bound, pct_of_peak=pct))
     return stats
 
 
@@ -97,7 +99,9 @@ def aggregate(stats: list[OpStat], peaks: Peaks | None, device: str = "cpu") -> 
             by_bound[s.bound] += s.time_s
         bound = max(by_bound, key=lambda b: by_bound[b])
         pct = _pct(bound, flops, nbytes, time_s, dtype, peaks)
-        out.append(OpStat(name, len(group), time_s, flops, nbytes, dtype, bound=bound, pct_of_peak=pct))
+        units = {s.unit for s in group if s.unit}
+        unit = units.pop() if len(units) == 1 else (" / ".join(sorted(units)) if units else "")
+        out.append(OpStat(name, len(group), time_s, flops, nbytes, dtype, unit=unit, bound=bound, pct_of_peak=pct))
     return sorted(out, key=lambda s: s.time_s, reverse=True)
 
 

@@ -37,6 +37,7 @@ class OpEvent:
 
     name: str
     time_s: float
+    kernels: tuple[str, ...] = ()  # CUDA kernels it launched, its children's included
 
 
 @contextlib.contextmanager
@@ -64,6 +65,15 @@ def _event_time_s(event: Any, device: str) -> float:
             total = getattr(event, "cuda_time_total", 0.0)
         return float(total) * US
     return float(event.cpu_time_total) * US
+
+
+def _kernel_names(event: Any) -> tuple[str, ...]:
+    """The CUDA kernels an op launched, nested calls included (aten::addmm's own GEMM, the
+    copy kernel under aten::_to_copy). Empty on CPU."""
+    names = [k.name for k in getattr(event, "kernels", ()) or ()]
+    for child in getattr(event, "cpu_children", ()) or ():
+        names.extend(_kernel_names(child))
+    return tuple(names)
 
 
 def _iteration_of(event: Any) -> Any | None:
@@ -100,7 +110,8 @@ def dispatch_level_events(events: Any, names: set[str], device: str) -> list[lis
             parent = parent.cpu_parent
         if not nested:
             start = event.time_range.start
-            iterations.setdefault(id(marker), []).append((start, OpEvent(name, _event_time_s(event, device))))
+            kernels = _kernel_names(event) if device.startswith("cuda") else ()
+            iterations.setdefault(id(marker), []).append((start, OpEvent(name, _event_time_s(event, device), kernels)))
     return [[e for _, e in sorted(evts, key=lambda p: p[0])] for evts in iterations.values()]
 
 
