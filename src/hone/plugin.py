@@ -36,10 +36,16 @@ class Plugin:
 
     @classmethod
     def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
-        """None when this plugin can run on `device` of `hw`, else the reason it cannot."""
+        """None when this plugin can run on `device` of `hw`, else the reason it cannot.
+        Checks the declared devices and packages, then the plugin's own `unavailable_here`."""
         if device not in cls.devices:
             return f"runs on {', '.join(cls.devices)}, not {device}"
-        return missing_reason(*cls.requires)
+        return missing_reason(*cls.requires) or cls.unavailable_here(hw, device)
+
+    @classmethod
+    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
+        """A plugin's own capability check (bf16 units, a compiler, ...); None when it can run."""
+        return None
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list["Recipe"]:

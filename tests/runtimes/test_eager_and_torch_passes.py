@@ -2,7 +2,6 @@ import torch
 
 from hone.config import NoConfig
 from hone.passes.torch.bf16_autocast import Bf16Autocast
-from hone.passes.torch.channels_last import ChannelsLast
 from hone.search.recipe import Recipe, Step
 from harness import assert_recipe_preserves_outputs, build
 from tiny_models import TinyConv, tiny_mlp

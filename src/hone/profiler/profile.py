@@ -26,6 +26,7 @@ from hone.profiler.memory import StageRecorder, memory_profile
 from hone.profiler.records import Profile
 from hone.profiler.scaling import DEFAULT_MAX_BATCH, scaling, scaling_verdict
 from hone.profiler.timing import measure_wall, profile_ops, threads_set
+from hone.profiler.trace import nvtx_range
 
 NO_PEAKS_NOTE = "no measured peaks: run `hone doctor`; ops are told apart by time only (overhead vs unclassified)"
 # Profiled op time above the unprofiled latency by more than this share is worth a note.
@@ -83,13 +84,17 @@ def profile_workload(
         with recorder.stage("first call"), torch.inference_mode():
             output_names = list(normalize_outputs(module(**named)))
         flat = FlatIO(module, list(named), output_names)
-        calls = count_ops(flat, *args)
-        iterations = profile_ops(flat, args, {c.name for c in calls}, device)
-        with recorder.stage("steady state"):
+        # NVTX ranges (no-ops unless CUDA is up) make an Nsight Systems capture read as stages.
+        with nvtx_range("hone profile: count FLOPs and bytes"):
+            calls = count_ops(flat, *args)
+        with nvtx_range("hone profile: op times"):
+            iterations = profile_ops(flat, args, {c.name for c in calls}, device)
+        with recorder.stage("steady state"), nvtx_range("hone profile: wall time"):
             wall = measure_wall(flat, args, threads=threads, device=device)
         points = []
         if scaling_max_batch >= 1:
-            points = scaling(flat, args, threads=threads, device=device, max_batch=scaling_max_batch)
+            with nvtx_range("hone profile: batch scaling"):
+                points = scaling(flat, args, threads=threads, device=device, max_batch=scaling_max_batch)
 
     joined = join(calls, iterations)
     notes += joined.notes()

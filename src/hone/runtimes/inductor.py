@@ -42,10 +42,7 @@ class Inductor(Runtime):
     devices = ("cpu", "cuda")
 
     @classmethod
-    def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
-        reason = super().available(hw, device)
-        if reason:
-            return reason
+    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
         if device == "cpu" and not _has_cxx_compiler():
             return "Inductor's CPU backend needs a C++ compiler (g++ or clang++) on PATH"
         return None

@@ -35,10 +35,7 @@ class Bf16Autocast(Pass):
     devices = ("cpu", "cuda")
 
     @classmethod
-    def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
-        reason = super().available(hw, device)
-        if reason:
-            return reason
+    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
         if device == "cpu" and not hw.has_bf16:
             return "this CPU has no bf16 units (avx512_bf16 or AMX); bf16 would be emulated and slower"
         if device.startswith("cuda") and not any(g.capability >= (8, 0) for g in hw.gpus):
