@@ -100,7 +100,10 @@ def _write_trace(workload: "Workload", label: str, path: Path, device: str) -> N
     from hone.models.workload import normalize_outputs
     from hone.profiler.trace import export_chrome_trace
 
-    module = workload.module.to(device).eval()
+    import copy
+
+    # Never move the caller's module: a live model would silently end up on another device.
+    module = (workload.module if device == "cpu" else copy.deepcopy(workload.module).to(device)).eval()
     inputs = {k: v.to(device) for k, v in workload.input_set(label).tensors.items()}
 
     def forward() -> None:
@@ -313,7 +316,9 @@ def _run_info(workload, reference, hw, settings, labels):
 
 def _run_key(info) -> str:
     """Identity of "the same run" for --resume: model, inputs, settings, machine."""
-    body = {"model": info.model, "inputs": info.input_sets, "settings": info.settings, "fp": info.fingerprint}
+    # The set of recipes, not their order: the order follows the profile, which varies with noise.
+    settings = {**info.settings, "recipes": sorted(info.settings.get("recipes", []))}
+    body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
