@@ -74,3 +74,24 @@ class BuildContext:
     workdir: Path
     threads: int
     device: str = "cpu"
+    # Calibration samples (inputs in name order, stacked on dim 0) for quantization passes.
+    calibration: "tuple[torch.Tensor, ...] | None" = None
+
+    def calibration_batches(self) -> "list[tuple[torch.Tensor, ...]]":
+        """The calibration samples in batches of the example inputs' batch size: an exported or
+        compiled model may accept only that shape. The last batch is padded by repeating its
+        final sample (a duplicate moves no min/max and barely a histogram)."""
+        import torch
+
+        if not self.calibration:
+            return [self.example_inputs]
+        batch = int(self.example_inputs[0].shape[0])
+        n = int(self.calibration[0].shape[0])
+        batches = []
+        for start in range(0, n, batch):
+            chunk = [t[start : start + batch] for t in self.calibration]
+            pad = batch - int(chunk[0].shape[0])
+            if pad:
+                chunk = [torch.cat([t, t[-1:].expand(pad, *t.shape[1:])]) for t in chunk]
+            batches.append(tuple(chunk))
+        return batches

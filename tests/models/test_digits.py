@@ -49,3 +49,14 @@ def test_weights_file_matches_the_architecture():
     from safetensors.torch import load_file
 
     assert set(load_file(str(WEIGHTS_PATH))) == set(DigitsCNN().state_dict())
+
+
+def test_calibration_set_is_disjoint_from_the_eval_split():
+    import hone
+
+    w = hone.load_model("digits-cnn")
+    cal = w.calibration["pixels"].flatten(1)
+    held_out = w.eval.samples["pixels"].flatten(1)
+    assert cal.shape[0] == 256
+    overlap = (cal[:, None, :] == held_out[None, :, :]).all(-1).any()
+    assert not bool(overlap)

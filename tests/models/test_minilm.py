@@ -64,3 +64,9 @@ def test_padding_does_not_change_the_embedding(workload, tokenizer):
         a = workload.module(short["input_ids"], short["attention_mask"])
         b = workload.module(**tokenize(tokenizer, [sentence]))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_calibration_sentences_are_not_eval_sentences():
+    from hone.models.minilm import CALIBRATION_SENTENCES, SENTENCES
+
+    assert len(CALIBRATION_SENTENCES) >= 32 and not set(CALIBRATION_SENTENCES) & set(SENTENCES)

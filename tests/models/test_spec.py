@@ -64,3 +64,27 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_calibration_samples_fall_back_to_example_inputs_with_a_warning():
+    import torch
+
+    from hone.models.workload import InputSet, Workload
+
+    w = Workload("w", torch.nn.Identity(), [InputSet("bs2", {"x": torch.zeros(2, 3)}), InputSet("bs4", {"x": torch.ones(4, 3)})])
+    samples, warning = w.calibration_samples(limit=5)
+    assert samples[0].shape == (5, 3) and "no calibration set" in warning
+    w.calibration = {"x": torch.full((10, 3), 7.0)}
+    samples, warning = w.calibration_samples(limit=4)
+    assert warning is None and samples[0].shape == (4, 3) and float(samples[0][0, 0]) == 7.0
+
+
+def test_calibration_batches_follow_the_example_batch_size(tmp_path):
+    import torch
+
+    from hone.plugin import BuildContext
+
+    ctx = BuildContext((torch.zeros(4, 3),), ["x"], ["y"], tmp_path, 1, calibration=(torch.arange(10.0).reshape(10, 1).expand(10, 3),))
+    batches = ctx.calibration_batches()
+    assert [b[0].shape[0] for b in batches] == [4, 4, 4]
+    assert float(batches[-1][0][-1, 0]) == 9.0  # padded with the final sample

@@ -47,6 +47,9 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.features(pixels))
 
 
+CALIBRATION_SAMPLES = 256
+
+
 def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(train_x, train_y, test_x, test_y): images (N, 1, 8, 8) float32 in [0, 1], labels int64."""
     require("sklearn", "models")
@@ -73,7 +76,7 @@ def load_digits_cnn(batch_sizes: tuple[int, ...] | None = None) -> Workload:
     model = DigitsCNN()
     model.load_state_dict(load_file(str(WEIGHTS_PATH)), strict=True)
     model.eval()
-    _, _, test_x, test_y = digits_split()
+    train_x, _, test_x, test_y = digits_split()
     input_sets = [InputSet(f"bs{b}", {INPUT_NAME: test_x[:b].clone()}) for b in batch_sizes or DEFAULT_BATCH_SIZES]
     eval_set = EvalSet(
         samples={INPUT_NAME: test_x},
@@ -86,6 +89,8 @@ def load_digits_cnn(batch_sizes: tuple[int, ...] | None = None) -> Workload:
         module=model,
         input_sets=input_sets,
         eval=eval_set,
+        calibration={INPUT_NAME: train_x[:CALIBRATION_SAMPLES]},
+        calibration_description=f"the first {CALIBRATION_SAMPLES} images of the training split (never the held-out split)",
         source="digits-cnn",
         task="image-classification",
         description="small CNN (2 conv + 2 linear, 8x8 grayscale digits), trained by hone",

@@ -103,6 +103,11 @@ class Workload:
     # Python files the module's classes live in (a `file.py:factory` source): a worker imports
     # them under the same module name before unpickling the module.
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Representative inputs for calibrating quantization (samples stacked on dim 0, same names as
+    # the inputs). Never the eval split: calibrating on the data that judges accuracy would hide
+    # exactly the error the gate is there to catch.
+    calibration: Inputs | None = None
+    calibration_description: str = ""
 
     @property
     def input_names(self) -> list[str]:
@@ -113,6 +118,19 @@ class Workload:
             if s.label == label:
                 return s
         raise KeyError(label)
+
+    def calibration_samples(self, limit: int) -> tuple[tuple[torch.Tensor, ...], str | None]:
+        """Up to `limit` calibration samples (inputs in name order, stacked on dim 0), and a
+        warning when they are only the example inputs (no calibration set was given)."""
+        if self.calibration is not None:
+            samples, warning = self.calibration, None
+        else:
+            samples = {n: torch.cat([s.tensors[n] for s in self.input_sets]) for n in self.input_names}
+            warning = (
+                "no calibration set: quantization is calibrated on the example inputs, which may not "
+                "represent real data; scales fitted to them can mislead (pass a calibration set)"
+            )
+        return tuple(samples[name][:limit] for name in self.input_names), warning
 
     @property
     def has_4d_float_input(self) -> bool:

@@ -47,7 +47,9 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
     device = job.device
     if device != "cpu":
         inputs = tuple(t.to(device) for t in inputs)
-    ctx = BuildContext(inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device)
+    ctx = BuildContext(
+        inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device, bundle.calibration
+    )
     reset_device_peak(device)
 
     stage("build")

@@ -58,6 +58,7 @@ class Bundle:
     eval_reference: dict[str, torch.Tensor] | None = None
     reference_score: float | None = None
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)
+    calibration: tuple[torch.Tensor, ...] | None = None  # samples for quantization passes
 
     def save(self, path: Path) -> None:
         # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.

@@ -21,7 +21,8 @@ from hone.search.result import CandidateResult, Status
 from hone.search.worker import run_candidate
 from hone.validate.reference import Reference
 
-OnResult = Callable[[CandidateResult, bool], None]  # (result, was it resumed from the store)
+OnResult = Callable[[CandidateResult, bool], None]
+CALIBRATION_SAMPLES = 128  # enough for MinMax/percentile scales of small models; configurable later  # (result, was it resumed from the store)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:
         eval_reference=reference.eval_outputs,
         reference_score=reference.score,
         user_files=workload.user_files,
+        calibration=workload.calibration_samples(CALIBRATION_SAMPLES)[0],
     )
     try:
         bundle.save(path)
