@@ -89,3 +89,20 @@ def test_optimize_follows_the_profile_and_says_why():
     assert "eager-bf16" not in labels and "overhead-bound" in result.run.pruned["eager-bf16"]
     table = result.table()
     assert "planned because" in table and "not planned: eager-bf16" in table
+
+
+def test_quantized_recipes_without_a_calibration_set_are_warned_about():
+    from hone.api import _calibration_warnings
+    from hone.search.planner import PlannedRecipe
+    from hone.search.recipe import Recipe, Step
+    from hone.config import NoConfig
+    from hone.models.workload import InputSet, Workload
+
+    int8 = PlannedRecipe(Recipe("some-int8", (), Step("eager", NoConfig()), compute_dtype="int8"))
+    fp32 = PlannedRecipe(Recipe("eager", (), Step("eager", NoConfig())))
+    w = Workload("w", torch.nn.Identity(), [InputSet("bs2", {"x": torch.zeros(2, 3)})])
+    assert _calibration_warnings(w, [fp32]) == []
+    warning = _calibration_warnings(w, [fp32, int8])[0]
+    assert "no calibration set" in warning and "some-int8" in warning
+    w.calibration = {"x": torch.zeros(8, 3)}
+    assert _calibration_warnings(w, [fp32, int8]) == []

@@ -175,6 +175,7 @@ def optimize(
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
         info.profile = _profile_summary(found)
         info.pruned = {k: v for k, v in prune.items() if k not in [p.recipe.label for p in planned]}
+        info.warnings = _calibration_warnings(workload, planned)
         shown.set_total(len(planned) * len(workload.input_sets))
 
         with _open_store(store) as db:
@@ -195,6 +196,15 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result
+
+
+def _calibration_warnings(workload, planned) -> list[str]:
+    """Quantized recipes calibrated on the example inputs: say so, loudly, in the report."""
+    from hone.search.sweep import CALIBRATION_SAMPLES
+
+    quantized = [p.recipe.label for p in planned if p.recipe.compute_dtype in ("int8", "int4", "fp8") and not p.unavailable]
+    _, warning = workload.calibration_samples(CALIBRATION_SAMPLES)
+    return [f"{warning} (affects {', '.join(quantized)})"] if quantized and warning else []
 
 
 def _profile_for_plan(workload, hw, settings) -> "Profile | None":

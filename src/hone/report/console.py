@@ -203,6 +203,8 @@ def _header(result: OptimizeResult) -> Text:
     if run.profile:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in run.profile["shares"].items())
         lines.append(Text(f"profile ({run.profile['input_set']}): {run.profile['verdict']}-bound ({shares} of wall time)"))
+    for warning in run.warnings:
+        lines.append(Text(f"WARNING: {warning}", "bold yellow"))
     if run.fp64_skipped:
         lines.append(Text(f"note: fp32 tolerances not calibrated against float64: {run.fp64_skipped}", "yellow"))
     if run.nondeterministic:

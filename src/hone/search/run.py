@@ -29,6 +29,7 @@ class RunInfo:
     fp64_skipped: str | None = None  # why tolerances are not calibrated against float64
     profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
     pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
+    warnings: list[str] = dataclasses.field(default_factory=list)  # said loudly in every report
     run_id: int | None = None
     created_at: str = ""
 
