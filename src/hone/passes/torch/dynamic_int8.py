@@ -1,0 +1,93 @@
+"""Dynamic int8: Linear/LSTM weights stored in int8, activation scales computed per call.
+
+Needs no calibration data and no compiler, so it is the int8 candidate that works everywhere
+torch does; the win is largest where weights dominate (small batches, big Linear layers)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from typing import TYPE_CHECKING
+
+import torch
+
+from hone.config import Config, NoConfig
+from hone.errors import InputError, Unsupported
+from hone.passes.base import Pass
+from hone.plugin import Artifact, BuildContext
+from hone.search.recipe import Recipe, Step
+
+if TYPE_CHECKING:
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
+
+MODULE_TYPES = ("Linear", "LSTM")
+ENGINES = ("x86", "onednn", "fbgemm")
+# Where quantize_dynamic's replacement modules live: counting them says what really happened.
+QUANTIZED_DYNAMIC_PREFIX = "torch.ao.nn.quantized.dynamic"
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicInt8Config(Config):
+    modules: tuple[str, ...] = MODULE_TYPES
+    # Per-channel weight scales keep accuracy when output channels differ in range; the
+    # x86/fbgemm kernels take them at no extra cost.
+    per_channel: bool = True
+    engine: str = "x86"
+
+    def __post_init__(self) -> None:
+        # from_dict gives lists (JSON has no tuples); a frozen field must stay hashable.
+        object.__setattr__(self, "modules", tuple(self.modules))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        unknown = [m for m in self.modules if m not in MODULE_TYPES]
+        if not self.modules or unknown:
+            raise InputError(f"dynamic int8 modules must be a non-empty subset of {', '.join(MODULE_TYPES)}, got {list(self.modules)}")
+        if self.engine not in ENGINES:
+            raise InputError(f"quantized engine {self.engine!r} is not one of {', '.join(ENGINES)}")
+
+
+class DynamicInt8(Pass):
+    name = "dynamic_int8"
+    Config = DynamicInt8Config
+    description = "int8 weights with dynamic activation scales for Linear/LSTM (torch quantize_dynamic)"
+    devices = ("cpu",)  # the quantized dynamic kernels are CPU-only
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+        if device != "cpu":
+            return []
+        steps = (Step(cls.name, cls.Config()),)
+        origin = "int8 weights, dynamic activation scales (Linear/LSTM)"
+        return [Recipe("torch-int8-dynamic", steps, Step("eager", NoConfig()), origin, "int8")]
+
+    def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        cfg: DynamicInt8Config = self.config  # type: ignore[assignment]
+        if cfg.engine not in torch.backends.quantized.supported_engines:
+            raise Unsupported(f"quantized engine {cfg.engine!r} is not in this torch build "
+                              f"({', '.join(torch.backends.quantized.supported_engines)})")
+        # Process-global, but the worker is a fresh process per candidate; the kernels read it
+        # at call time, so it must stay set after this pass returns.
+        torch.backends.quantized.engine = cfg.engine
+        with warnings.catch_warnings():
+            # torch.ao eager quantization is deprecated in favour of torchao, but it is the one
+            # dynamic int8 path that needs no extra package; the warning says nothing actionable.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+            qconfig = per_channel_dynamic_qconfig if cfg.per_channel else default_dynamic_qconfig
+            spec = {getattr(torch.nn, m): qconfig for m in cfg.modules}
+            # deepcopy: quantize_dynamic swaps submodules, and the caller's model is the reference.
+            quantized = quantize_dynamic(copy.deepcopy(model.module), spec, dtype=torch.qint8)
+        count = sum(
+            1
+            for m in quantized.modules()
+            if type(m).__module__.startswith(QUANTIZED_DYNAMIC_PREFIX) and type(m).__name__ in cfg.modules
+        )
+        if count == 0:
+            raise Unsupported("no Linear or LSTM modules to quantize dynamically")
+        notes = {**model.notes, "quantization": "int8-dynamic", "engine": cfg.engine,
+                 "per_channel": cfg.per_channel, "quantized_modules": count}
+        return Artifact("torch", quantized, compute_dtype="int8", notes=notes)

@@ -1,0 +1,129 @@
+import dataclasses
+
+import pytest
+import torch
+
+from hone.errors import InputError, Unsupported
+from hone.passes.onnx.ort_quantize_dynamic import OrtQuantizeDynamic, OrtQuantizeDynamicConfig
+from hone.passes.onnx.ort_quantize_static import OrtQuantizeStatic, OrtQuantizeStaticConfig
+from hone.search.recipe import Recipe, Step
+from hone.validate.compare import compare_output
+from harness import build
+from tiny_models import tiny_mlp
+
+_BUILDS: dict = {}  # one export + quantization per config: keeps the file within seconds
+
+
+def _recipe(cls, config) -> Recipe:
+    base = cls.propose(None, None, "cpu")[0]
+    return dataclasses.replace(base, passes=(base.passes[0], Step(cls.name, config)))
+
+
+def _calibration(outliers: bool) -> tuple[torch.Tensor]:
+    torch.manual_seed(1)
+    samples = torch.randn(64, 32)
+    if outliers:  # a few huge values: minmax must cover them, percentile and entropy clip them
+        samples[::16, :4] *= 40
+    return (samples,)
+
+
+def _static(outliers: bool = True, **fields):
+    key = (outliers, tuple(sorted(fields.items())))
+    if key not in _BUILDS:
+        model, x = tiny_mlp()
+        recipe = _recipe(OrtQuantizeStatic, OrtQuantizeStaticConfig(**fields))
+        _BUILDS[key] = build(recipe, model, x, calibration=_calibration(outliers))
+    return _BUILDS[key]
+
+
+def _cosine(runner, named, expected) -> float:
+    (got,), (name, want) = runner(*named.values()), next(iter(expected.items()))
+    return compare_output(name, got, want, "int8").cosine
+
+
+def test_dynamic_int8_quantizes_and_keeps_the_answers():
+    model, x = tiny_mlp()
+    runner, artifact, named, expected = build(OrtQuantizeDynamic.propose(None, None, "cpu")[0], model, x)
+    assert artifact.compute_dtype == "int8"
+    assert artifact.notes["quantized_nodes"] > 0  # MatMulInteger etc. really in the graph
+    assert artifact.notes["quantization"]["weight_type"] == "qint8"
+    assert runner.info()["providers"] == ["CPUExecutionProvider"]
+    (got,) = runner(*named.values())
+    assert not torch.equal(got, expected["output"])  # really quantized, not a float passthrough
+    assert _cosine(runner, named, expected) > 0.99
+
+
+def test_static_int8_on_clean_calibration_keeps_the_answers():
+    runner, artifact, named, expected = _static(outliers=False)
+    assert artifact.notes["calibrate_method"] == "minmax"
+    assert artifact.notes["calibration_samples_used"] == 64
+    assert artifact.notes["quantized_nodes"] > 0
+    assert _cosine(runner, named, expected) > 0.99
+
+
+def test_each_calibration_method_is_selectable_and_changes_the_scales():
+    scales = {}
+    for method, fields in [("minmax", {}), ("percentile", {"percentile": 99.0}), ("entropy", {})]:
+        runner, artifact, named, expected = _static(calibrate_method=method, **fields)
+        assert artifact.notes["calibrate_method"] == method
+        (got,) = runner(*named.values())
+        assert torch.isfinite(got).all()
+        scales[method] = artifact.notes["activation_scales"]
+    assert all(scales.values()) and scales["minmax"].keys() == scales["percentile"].keys() == scales["entropy"].keys()
+    first = next(iter(scales["minmax"]))  # the input's scale: where the outliers are
+    assert scales["minmax"][first] > scales["percentile"][first]  # percentile clips the outliers
+    assert scales["minmax"][first] != scales["entropy"][first]
+    assert scales["percentile"][first] != scales["entropy"][first]
+
+
+def test_calibration_samples_caps_whole_batches():
+    _, artifact, _, _ = _static(outliers=False, calibration_samples=10)
+    assert artifact.notes["calibration_samples_used"] == 8  # two batches of 4; a third would exceed 10
+
+
+def test_per_channel_gives_one_weight_scale_per_output_channel():
+    per_tensor = _static(outliers=False)[1].notes["weight_scale_count"]
+    per_channel = _static(outliers=False, per_channel=True)[1].notes["weight_scale_count"]
+    assert per_tensor == 2  # fc1, fc2
+    assert per_channel == 64 + 10
+
+
+def test_configs_validate_and_round_trip():
+    for config in (
+        OrtQuantizeDynamicConfig(weight_type="quint8", per_channel=True, op_types=("MatMul",)),
+        OrtQuantizeStaticConfig(calibrate_method="percentile", percentile=99.9, activation_type="qint8"),
+    ):
+        assert type(config).from_dict(config.to_dict()) == config
+    assert OrtQuantizeDynamicConfig.from_dict({"op_types": ["Gemm"]}).op_types == ("Gemm",)
+    for bad, match in [
+        (lambda: OrtQuantizeDynamicConfig(weight_type="int4"), "weight_type"),
+        (lambda: OrtQuantizeStaticConfig(calibrate_method="kl"), "calibrate_method"),
+        (lambda: OrtQuantizeStaticConfig(percentile=90.0), "percentile"),
+        (lambda: OrtQuantizeStaticConfig(percentile=100.5), "percentile"),
+        (lambda: OrtQuantizeStaticConfig(calibration_samples=0), "calibration_samples"),
+        (lambda: OrtQuantizeStaticConfig(quant_format="qoperator"), "quant_format"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            bad()
+
+
+def test_quantizer_failure_is_unsupported_naming_the_op(monkeypatch):
+    import onnxruntime.quantization
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("no int8 kernel for Gemm node node_linear\nlong traceback text")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", fail)
+    model, x = tiny_mlp()
+    with pytest.raises(Unsupported) as info:
+        build(_recipe(OrtQuantizeStatic, OrtQuantizeStaticConfig()), model, x)
+    assert str(info.value) == "ORT static quantization failed on op Gemm: RuntimeError: no int8 kernel for Gemm node node_linear"
+
+
+def test_proposed_on_cpu_only():
+    for cls, label in ((OrtQuantizeDynamic, "ort-int8-dynamic"), (OrtQuantizeStatic, "ort-int8-static")):
+        (recipe,) = cls.propose(None, None, "cpu")
+        assert recipe.label == label and recipe.compute_dtype == "int8"
+        assert recipe.describe() == f"onnx_export -> {cls.name} -> onnxruntime"
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+        assert cls.propose(None, None, "cuda") == []

@@ -1,0 +1,139 @@
+import copy
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import skips
+import torch
+
+from hone._optional import is_available
+from hone.config import NoConfig
+from hone.errors import InputError, Unsupported
+from hone.models.workload import FlatIO, name_inputs, normalize_outputs
+from hone.passes.torch.dynamic_int8 import DynamicInt8, DynamicInt8Config
+from hone.passes.torch.pt2e_int8 import Pt2eInt8, Pt2eInt8Config
+from hone.plugin import Artifact, BuildContext
+from hone.runtimes.inductor import InductorConfig
+from hone.search.build import build_recipe
+from hone.search.recipe import Recipe, Step
+from harness import build
+from tiny_models import TinyConv, tiny_mlp
+
+REQUIRES_TORCHAO = pytest.mark.skipif(not is_available("torchao"), reason=skips.REQUIRES_TORCHAO)
+MIN_COSINE = 0.99  # int8 keeps the direction of the outputs; the tensor check is advisory
+
+
+def _cosine(got: torch.Tensor, want: torch.Tensor) -> float:
+    return torch.nn.functional.cosine_similarity(got.float().flatten(), want.float().flatten(), dim=0).item()
+
+
+def _ctx(inputs: tuple[torch.Tensor, ...], calibration=None) -> BuildContext:
+    return BuildContext(inputs, [f"in{i}" for i in range(len(inputs))], ["out"],
+                        Path(tempfile.mkdtemp(prefix="hone-test-")), 1, calibration=calibration)
+
+
+def _build_calibrated(recipe: Recipe, model: torch.nn.Module, example_inputs, calibration):
+    """harness.build without calibration: the same steps, with calibration samples in the context."""
+    named = name_inputs(model, example_inputs)
+    with torch.inference_mode():
+        expected = normalize_outputs(model(**named))
+    ctx = BuildContext(tuple(named.values()), list(named), list(expected),
+                       Path(tempfile.mkdtemp(prefix="hone-test-")), 1, calibration=calibration)
+    runner, artifact, _ = build_recipe(recipe, FlatIO(model, list(named), list(expected)), ctx)
+    return runner, artifact, named, expected
+
+
+class NoLinear(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) * 2
+
+
+class DataDependent(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) if x.sum() > 0 else -self.fc(x)  # export cannot trace a data-dependent branch
+
+
+def test_dynamic_int8_quantizes_linears_and_keeps_answers():
+    model, x = tiny_mlp()
+    before = copy.deepcopy(model.state_dict())
+    recipe = DynamicInt8.propose(None, None, "cpu")[0]
+    assert (recipe.label, recipe.runtime.name, recipe.compute_dtype) == ("torch-int8-dynamic", "eager", "int8")
+    runner, artifact, named, expected = build(recipe, model, x)
+    assert artifact.compute_dtype == "int8" and artifact.notes["quantized_modules"] == 2
+    assert artifact.notes["engine"] == "x86" and runner.info()["quantized_modules"] == 2
+    # The reference module is untouched: same classes, same weights.
+    assert type(model.fc1) is torch.nn.Linear and type(model.fc2) is torch.nn.Linear
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    (got,) = runner(*named.values())
+    assert _cosine(got, next(iter(expected.values()))) > MIN_COSINE
+
+
+def test_dynamic_int8_without_linear_is_unsupported():
+    x = torch.randn(2, 8)
+    with pytest.raises(Unsupported, match="no Linear or LSTM modules"):
+        DynamicInt8().apply(Artifact("torch", NoLinear()), _ctx((x,)))
+
+
+def test_dynamic_int8_is_proposed_on_cpu_only():
+    assert DynamicInt8.propose(None, None, "cuda") == []
+    assert DynamicInt8.propose(None, None, "cpu")[0].runtime == Step("eager", NoConfig())
+
+
+def test_configs_validate_and_round_trip():
+    with pytest.raises(InputError, match="subset of Linear, LSTM"):
+        DynamicInt8Config(modules=("Conv2d",))
+    with pytest.raises(InputError, match="engine 'qnnpack'"):
+        DynamicInt8Config(engine="qnnpack")
+    with pytest.raises(InputError, match="calibration_samples"):
+        Pt2eInt8Config(calibration_samples=0)
+    for config in (DynamicInt8Config(modules=("LSTM",), per_channel=False, engine="fbgemm"),
+                   Pt2eInt8Config(calibration_samples=32, reduce_range=True)):
+        # Through JSON, as the store saves it: tuples come back as lists.
+        assert type(config).from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_pt2e_unavailable_without_vnni_gives_the_reason(hardware):
+    no_vnni = dataclasses.replace(hardware, flags=hardware.flags - {"avx512_vnni", "avx_vnni"})
+    assert Pt2eInt8.unavailable_here(no_vnni, "cpu") == "this CPU has no VNNI int8 dot products"
+    # Still proposed, so the report says why it did not run.
+    (recipe,) = Pt2eInt8.propose(None, no_vnni, "cpu")
+    assert recipe.runtime == Step("inductor", InductorConfig(freezing=True)) and recipe.compute_dtype == "int8"
+    assert Pt2eInt8.propose(None, no_vnni, "cuda") == []
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_export_failure_is_unsupported_with_one_line():
+    x = torch.randn(2, 8)
+    with pytest.raises(Unsupported, match="pt2e int8: ") as info:
+        Pt2eInt8().apply(Artifact("torch", DataDependent().eval()), _ctx((x,)))
+    assert "\n" not in str(info.value)
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_without_quantizable_ops_is_unsupported():
+    with pytest.raises(Unsupported, match="no Linear/Conv"):
+        Pt2eInt8().apply(Artifact("torch", NoLinear().eval()), _ctx((torch.randn(2, 8),)))
+
+
+@REQUIRES_TORCHAO
+@pytest.mark.parametrize("make", [tiny_mlp, lambda: (TinyConv().eval(), torch.randn(2, 3, 8, 8))], ids=["mlp", "conv"])
+def test_pt2e_int8_through_inductor_keeps_answers(make):
+    torch.manual_seed(0)
+    model, x = make()
+    calibration = (torch.cat([x, torch.randn(30, *x.shape[1:])]),)  # 32+ samples, padded to whole batches
+    recipe = Pt2eInt8.propose(None, None, "cpu")[0]
+    runner, artifact, named, expected = _build_calibrated(recipe, model, x, calibration)
+    targets = {str(n.target) for n in artifact.module.graph_module.graph.nodes}
+    assert any("quantize_per_tensor" in t for t in targets) and any("dequantize" in t for t in targets)
+    assert artifact.notes["qdq_ops"] > 0 and artifact.notes["calibration_samples"] >= 32
+    assert runner.info()["backend"] == "inductor" and runner.info()["freezing"] is True
+    outputs = runner(*named.values())
+    for got, want in zip(outputs, expected.values()):
+        assert _cosine(got, want) > MIN_COSINE
