@@ -77,11 +77,14 @@ class OptimizeResult:
         if self.workload is None:
             raise HoneError("this result was loaded from the store; rebuilding needs the model (run optimize)")
         chosen = self.workload.input_set(input_set) if input_set else self.workload.input_sets[-1]
-        ctx = BuildContext(
-            chosen.as_args(), self.workload.input_names, self.run.output_names,
-            Path(tempfile.mkdtemp(prefix="hone-best-")), self.run.threads, self.run.device,
-        )
-        runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
+        # Build products (an exported ONNX file) are read while building; the runner holds what it
+        # needs in memory afterwards, so the directory goes with the build.
+        with tempfile.TemporaryDirectory(prefix="hone-best-") as workdir:
+            ctx = BuildContext(
+                chosen.as_args(), self.workload.input_names, self.run.output_names,
+                Path(workdir), self.run.threads, self.run.device,
+            )
+            runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
         return runner
 
     def table(self) -> str:
