@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
-# An op above its roof by more than timing noise means the roof (cached peaks) is wrong.
-STALE_PEAK_SHARE = 1.15
 # Libraries whose versions go into every run record (read from metadata, never imported).
 VERSIONED = ("hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn", "safetensors")
 
@@ -83,12 +81,6 @@ def profile(
             result.notes.append(why_not)
     result.advice = advise(result, hw)
     # Only a compute roof is hard: cache-resident memory-bound ops legitimately beat DRAM bandwidth.
-    above = [op for op in result.ops if op.bound == "compute" and (op.pct_of_peak or 0) > STALE_PEAK_SHARE]
-    if above:
-        result.notes.append(
-            f"{above[0].name} attains {above[0].pct_of_peak:.0%} of the cached peak: the peaks look stale or were "
-            "measured under load; re-measure with `hone doctor --refresh`"
-        )
     if trace is not None:
         _write_trace(workload, result.input_set, Path(trace), device)
     return result

@@ -110,3 +110,22 @@ def test_gpt2_decode_moves_from_weight_streaming_toward_compute():
     assert one.verdict in ("memory", "overhead")
     assert many.shares["compute"] > one.shares["compute"]
     assert _matmul_intensity(many) > 10 * _matmul_intensity(one)
+
+
+def test_a_compute_op_above_its_roof_says_the_peaks_are_stale(hardware):
+    """Peaks far below what the machine reaches (measured under load, say) show up as a GEMM
+    'beating' its roof; the profile says so instead of reporting 5000 % of peak quietly."""
+    import dataclasses as dc
+
+    import torch
+
+    from hone.hardware import Peaks
+    from hone.models.workload import InputSet, Workload
+    from hone.profiler.profile import profile_workload
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.Linear(512, 512)).eval()
+    workload = Workload("gemm", model, [InputSet("bs64", {"input": torch.randn(64, 512)})])
+    stale = Peaks(fp32_gflops=0.5, bf16_gflops=None, int8_gops=None, bandwidth_gbs=0.05, threads=hardware.default_threads, device="cpu")
+    found = profile_workload(workload, dc.replace(hardware, peaks=stale), scaling_max_batch=0)
+    assert any("peaks look stale" in note for note in found.notes)

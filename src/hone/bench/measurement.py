@@ -10,9 +10,6 @@ import functools
 import statistics
 from typing import Any
 
-# IQR/median above this share means the timing is too noisy to trust a small difference.
-NOISY_REL_IQR = 0.05
-
 
 def _quantile(sorted_times: tuple[float, ...], q: float) -> float:
     """Linear-interpolated quantile of already-sorted data (numpy's default method)."""
@@ -73,10 +70,6 @@ class Measurement:
     def throughput(self) -> float:
         """Samples per second at the median latency."""
         return self.batch_size / self.p50 if self.p50 > 0 else float("nan")
-
-    @property
-    def stable(self) -> bool:
-        return self.rel_iqr < NOISY_REL_IQR
 
     def stats(self) -> dict[str, float]:
         return {

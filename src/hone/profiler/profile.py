@@ -31,6 +31,8 @@ from hone.profiler.trace import nvtx_range
 NO_PEAKS_NOTE = "no measured peaks: run `hone doctor`; ops are told apart by time only (overhead vs unclassified)"
 # Profiled op time above the unprofiled latency by more than this share is worth a note.
 OP_TIME_EXCESS_NOTE = 0.05
+# A compute-bound op above its roof by more than timing noise means the cached peaks are wrong.
+STALE_PEAK_SHARE = 1.15
 
 
 def _pick_input_set(workload: Workload, label: str | None) -> InputSet:
@@ -124,6 +126,14 @@ def profile_workload(
     stats = roofline.call_stats(joined.calls, peaks, device)
     op_time = sum(s.time_s for s in stats)
     shares, verdict = roofline.shares(stats, wall_s)
+    ops = roofline.aggregate(stats, peaks, device)
+    # Only a compute roof is hard: cache-resident memory-bound ops legitimately beat DRAM bandwidth.
+    above = [op for op in ops if op.bound == "compute" and (op.pct_of_peak or 0) > STALE_PEAK_SHARE]
+    if above:
+        notes.append(
+            f"{above[0].name} attains {above[0].pct_of_peak:.0%} of the cached peak: the peaks look stale or were "
+            "measured under load; re-measure with `hone doctor --refresh`"
+        )
     return Profile(
         model=workload.name,
         input_set=chosen.label,
@@ -131,7 +141,7 @@ def profile_workload(
         threads=threads,
         wall_s=wall_s,
         op_time_s=op_time,
-        ops=roofline.aggregate(stats, peaks, device),
+        ops=ops,
         top_ops=roofline.top_calls(stats),
         shares=shares,
         verdict=verdict,

@@ -25,7 +25,14 @@ MAX_CELL_REASON = 40  # longer reasons are cut in the table; the full text follo
 WINNER_MARK = "★"
 MIB = 1024 * 1024
 
-STATUS_STYLE = {Status.OK: "green", Status.WRONG_ANSWER: "red"}  # anything else: yellow
+STATUS_STYLE = {
+    Status.OK: "green",
+    Status.WRONG_ANSWER: "red",
+    Status.CRASHED: "red",
+    Status.TIMEOUT: "yellow",
+    Status.OOM: "yellow",
+    Status.UNSUPPORTED: "dim",
+}
 
 
 def _finite(x: float | None) -> bool:

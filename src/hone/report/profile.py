@@ -10,13 +10,10 @@ from rich.table import Table
 from rich.text import Text
 
 from hone.profiler.records import OpStat, Profile
+from hone.report.console import fmt_time
 
 TEXT_WIDTH = 180
 BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "red", "": "dim"}
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
 
 
 def _op_table(title: str, ops: list[OpStat], wall_s: float, individual: bool) -> Table:
@@ -37,7 +34,7 @@ def _op_table(title: str, ops: list[OpStat], wall_s: float, individual: bool) ->
         table.add_row(
             op.name,
             op.shapes if individual else str(op.calls),
-            _ms(op.time_s),
+            fmt_time(op.time_s),
             f"{op.time_s / wall_s:.1%}" if wall_s > 0 else "-",
             f"{op.flops / 1e9:.2f}" if op.flops else "-",
             f"{op.bytes / 1e6:.1f}",
@@ -57,8 +54,8 @@ def renderable(profile: Profile, top: int = 15) -> RenderableType:
         Text.assemble(("hone profile", "bold"), f"  {profile.model} @ {profile.input_set}, {profile.device}, {profile.threads} threads"),
         Text.assemble(
             ("verdict: ", "bold"), (f"{profile.verdict}-bound", BOUND_STYLE.get(profile.verdict, "")),
-            f" ({shares} of wall time); forward {_ms(profile.wall_s)}, ops {_ms(profile.op_time_s)}, "
-            f"overhead {_ms(profile.overhead_s)}",
+            f" ({shares} of wall time); forward {fmt_time(profile.wall_s)}, ops {fmt_time(profile.op_time_s)}, "
+            f"overhead {fmt_time(profile.overhead_s)}",
         ),
     ]  # fmt: skip
     peaks = profile.peaks
@@ -75,7 +72,7 @@ def renderable(profile: Profile, top: int = 15) -> RenderableType:
         for name in ("batch", "latency", "per sample"):
             scaling.add_column(name, justify="right")
         for point in profile.scaling:
-            scaling.add_row(str(point.batch_size), _ms(point.latency_s), _ms(point.per_sample_s))
+            scaling.add_row(str(point.batch_size), fmt_time(point.latency_s), fmt_time(point.per_sample_s))
         parts.append(scaling)
     if profile.memory:
         mem = profile.memory

@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from hone.search.result import CandidateResult, Status
-
-STATUS_STYLE = {
-    Status.OK: "green",
-    Status.WRONG_ANSWER: "red",
-    Status.CRASHED: "red",
-    Status.TIMEOUT: "yellow",
-    Status.OOM: "yellow",
-    Status.UNSUPPORTED: "dim",
-}
+from hone.report.console import STATUS_STYLE, fmt_time
+from hone.search.result import CandidateResult
 
 
 class SweepProgress:
@@ -65,7 +57,7 @@ class SweepProgress:
         if self._progress is None:
             return
         m = result.measurement
-        timing = f" p50 {m.p50 * 1e3:.2f} ms" if m else ""
+        timing = f" p50 {fmt_time(m.p50)}" if m else ""
         where = " (resumed)" if resumed else f" in {result.wall_s:.1f} s"
         style = STATUS_STYLE.get(result.status, "")
         reason = "" if result.ok else f": {result.reason[:120]}"

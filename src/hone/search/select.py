@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 
 from hone.search.recipe import Recipe
-from hone.search.result import CandidateResult, Status
+from hone.search.result import CandidateResult
 
 BASELINE_LABEL = "eager"
 
@@ -113,6 +113,3 @@ def select(results: list[CandidateResult]) -> Selection:
         )
     return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers)
 
-
-def is_selectable(result: CandidateResult) -> bool:
-    return result.status is Status.OK

@@ -49,6 +49,8 @@ def sweep(
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
         workdir = Path(tmp)
         bundle_path: Path | None = None
+        main_path: str | None = None
+        sys_path = [p for p in sys.path if p]
         for i, item in enumerate(planned):
             recipe = item.recipe
             for input_set in workload.input_sets:
@@ -63,6 +65,7 @@ def sweep(
                 else:
                     if bundle_path is None:  # written once, only when something has to run
                         bundle_path = workdir / "bundle.pt"
+                        main_path = _main_path(workload.module)  # the same for every candidate
                         _write_bundle(bundle_path, workload, reference)
                     job_dir = workdir / f"{i:02d}-{recipe.label}-{input_set.label}"
                     job = Job(
@@ -76,8 +79,8 @@ def sweep(
                         device=settings.device,
                         accuracy_budget=settings.accuracy_budget,
                         measure=dataclasses.asdict(settings.measure),
-                        sys_path=[p for p in sys.path if p],
-                        main_path=_main_path(workload.module),
+                        sys_path=sys_path,
+                        main_path=main_path,
                         user_files=workload.user_files,
                     )
                     result = run_candidate(recipe, job, job_dir, settings.timeout_s)
