@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from hone.hardware import Hardware
-    from hone.models.workload import Workload
+    from hone.models.workload import TrainSet, Workload
     from hone.search.recipe import Recipe
 
 
@@ -76,6 +76,8 @@ class BuildContext:
     device: str = "cpu"
     # Calibration samples (inputs in name order, stacked on dim 0) for quantization passes.
     calibration: "tuple[torch.Tensor, ...] | None" = None
+    # Data and loss for quantization-aware training, when the workload has them.
+    train: "TrainSet | None" = None
 
     def calibration_batches(self) -> "list[tuple[torch.Tensor, ...]]":
         """The calibration samples in batches of the example inputs' batch size: an exported or

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hone._optional import require
-from hone.models.workload import EvalSet, InputSet, Workload
+from hone.models.workload import EvalSet, InputSet, TrainSet, Workload
 
 WEIGHTS_PATH = Path(__file__).parent / "_data" / "digits_cnn.safetensors"
 DEFAULT_BATCH_SIZES = (1, 64)
@@ -70,13 +70,19 @@ def digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tens
     )
 
 
+def cross_entropy_step(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], labels: torch.Tensor | None) -> torch.Tensor:
+    """The built-in train step for QAT: the loss the model was trained with."""
+    (logits,) = model(*inputs)[:1]
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
 def load_digits_cnn(batch_sizes: tuple[int, ...] | None = None) -> Workload:
     from safetensors.torch import load_file
 
     model = DigitsCNN()
     model.load_state_dict(load_file(str(WEIGHTS_PATH)), strict=True)
     model.eval()
-    train_x, _, test_x, test_y = digits_split()
+    train_x, train_y, test_x, test_y = digits_split()
     input_sets = [InputSet(f"bs{b}", {INPUT_NAME: test_x[:b].clone()}) for b in batch_sizes or DEFAULT_BATCH_SIZES]
     eval_set = EvalSet(
         samples={INPUT_NAME: test_x},
@@ -91,6 +97,12 @@ def load_digits_cnn(batch_sizes: tuple[int, ...] | None = None) -> Workload:
         eval=eval_set,
         calibration={INPUT_NAME: train_x[:CALIBRATION_SAMPLES]},
         calibration_description=f"the first {CALIBRATION_SAMPLES} images of the training split (never the held-out split)",
+        train=TrainSet(
+            samples={INPUT_NAME: train_x},
+            labels=train_y,
+            step=cross_entropy_step,
+            description=f"the {len(train_y)} training images with cross-entropy (for QAT)",
+        ),
         source="digits-cnn",
         task="image-classification",
         description="small CNN (2 conv + 2 linear, 8x8 grayscale digits), trained by hone",

@@ -89,6 +89,28 @@ class EvalSet:
             yield batch, valid
 
 
+# step(model, inputs in name order, labels or None) -> scalar loss. `model` takes the inputs
+# positionally and returns its outputs as a tuple in output-name order.
+TrainStep = Callable[[torch.nn.Module, tuple[torch.Tensor, ...], "torch.Tensor | None"], torch.Tensor]
+
+
+@dataclasses.dataclass
+class TrainSet:
+    """Data and a loss for quantization-aware training (QAT fine-tunes through `step`).
+
+    `samples` stacks N samples on dim 0 per input name, like the eval and calibration sets;
+    `step` must be picklable (a module-level function): workers receive it. Never the eval
+    split, for the same reason as calibration."""
+
+    samples: Inputs
+    step: TrainStep
+    labels: torch.Tensor | None = None
+    description: str = ""
+
+    def __len__(self) -> int:
+        return int(next(iter(self.samples.values())).shape[0])
+
+
 @dataclasses.dataclass
 class Workload:
     """A loaded model ready for optimization. Built by hone.models.load_model or from a live module."""
@@ -108,6 +130,7 @@ class Workload:
     # exactly the error the gate is there to catch.
     calibration: Inputs | None = None
     calibration_description: str = ""
+    train: TrainSet | None = None  # for QAT; without it QAT is not proposed
 
     @property
     def input_names(self) -> list[str]:

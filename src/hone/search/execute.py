@@ -48,7 +48,8 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
     if device != "cpu":
         inputs = tuple(t.to(device) for t in inputs)
     ctx = BuildContext(
-        inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device, bundle.calibration
+        inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device, bundle.calibration,
+        bundle.train,
     )
     reset_device_peak(device)
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from hone.bench.measure import MeasureSettings
-from hone.models.workload import EvalSet
+from hone.models.workload import EvalSet, TrainSet
 
 
 @dataclasses.dataclass
@@ -59,6 +59,7 @@ class Bundle:
     reference_score: float | None = None
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)
     calibration: tuple[torch.Tensor, ...] | None = None  # samples for quantization passes
+    train: TrainSet | None = None  # data and loss for QAT
 
     def save(self, path: Path) -> None:
         # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.

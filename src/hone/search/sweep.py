@@ -102,6 +102,7 @@ def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:
         reference_score=reference.score,
         user_files=workload.user_files,
         calibration=workload.calibration_samples(CALIBRATION_SAMPLES)[0],
+        train=workload.train,
     )
     try:
         bundle.save(path)
