@@ -19,16 +19,20 @@ if TYPE_CHECKING:
     import torch
 
     from hone.hardware import Hardware
-    from hone.models.workload import EvalSet, Workload
+    from hone.models.workload import EvalSet, TrainSet, Workload
     from hone.profiler.records import Profile
     from hone.search.recipe import Recipe
+    from hone.validate.verdict import AccuracyBudget
     from hone.search.run import OptimizeResult
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
 # Libraries whose versions go into every run record (read from metadata, never imported).
-VERSIONED = ("hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn", "safetensors")
+VERSIONED = (
+    "hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn",
+    "safetensors", "torchao", "openvino", "nncf",
+)
 
 
 def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None) -> "Workload":
@@ -111,10 +115,13 @@ def optimize(
     example_inputs: Any = None,
     *,
     eval: "EvalSet | None" = None,
+    calibration: Any = None,
+    train: "TrainSet | None" = None,
     device: str = "cpu",
     batch_sizes: tuple[int, ...] | None = None,
     threads: int | None = None,
-    accuracy_budget: float = DEFAULT_ACCURACY_BUDGET,
+    accuracy_budget: "float | str | AccuracyBudget" = DEFAULT_ACCURACY_BUDGET,
+    fallback_attempts: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     measure_time_s: float = 8.0,
     include: Iterable[str] | None = None,
@@ -129,6 +136,12 @@ def optimize(
 
     model: a spec string, a loaded Workload, or a live nn.Module with `example_inputs`
     (a tensor, a tuple of tensors or a dict name -> tensor; dim 0 is the batch).
+    calibration: samples for quantization (same form as example_inputs, samples on dim 0);
+    never the eval split. Without one, quantization calibrates on the example inputs (warned).
+    train: a TrainSet (samples, labels, a picklable loss step) for quantization-aware training.
+    accuracy_budget: the allowed drop of the task metric: 0.01 absolute, or "1%" of fp32's score.
+    fallback_attempts: retries of a quantized candidate that missed the budget, each with more
+    of its most sensitive layers kept in float (0: none).
     store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
     resume: continue the latest unfinished run of the same model and settings.
     profile_first: profile eager fp32 first and let its advice order and prune the plan.
@@ -141,10 +154,15 @@ def optimize(
     from hone.search.sweep import SweepSettings, sweep
     from hone.validate.reference import compute_reference
 
-    _check_options(accuracy_budget, timeout_s, measure_time_s, threads)
+    from hone.search.fallback import FallbackSettings
+    from hone.validate.verdict import AccuracyBudget
+
+    budget = AccuracyBudget.parse(accuracy_budget)
+    _check_options(timeout_s, measure_time_s, threads)
+    fallback_settings = FallbackSettings(attempts=fallback_attempts)
     with SweepProgress(enabled=progress) as shown:
         shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
-        workload = _as_workload(model, example_inputs, eval, batch_sizes)
+        workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train)
         shown.stage("probing hardware")
         hw = probe_hardware()
         device = _check_device(device, hw)
@@ -152,8 +170,9 @@ def optimize(
             device=device,
             threads=threads or hw.default_threads,
             timeout_s=timeout_s,
-            accuracy_budget=accuracy_budget,
+            accuracy_budget=budget,
             measure=MeasureSettings(max_time_s=measure_time_s),
+            fallback=fallback_settings,
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         reference = compute_reference(workload)  # a model that cannot run its inputs stops here
@@ -178,6 +197,7 @@ def optimize(
                     done=done,
                     on_start=shown.start,
                     on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
+                    on_more=shown.add_total,
                 )
             except BaseException:
                 if db:
@@ -194,7 +214,12 @@ def _calibration_warnings(workload, planned) -> list[str]:
     """Quantized recipes calibrated on the example inputs: say so, loudly, in the report."""
     from hone.search.sweep import CALIBRATION_SAMPLES
 
-    quantized = [p.recipe.label for p in planned if p.recipe.compute_dtype in ("int8", "int4", "fp8") and not p.unavailable]
+    from hone.registry import PASSES
+
+    quantized = [
+        p.recipe.label for p in planned
+        if not p.unavailable and any(getattr(PASSES.get(s.name), "uses_calibration", False) for s in p.recipe.passes)
+    ]
     _, warning = workload.calibration_samples(CALIBRATION_SAMPLES)
     return [f"{warning} (affects {', '.join(quantized)})"] if quantized and warning else []
 
@@ -233,7 +258,7 @@ def _profile_summary(found) -> dict[str, Any] | None:
     }
 
 
-def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any) -> "Workload":
+def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, calibration: Any = None, train: Any = None) -> "Workload":
     import torch
 
     from hone.models.workload import InputSet, Workload, name_inputs
@@ -256,12 +281,16 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any) -
         raise InputError(f"model must be a spec string or a torch.nn.Module, not {type(model).__name__}")
     if eval is not None:
         workload.eval = eval
+    if calibration is not None:
+        workload.calibration = name_inputs(workload.module, calibration) if not isinstance(calibration, dict) else calibration
+        workload.calibration_description = "given by the caller"
+    if train is not None:
+        workload.train = train
+    workload.check_data()
     return workload
 
 
-def _check_options(budget: float, timeout_s: float, measure_time_s: float, threads: int | None) -> None:
-    if not 0 <= budget < 1:
-        raise InputError(f"accuracy budget {budget} must be in [0, 1) (an absolute drop of the metric)")
+def _check_options(timeout_s: float, measure_time_s: float, threads: int | None) -> None:
     if timeout_s <= 0 or measure_time_s <= 0:
         raise InputError("timeouts and measuring times must be positive")
     if threads is not None and threads < 1:

@@ -5,6 +5,7 @@ import torch
 from hone.validate.check import check_metric, check_tensors, verdict_of
 from hone.models.workload import EvalSet
 from hone.validate.compare import compare_output, tolerance
+from hone.validate.verdict import AccuracyBudget
 
 
 def test_fp32_floor_is_assert_close_default():
@@ -61,17 +62,41 @@ def _eval_set(labels):
 def test_metric_budget_decides_and_is_reported():
     ev = _eval_set([0, 1, 1, 0])
     logits = torch.tensor([[1.0, 0], [0, 1], [0, 1], [0, 1]])  # 3 of 4 right
-    m = check_metric({"logits": logits}, {"logits": logits}, ev, reference_score=1.0, budget=0.01)
+    m = check_metric({"logits": logits}, {"logits": logits}, ev, reference_score=1.0, budget=AccuracyBudget(0.01))
     assert m.value == 0.75 and not m.passed and math.isclose(m.delta, -0.25)
-    ok = check_metric({"logits": logits}, {"logits": logits}, ev, reference_score=0.75, budget=0.01)
+    ok = check_metric({"logits": logits}, {"logits": logits}, ev, reference_score=0.75, budget=AccuracyBudget(0.01))
     assert ok.passed
+
+
+def test_relative_budget_is_a_share_of_the_fp32_score():
+    ev = _eval_set([0, 1, 1, 0])
+    logits = torch.tensor([[1.0, 0], [0, 1], [0, 1], [0, 1]])  # 0.75
+    # 0.75 against 0.80: a drop of 0.05, i.e. 6.25 % of fp32's score.
+    loose = check_metric({"o": logits}, {}, ev, reference_score=0.80, budget=AccuracyBudget.parse("7%"))
+    tight = check_metric({"o": logits}, {}, ev, reference_score=0.80, budget=AccuracyBudget.parse("6%"))
+    assert loose.passed and not tight.passed
+    assert math.isclose(tight.budget, 0.048) and tight.budget_text == "6% of fp32"
+    verdict = verdict_of(check_tensors((logits,), (logits,), ["o"], "int8"), tight, "int8")
+    assert not verdict.passed and "6% of fp32" in verdict.reason
+
+
+def test_budget_parse_rejects_nonsense():
+    import pytest
+
+    from hone.errors import InputError
+
+    assert AccuracyBudget.parse(0.02) == AccuracyBudget(0.02)
+    assert AccuracyBudget.parse("0.5%") == AccuracyBudget(0.005, relative=True)
+    for bad in ("abc", "-0.1", "150%"):
+        with pytest.raises(InputError):
+            AccuracyBudget.parse(bad)
 
 
 def test_verdict_fails_on_metric_even_when_tensors_pass():
     x = torch.randn(2, 2)
     checks = check_tensors((x,), (x,), ["out"], "float32")
     ev = _eval_set([0, 1])
-    bad = check_metric({"o": torch.tensor([[0.0, 1], [1, 0]])}, {}, ev, reference_score=1.0, budget=0.01)
+    bad = check_metric({"o": torch.tensor([[0.0, 1], [1, 0]])}, {}, ev, reference_score=1.0, budget=AccuracyBudget(0.01))
     verdict = verdict_of(checks, bad, "float32")
     assert not verdict.passed and "top1" in verdict.reason
 
@@ -80,7 +105,7 @@ def test_quantized_candidates_have_advisory_tensor_checks():
     ref = torch.randn(8, 8)
     checks = check_tensors((ref + 0.05,), (ref,), ["out"], "int8")
     ev = _eval_set([0])
-    good = check_metric({"o": torch.tensor([[1.0, 0]])}, {}, ev, reference_score=1.0, budget=0.01)
+    good = check_metric({"o": torch.tensor([[1.0, 0]])}, {}, ev, reference_score=1.0, budget=AccuracyBudget(0.01))
     verdict = verdict_of(checks, good, "int8")
     assert verdict.passed and verdict.tensor_check_advisory
     assert not verdict_of(checks, None, "int8").passed  # no metric: the tensor check decides

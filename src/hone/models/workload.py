@@ -155,9 +155,40 @@ class Workload:
             )
         return tuple(samples[name][:limit] for name in self.input_names), warning
 
+    def check_data(self) -> None:
+        """Calibration and train sets must fit the model's inputs: checked before any work, so
+        a wrong shape is one clear error instead of a failure inside every quantizer."""
+        example = self.input_sets[0].tensors
+        for what, samples in (("calibration set", self.calibration), ("train set", self.train and self.train.samples)):
+            if samples is not None:
+                _check_samples(what, samples, example)
+        if self.train is not None and self.train.labels is not None and len(self.train.labels) != len(self.train):
+            raise InputError(f"train set has {len(self.train)} samples but {len(self.train.labels)} labels")
+
     @property
     def has_4d_float_input(self) -> bool:
         return any(t.dim() == 4 and t.is_floating_point() for t in self.input_sets[0].tensors.values())
+
+
+def _check_samples(what: str, samples: Inputs, example: Inputs) -> None:
+    if not isinstance(samples, Mapping) or set(samples) != set(example):
+        given = sorted(samples) if isinstance(samples, Mapping) else type(samples).__name__
+        raise InputError(
+            f"{what} has inputs {given}, the model takes {list(example)}",
+            hint="give a dict input name -> tensor with samples stacked on dim 0",
+        )
+    counts = {int(t.shape[0]) if t.dim() else 0 for t in samples.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"{what}: every input needs the same number of samples (>0) on dim 0, got {sorted(counts)}")
+    for name, want in example.items():
+        got = samples[name]
+        if got.dim() != want.dim() or tuple(got.shape[1:]) != tuple(want.shape[1:]):
+            raise InputError(
+                f"{what}: input {name!r} has shape {list(got.shape)}, the model's example input is "
+                f"{list(want.shape)}: every dimension but the first (samples) must match",
+            )
+        if got.dtype != want.dtype:
+            raise InputError(f"{what}: input {name!r} is {got.dtype}, the model's example input is {want.dtype}")
 
 
 def name_inputs(module: torch.nn.Module, example_inputs: Any) -> Inputs:

@@ -66,6 +66,9 @@ class QuantizationPass(Pass):
     Config: ClassVar[type[QuantConfig]] = QuantConfig
     # Torch module class names this pass quantizes (the layers sensitivity ranks).
     layer_types: ClassVar[tuple[str, ...]] = WEIGHT_LAYER_TYPES
+    # Whether it fits activation ranges to calibration samples (the no-calibration-set warning
+    # names only these); weight-only and dynamic passes need none.
+    uses_calibration: ClassVar[bool] = True
 
     def scheme(self) -> Scheme:
         """How this pass, with its config, quantizes a layer. Override when not int8 static."""
@@ -77,6 +80,14 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     from hone.models.workload import FlatIO
 
     return module.module if isinstance(module, FlatIO) else module
+
+
+def path_in(module: torch.nn.Module, layer: str) -> str:
+    """Where `layer` (named in the user's model) sits in `module`, which may be the FlatIO
+    wrapper passes receive: the name to give APIs that walk `module.named_modules()`."""
+    from hone.models.workload import FlatIO
+
+    return FLATIO_PREFIX + layer if isinstance(module, FlatIO) else layer
 
 
 def layers(module: torch.nn.Module, layer_types: tuple[str, ...] = WEIGHT_LAYER_TYPES) -> dict[str, torch.nn.Module]:

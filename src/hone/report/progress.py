@@ -49,6 +49,10 @@ class SweepProgress:
         if self._progress is not None:
             self._progress.update(self._task, total=total)
 
+    def add_total(self, count: int) -> None:
+        """More candidates than planned (accuracy fallback retries)."""
+        self.set_total((self.total or 0) + count)
+
     def start(self, label: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, description=f"running {label}")

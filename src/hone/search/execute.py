@@ -72,7 +72,7 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
         batch_size = int(inputs[0].shape[0])
         on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
         produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names)
-        metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.accuracy_budget)
+        metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget)
     verdict = verdict_of(checks, metric, artifact.compute_dtype)
     info = runner.info()
     if not verdict.passed:

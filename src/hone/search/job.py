@@ -16,6 +16,7 @@ import torch
 
 from hone.bench.measure import MeasureSettings
 from hone.models.workload import EvalSet, TrainSet
+from hone.validate.verdict import AccuracyBudget
 
 
 @dataclasses.dataclass
@@ -31,6 +32,7 @@ class Job:
     accuracy_budget: float
     measure: dict[str, Any]
     sys_path: list[str]
+    accuracy_budget_relative: bool = False  # accuracy_budget is a share of the fp32 score
     main_path: str | None = None  # the user's script, when the model class lives in __main__
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)  # module name -> file
 
@@ -40,6 +42,10 @@ class Job:
     @classmethod
     def read(cls, path: Path) -> "Job":
         return cls(**json.loads(Path(path).read_text()))
+
+    @property
+    def budget(self) -> AccuracyBudget:
+        return AccuracyBudget(self.accuracy_budget, self.accuracy_budget_relative)
 
     @property
     def measure_settings(self) -> MeasureSettings:

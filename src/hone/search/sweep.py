@@ -14,15 +14,20 @@ import torch
 from hone.bench.measure import MeasureSettings
 from hone.errors import InputError
 from hone.models.workload import Workload
+from hone.passes.quantize import QuantizationPass
 from hone.search.build import step_paths
+from hone.search.fallback import FallbackSettings, fallback
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
+from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 from hone.search.worker import run_candidate
 from hone.validate.reference import Reference
+from hone.validate.sensitivity import LayerSensitivity, rank_layers
+from hone.validate.verdict import AccuracyBudget
 
-OnResult = Callable[[CandidateResult, bool], None]
-CALIBRATION_SAMPLES = 128  # enough for MinMax/percentile scales of small models; configurable later  # (result, was it resumed from the store)
+OnResult = Callable[[CandidateResult, bool], None]  # (result, was it resumed from the store)
+CALIBRATION_SAMPLES = 128  # enough for MinMax/percentile scales of small models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +35,9 @@ class SweepSettings:
     device: str
     threads: int
     timeout_s: float
-    accuracy_budget: float
+    accuracy_budget: AccuracyBudget
     measure: MeasureSettings = MeasureSettings()
+    fallback: FallbackSettings = FallbackSettings()
 
 
 def sweep(
@@ -43,50 +49,98 @@ def sweep(
     done: dict[tuple[str, str], CandidateResult] | None = None,
     on_start: Callable[[str], None] = lambda label: None,
     on_result: OnResult = lambda result, resumed: None,
+    on_more: Callable[[int], None] = lambda count: None,
 ) -> list[CandidateResult]:
+    """`on_more(n)`: n more candidates than planned will run (accuracy fallback retries)."""
     done = done or {}
     results: list[CandidateResult] = []
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
-        workdir = Path(tmp)
-        bundle_path: Path | None = None
-        main_path: str | None = None
-        sys_path = [p for p in sys.path if p]
-        for i, item in enumerate(planned):
-            recipe = item.recipe
-            for input_set in workload.input_sets:
-                previous = done.get((recipe.key, input_set.label))
-                if previous is not None:
-                    results.append(previous)
-                    on_result(previous, True)
-                    continue
-                on_start(f"{recipe.label} @ {input_set.label}")
-                if item.unavailable:
-                    result = CandidateResult(recipe, input_set.label, Status.UNSUPPORTED, item.unavailable)
-                else:
-                    if bundle_path is None:  # written once, only when something has to run
-                        bundle_path = workdir / "bundle.pt"
-                        main_path = _main_path(workload.module)  # the same for every candidate
-                        _write_bundle(bundle_path, workload, reference)
-                    job_dir = workdir / f"{i:02d}-{recipe.label}-{input_set.label}"
-                    job = Job(
-                        recipe=recipe.to_dict(),
-                        step_paths=step_paths(recipe),
-                        input_set=input_set.label,
-                        bundle_path=str(bundle_path),
-                        workdir=str(job_dir / "work"),
-                        result_path=str(job_dir / "result.json"),
-                        threads=settings.threads,
-                        device=settings.device,
-                        accuracy_budget=settings.accuracy_budget,
-                        measure=dataclasses.asdict(settings.measure),
-                        sys_path=sys_path,
-                        main_path=main_path,
-                        user_files=workload.user_files,
-                    )
-                    result = run_candidate(recipe, job, job_dir, settings.timeout_s)
-                results.append(result)
-                on_result(result, False)
+        runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result)
+        rank = _ranker(workload, reference)
+        for item in planned:
+            ran = runner.run(item.recipe, item.unavailable)
+            results.extend(ran)
+            if item.unavailable or settings.fallback.attempts == 0:
+                continue
+
+            def retry(recipe: Recipe) -> list[CandidateResult]:
+                on_more(len(workload.input_sets))
+                return runner.run(recipe, stop_at_failure=True)
+
+            results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
     return results
+
+
+class _Runner:
+    """Runs one recipe at every input set, each in its own worker, each result stored (via
+    on_result) the moment it exists; resumed results are reused, not run again."""
+
+    def __init__(self, workload, reference, settings, done, workdir: Path, on_start, on_result):
+        self.workload, self.reference, self.settings, self.done = workload, reference, settings, done
+        self.workdir, self.on_start, self.on_result = workdir, on_start, on_result
+        self.bundle_path: Path | None = None
+        self.main_path: str | None = None
+        self.sys_path = [p for p in sys.path if p]
+        self.count = 0
+
+    def run(self, recipe: Recipe, unavailable: str | None = None, stop_at_failure: bool = False) -> list[CandidateResult]:
+        """`stop_at_failure`: skip the remaining input sets once one fails (fallback retries)."""
+        results = []
+        for input_set in self.workload.input_sets:
+            result = self.done.get((recipe.key, input_set.label))
+            resumed = result is not None
+            if result is None:
+                self.on_start(f"{recipe.label} @ {input_set.label}")
+                if unavailable:
+                    result = CandidateResult(recipe, input_set.label, Status.UNSUPPORTED, unavailable)
+                else:
+                    result = self._run_job(recipe, input_set.label)
+            results.append(result)
+            self.on_result(result, resumed)
+            if stop_at_failure and not result.ok:
+                break
+        return results
+
+    def _run_job(self, recipe: Recipe, input_set: str) -> CandidateResult:
+        if self.bundle_path is None:  # written once, only when something has to run
+            self.bundle_path = self.workdir / "bundle.pt"
+            self.main_path = _main_path(self.workload.module)  # the same for every candidate
+            _write_bundle(self.bundle_path, self.workload, self.reference)
+        self.count += 1
+        job_dir = self.workdir / f"{self.count:02d}-{recipe.label}-{input_set}"
+        job = Job(
+            recipe=recipe.to_dict(),
+            step_paths=step_paths(recipe),
+            input_set=input_set,
+            bundle_path=str(self.bundle_path),
+            workdir=str(job_dir / "work"),
+            result_path=str(job_dir / "result.json"),
+            threads=self.settings.threads,
+            device=self.settings.device,
+            accuracy_budget=self.settings.accuracy_budget.value,
+            accuracy_budget_relative=self.settings.accuracy_budget.relative,
+            measure=dataclasses.asdict(self.settings.measure),
+            sys_path=self.sys_path,
+            main_path=self.main_path,
+            user_files=self.workload.user_files,
+        )
+        return run_candidate(recipe, job, job_dir, self.settings.timeout_s)
+
+
+def _ranker(workload: Workload, reference: Reference):
+    """Layer sensitivity per quantization scheme, computed on first need and reused."""
+    cache: dict = {}
+
+    def rank(quant_pass: QuantizationPass) -> list[LayerSensitivity]:
+        key = (quant_pass.scheme(), quant_pass.layer_types)
+        if key not in cache:
+            samples, _ = workload.calibration_samples(CALIBRATION_SAMPLES)
+            cache[key] = rank_layers(
+                workload.module, samples, workload.input_names, reference.output_names, *key
+            )
+        return cache[key]
+
+    return rank
 
 
 def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:

@@ -9,7 +9,7 @@ import torch
 from hone.models.workload import EvalSet
 from hone.validate import metrics
 from hone.validate.compare import ADVISORY_DTYPES, compare_output
-from hone.validate.verdict import MetricCheck, OutputCheck, Verdict
+from hone.validate.verdict import AccuracyBudget, MetricCheck, OutputCheck, Verdict
 
 Predict = Callable[..., tuple[torch.Tensor, ...]]
 
@@ -46,12 +46,13 @@ def check_metric(
     reference_outputs: dict[str, torch.Tensor],
     eval_set: EvalSet,
     reference_score: float,
-    budget: float,
+    budget: AccuracyBudget,
 ) -> MetricCheck:
     fn = metrics.resolve(eval_set.metric)
     value = float(fn(outputs, reference_outputs, eval_set.labels))
     drop = reference_score - value if eval_set.higher_is_better else value - reference_score
-    return MetricCheck(eval_set.metric_name, value, reference_score, budget, passed=drop <= budget + 1e-12)
+    allowed = budget.allowed_drop(reference_score)
+    return MetricCheck(eval_set.metric_name, value, reference_score, allowed, drop <= allowed + 1e-12, str(budget))
 
 
 def verdict_of(
@@ -67,7 +68,7 @@ def verdict_of(
         else "no outputs"
     )
     metric_line = (
-        f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f} (budget {metric.budget:g})" if metric else ""
+        f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f} (budget {metric.budget_text or f'{metric.budget:g}'})" if metric else ""
     )
     if nonfinite:
         c = nonfinite[0]
@@ -81,7 +82,7 @@ def verdict_of(
             reason = f"output {c.name}: max abs err {c.max_abs_err:.3g} exceeds tol {c.atol:.2g} + {c.rtol:.2g}*|ref| ({compute_dtype})"
         return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
     if metric is not None and not metric.passed:
-        reason = f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f}: drop beyond budget {metric.budget:g}"
+        reason = f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f}: drop beyond budget {metric.budget_text or f'{metric.budget:g}'}"
         return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
     reason = "; ".join(x for x in (tensors_line, metric_line) if x)
     if advisory and failed:

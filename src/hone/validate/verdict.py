@@ -7,6 +7,43 @@ from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
+class AccuracyBudget:
+    """How far the task metric may fall below fp32's: `value` absolute (0.01 = one point of
+    top-1) or, with `relative`, a share of fp32's own score (0.01 = 1 % of it)."""
+
+    value: float = 0.01
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        from hone.errors import InputError
+
+        if not 0 <= self.value < 1:
+            kind = "a share of the fp32 score" if self.relative else "an absolute drop of the metric"
+            raise InputError(f"accuracy budget {self.value} must be in [0, 1) ({kind})")
+
+    @classmethod
+    def parse(cls, spec: "float | str | AccuracyBudget") -> "AccuracyBudget":
+        """0.01 or "0.01": absolute; "1%": relative to the fp32 score."""
+        from hone.errors import InputError
+
+        if isinstance(spec, AccuracyBudget):
+            return spec
+        text = str(spec).strip()
+        try:
+            if text.endswith("%"):
+                return cls(float(text[:-1]) / 100, relative=True)
+            return cls(float(text))
+        except ValueError:
+            raise InputError(f"accuracy budget {spec!r} is not a number", hint='e.g. 0.01 (absolute) or "1%" (relative)') from None
+
+    def allowed_drop(self, reference: float) -> float:
+        return self.value * abs(reference) if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value * 100:g}% of fp32" if self.relative else f"{self.value:g}"
+
+
+@dataclasses.dataclass(frozen=True)
 class OutputCheck:
     name: str
     max_abs_err: float
@@ -26,8 +63,9 @@ class MetricCheck:
     name: str
     value: float  # the candidate's score
     reference: float  # eager fp32's score on the same data
-    budget: float  # allowed drop, absolute
+    budget: float  # allowed drop, absolute (a relative budget is resolved against `reference`)
     passed: bool
+    budget_text: str = ""  # the budget as the user gave it: "0.01", "1% of fp32"
 
     @property
     def delta(self) -> float:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.passes.base import Pass
+from hone.passes.onnx.layers import select_nodes
+from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme
 from hone.plugin import Artifact, BuildContext
 from hone.search.recipe import Recipe, Step
 
@@ -29,7 +30,7 @@ _QUANT_OPS = {"QuantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvI
 
 
 @dataclasses.dataclass(frozen=True)
-class OrtQuantizeDynamicConfig(Config):
+class OrtQuantizeDynamicConfig(QuantConfig):
     weight_type: str = "qint8"
     per_channel: bool = False
     reduce_range: bool = False  # 7-bit weights: avoids VPMADDUBSW saturation on pre-VNNI x86
@@ -47,13 +48,14 @@ class OrtQuantizeDynamicConfig(Config):
             raise InputError(f"op_types must be ONNX op type names, got {self.op_types!r}")
 
 
-class OrtQuantizeDynamic(Pass):
+class OrtQuantizeDynamic(QuantizationPass):
     name = "ort_quantize_dynamic"
     Config = OrtQuantizeDynamicConfig
     description = "int8 weights, activations quantized on the fly (onnxruntime quantize_dynamic)"
     requires = ("onnxruntime", "onnx")
     input_format = "onnx"
     output_format = "onnx"
+    uses_calibration = False  # activation ranges come from each batch
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
@@ -69,6 +71,10 @@ class OrtQuantizeDynamic(Pass):
             )
         ]
 
+    def scheme(self) -> Scheme:
+        cfg: OrtQuantizeDynamicConfig = self.config  # type: ignore[assignment]
+        return Scheme(weight_group=0 if cfg.per_channel else -1, activations="dynamic")
+
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         from onnxruntime.quantization import quantize_dynamic
 
@@ -76,11 +82,14 @@ class OrtQuantizeDynamic(Pass):
         source = ctx.workdir / "model.prequant.onnx"
         path = ctx.workdir / "model.int8-dynamic.onnx"
         op_types = drop_initializer_shapes(model.path, source)
+        # Layers only (Linear/Conv weights); keep_float ones and activation matmuls stay float.
+        quantize_nodes, kept_nodes = select_nodes(source, cfg.keep_float)
         try:
             quantize_dynamic(
                 str(source),
                 str(path),
                 op_types_to_quantize=list(cfg.op_types) or None,
+                nodes_to_quantize=quantize_nodes or None,
                 per_channel=cfg.per_channel,
                 reduce_range=cfg.reduce_range,
                 weight_type=quant_type(cfg.weight_type),
@@ -91,6 +100,8 @@ class OrtQuantizeDynamic(Pass):
             **model.notes,
             "quantization": {"method": "ort_dynamic", **cfg.to_dict()},
             "quantized_nodes": count_quantized_nodes(path),
+            "kept_float": list(cfg.keep_float),
+            "kept_float_nodes": kept_nodes,
         }
         return Artifact("onnx", path=path, compute_dtype="int8", notes=notes)
 

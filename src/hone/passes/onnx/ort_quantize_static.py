@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.passes.base import Pass
+from hone.passes.onnx.layers import select_nodes
+from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme
 from hone.passes.onnx.ort_quantize_dynamic import QUANT_TYPES, count_quantized_nodes, drop_initializer_shapes
 from hone.passes.onnx.ort_quantize_dynamic import default_export_config, default_runtime_config, failure_reason, quant_type
 from hone.plugin import Artifact, BuildContext
@@ -34,7 +35,7 @@ ENTROPY_QUANTIZED_BINS = 128
 
 
 @dataclasses.dataclass(frozen=True)
-class OrtQuantizeStaticConfig(Config):
+class OrtQuantizeStaticConfig(QuantConfig):
     calibrate_method: str = "minmax"
     percentile: float = 99.999  # used by "percentile" only
     calibration_samples: int = 128  # at most this many samples of the calibration set
@@ -59,7 +60,7 @@ class OrtQuantizeStaticConfig(Config):
                 raise InputError(f"{field} must be one of {', '.join(QUANT_TYPES)}, not {getattr(self, field)!r}")
 
 
-class OrtQuantizeStatic(Pass):
+class OrtQuantizeStatic(QuantizationPass):
     name = "ort_quantize_static"
     Config = OrtQuantizeStaticConfig
     description = "int8 QDQ graph calibrated on samples (onnxruntime quantize_static)"
@@ -83,7 +84,13 @@ class OrtQuantizeStatic(Pass):
             )
         ]
 
+    def scheme(self) -> Scheme:
+        cfg: OrtQuantizeStaticConfig = self.config  # type: ignore[assignment]
+        return Scheme(weight_group=0 if cfg.per_channel else -1, activation_symmetric=cfg.activation_symmetric)
+
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        import time
+
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -91,6 +98,9 @@ class OrtQuantizeStatic(Pass):
         source, prepared = ctx.workdir / "model.prequant.onnx", ctx.workdir / "model.preprocessed.onnx"
         path = ctx.workdir / "model.int8-static.onnx"
         op_types = drop_initializer_shapes(model.path, source)
+        # Layers only (Linear/Conv weights); keep_float ones and activation matmuls stay float.
+        # Chosen on the exported graph: pre-processing keeps node names but may drop metadata.
+        quantize_nodes, kept_nodes = select_nodes(source, cfg.keep_float)
         notes: dict[str, Any] = {**model.notes}
         try:  # shape inference + ORT's basic fusions let more ops get QDQ pairs; optional
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
@@ -107,17 +117,20 @@ class OrtQuantizeStatic(Pass):
             "CalibPercentile": cfg.percentile,
         }
         method = getattr(CalibrationMethod, {"minmax": "MinMax"}.get(cfg.calibrate_method, cfg.calibrate_method.title()))
+        start = time.perf_counter()
         try:  # the calibrators print progress to stdout; it would garble the progress display
             with contextlib.redirect_stdout(io.StringIO()):
                 cache = _entropy_ranges(source, feeds, ctx, cfg) if cfg.calibrate_method == "entropy" else None
                 quantize_static(
                     str(source), str(path), _reader(feeds), quant_format=QuantFormat.QDQ,
+                    nodes_to_quantize=quantize_nodes or None,
                     per_channel=cfg.per_channel, activation_type=quant_type(cfg.activation_type),
                     weight_type=quant_type(cfg.weight_type), calibrate_method=method, extra_options=extra,
                     calibration_cache_path=cache,  # when set, quantize_static takes these ranges as they are
                 )
         except Exception as exc:  # the quantizer raises many types; all mean "cannot quantize this"
             raise Unsupported(failure_reason("ORT static quantization", exc, op_types)) from exc
+        calibration_s = time.perf_counter() - start  # calibration and quantization: one call
         activation_scales, weight_scale_count = scales(path)
         notes.update(
             quantization={"method": "ort_static", **cfg.to_dict()},
@@ -126,6 +139,9 @@ class OrtQuantizeStatic(Pass):
             quantized_nodes=count_quantized_nodes(path),
             activation_scales=activation_scales,
             weight_scale_count=weight_scale_count,
+            calibration_s=calibration_s,
+            kept_float=list(cfg.keep_float),
+            kept_float_nodes=kept_nodes,
         )
         return Artifact("onnx", path=path, compute_dtype="int8", notes=notes)
 

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hone.config import Config, NoConfig
+from hone.config import NoConfig
 from hone.errors import InputError, Unsupported
-from hone.passes.base import Pass
+from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float, path_in
 from hone.plugin import Artifact, BuildContext
 from hone.search.recipe import Recipe, Step
 
@@ -29,7 +29,7 @@ QUANTIZED_DYNAMIC_PREFIX = "torch.ao.nn.quantized.dynamic"
 
 
 @dataclasses.dataclass(frozen=True)
-class DynamicInt8Config(Config):
+class DynamicInt8Config(QuantConfig):
     modules: tuple[str, ...] = MODULE_TYPES
     # Per-channel weight scales keep accuracy when output channels differ in range; the
     # x86/fbgemm kernels take them at no extra cost.
@@ -49,11 +49,17 @@ class DynamicInt8Config(Config):
             raise InputError(f"quantized engine {self.engine!r} is not one of {', '.join(ENGINES)}")
 
 
-class DynamicInt8(Pass):
+class DynamicInt8(QuantizationPass):
     name = "dynamic_int8"
     Config = DynamicInt8Config
     description = "int8 weights with dynamic activation scales for Linear/LSTM (torch quantize_dynamic)"
     devices = ("cpu",)  # the quantized dynamic kernels are CPU-only
+    layer_types = MODULE_TYPES
+    uses_calibration = False  # activation ranges come from each batch
+
+    def scheme(self) -> Scheme:
+        cfg: DynamicInt8Config = self.config  # type: ignore[assignment]
+        return Scheme(weight_group=0 if cfg.per_channel else -1, activations="dynamic")
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
@@ -70,6 +76,7 @@ class DynamicInt8(Pass):
                               f"({', '.join(torch.backends.quantized.supported_engines)})")
         # Process-global, but the worker is a fresh process per candidate; the kernels read it
         # at call time, so it must stay set after this pass returns.
+        check_keep_float(model.module, cfg.keep_float, cfg.modules)
         torch.backends.quantized.engine = cfg.engine
         with warnings.catch_warnings():
             # torch.ao eager quantization is deprecated in favour of torchao, but it is the one
@@ -78,7 +85,9 @@ class DynamicInt8(Pass):
             from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
             qconfig = per_channel_dynamic_qconfig if cfg.per_channel else default_dynamic_qconfig
-            spec = {getattr(torch.nn, m): qconfig for m in cfg.modules}
+            spec: dict = {getattr(torch.nn, m): qconfig for m in cfg.modules}
+            # A name entry overrides the type entry: kept layers get no qconfig.
+            spec.update({path_in(model.module, name): None for name in cfg.keep_float})
             # deepcopy: quantize_dynamic swaps submodules, and the caller's model is the reference.
             quantized = quantize_dynamic(copy.deepcopy(model.module), spec, dtype=torch.qint8)
         count = sum(
@@ -89,5 +98,5 @@ class DynamicInt8(Pass):
         if count == 0:
             raise Unsupported("no Linear or LSTM modules to quantize dynamically")
         notes = {**model.notes, "quantization": "int8-dynamic", "engine": cfg.engine,
-                 "per_channel": cfg.per_channel, "quantized_modules": count}
+                 "per_channel": cfg.per_channel, "quantized_modules": count, "kept_float": list(cfg.keep_float)}
         return Artifact("torch", quantized, compute_dtype="int8", notes=notes)

@@ -1,0 +1,75 @@
+"""Which ONNX nodes are which torch layers, so ONNX Runtime quantization speaks in layers.
+
+The dynamo exporter records on every node the module scopes it came from
+(metadata "pkg.torch.onnx.name_scopes": module paths outermost first, then the fx node's own
+name). A node is a layer's node when it is a
+MatMul/Gemm/Conv whose innermost scope is a module with a constant weight: Linear and Conv
+layers. Matmuls between two activations (attention scores) belong to no layer, and stay float:
+their ranges vary per input and quantizing them per tensor costs most of the accuracy.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from hone.errors import InputError
+from hone.passes.quantize import FLATIO_PREFIX
+
+WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
+SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def layer_nodes(path: Path) -> dict[str, str]:
+    """Node name -> layer name (as in the user's model) for every weight-bearing node."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    # A weight may reach its MatMul through a Transpose or Cast of a constant.
+    produced_from_constant = {
+        o for n in graph.node if n.op_type in ("Transpose", "Cast", "Identity") and n.input and n.input[0] in constants
+        for o in n.output
+    }
+    constants |= produced_from_constant
+    found: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in constants:
+            continue
+        scope = _innermost_scope(node)
+        if scope:
+            found[node.name] = scope.removeprefix(FLATIO_PREFIX)
+            if node.op_type == "Gemm":  # the dynamic quantizer rewrites Gemm as "<name>_MatMul" + Add
+                found[f"{node.name}_MatMul"] = found[node.name]
+    return found
+
+
+def select_nodes(path: Path, keep_float: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(nodes to quantize, nodes kept float) for `keep_float`; a name that is no layer of the
+    graph is an InputError before any quantization."""
+    nodes = layer_nodes(path)
+    if not nodes:
+        return [], []  # no scope metadata (an ONNX file not from hone's export): quantizer's default
+    known = set(nodes.values())
+    unknown = [n for n in keep_float if n not in known]
+    if unknown:
+        raise InputError(
+            f"keep_float names {unknown} that are not Linear/Conv layers of this model",
+            hint=f"layers are named as in model.named_modules(), e.g. {', '.join(sorted(known)[:5])}",
+        )
+    kept = set(keep_float)
+    quantize = [name for name, layer in nodes.items() if layer not in kept]
+    keep = [name for name, layer in nodes.items() if layer in kept]
+    return quantize, keep
+
+
+def _innermost_scope(node) -> str:
+    for prop in node.metadata_props:
+        if prop.key == SCOPES_KEY:
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return ""
+            return scopes[-2] if len(scopes) >= 2 else ""  # the last entry is the fx node name
+    return ""
