@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import re
 import textwrap
 
 import pytest
 import torch
 
 import hone
+from hone.errors import InputError
 from hone.search.result import Status
 from plugins_for_tests import RaiseRuntime, WrongRuntime
 from tiny_models import TinyConv, tiny_mlp
@@ -106,3 +108,38 @@ def test_quantized_recipes_without_a_calibration_set_are_warned_about():
     assert "no calibration set" in warning and "some-int8" in warning
     w.calibration = {"x": torch.zeros(8, 3)}
     assert _calibration_warnings(w, [fp32, int8]) == []
+
+
+class _CountingModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 2)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.fc(x)
+
+
+@pytest.mark.parametrize(
+    "calibration, message",
+    [
+        (torch.randn(16, 9), "input 'x' has shape [16, 9]"),
+        (torch.randn(16, 8, 1), "every dimension but the first"),
+        (torch.randn(16, 8).double(), "torch.float64"),
+        ({"y": torch.randn(16, 8)}, "has inputs ['y']"),
+    ],
+)
+def test_calibration_of_the_wrong_form_is_refused_before_any_work(calibration, message):
+    model = _CountingModel()
+    with pytest.raises(InputError, match=re.escape(message)):
+        hone.optimize(model, torch.randn(4, 8), calibration=calibration, store=False, progress=False)
+    assert model.calls == 0  # not even the reference ran
+
+
+def test_train_set_labels_must_match_its_samples():
+    from hone.models.workload import TrainSet
+
+    bad = TrainSet({"x": torch.randn(10, 8)}, step=lambda m, i, l: m(*i)[0].sum(), labels=torch.zeros(9, dtype=torch.long))
+    with pytest.raises(InputError, match="10 samples but 9 labels"):
+        hone.optimize(_CountingModel(), torch.randn(4, 8), train=bad, store=False, progress=False)

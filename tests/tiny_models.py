@@ -29,3 +29,29 @@ class TinyConv(torch.nn.Module):
 def tiny_mlp(batch: int = 4) -> tuple[torch.nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     return TinyMLP().eval(), torch.randn(batch, 32)
+
+
+class OutlierMLP(torch.nn.Module):
+    """fc2's input has one channel that is always ~1000 (the outlier features of large
+    transformers, in miniature): any per-tensor int8 rounding of that input crushes every other
+    channel to zero, while fc1 and fc3 quantize harmlessly. The one layer to keep in float is
+    fc2, so a fallback that finds it restores the answers."""
+
+    def __init__(self, features: int = 16, hidden: int = 64, classes: int = 8):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(features, hidden)
+        self.fc2 = torch.nn.Linear(hidden, hidden)
+        self.fc3 = torch.nn.Linear(hidden, classes)
+        with torch.no_grad():
+            self.fc1.weight[0].zero_()
+            self.fc1.bias[0] = 1000.0
+            self.fc2.weight[:, 0] = 1e-3  # the outlier adds a constant ~1 to every fc2 unit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def outlier_data(samples: int = 256, features: int = 16, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(samples, features, generator=generator)

@@ -232,6 +232,10 @@ def _footer(result: OptimizeResult) -> Text:
     if planned_because:
         lines.append(Text("planned because:", "bold"))
         lines.extend(Text(f"  {label}: {origin}") for label, origin in planned_because.items())
+    kept = {r.recipe.label: r.recipe.kept_float for r in result.results if r.recipe.kept_float}
+    if kept:
+        lines.append(Text("kept in float (quantization left these layers alone):", "bold"))
+        lines.extend(Text(f"  {label}: {', '.join(names)}") for label, names in kept.items())
     for label, why in result.run.pruned.items():
         lines.append(Text(f"  not planned: {label}: {why}", "dim"))
     if sel.losers:

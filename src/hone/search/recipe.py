@@ -58,5 +58,10 @@ class Recipe:
         body = {"passes": [s.to_dict() for s in self.passes], "runtime": self.runtime.to_dict()}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
+    @property
+    def kept_float(self) -> tuple[str, ...]:
+        """Layers its quantization step keeps in float (the accuracy fallback's or the user's)."""
+        return tuple(n for s in self.passes for n in s.config.to_dict().get("keep_float", ()))
+
     def describe(self) -> str:
         return " -> ".join([s.name for s in self.passes] + [self.runtime.name])

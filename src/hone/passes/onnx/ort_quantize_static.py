@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.passes.onnx.layers import select_nodes
+from hone.passes.onnx.layers import WEIGHT_OPS, select_nodes
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme
 from hone.passes.onnx.ort_quantize_dynamic import QUANT_TYPES, count_quantized_nodes, drop_initializer_shapes
 from hone.passes.onnx.ort_quantize_dynamic import default_export_config, default_runtime_config, failure_reason, quant_type
@@ -115,6 +115,10 @@ class OrtQuantizeStatic(QuantizationPass):
             # quantizer's so the clipped range is the one the scale is computed from.
             "CalibTensorRangeSymmetric": cfg.activation_symmetric,
             "CalibPercentile": cfg.percentile,
+            # A layer quantizes its inputs and weights, as the PyTorch and OpenVINO passes do,
+            # and as the sensitivity ranking simulates: quantizing its output too would round
+            # the next layer's input even when that layer is kept in float.
+            "OpTypesToExcludeOutputQuantization": list(WEIGHT_OPS),
         }
         method = getattr(CalibrationMethod, {"minmax": "MinMax"}.get(cfg.calibrate_method, cfg.calibrate_method.title()))
         start = time.perf_counter()

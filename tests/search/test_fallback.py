@@ -1,0 +1,160 @@
+"""Accuracy-driven fallback: a harmful quantization fails the gate, the fallback finds the layer
+that hurts, keeps it in float and the retry passes; for every backend's quantization pass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hone.models.workload import EvalSet
+from hone.passes.quantize import Scheme
+from hone.registry import PASSES, RUNTIMES
+from hone.search.fallback import FallbackSettings, fallback, kept_counts, missed_budget, retry_recipe
+from hone.search.result import CandidateResult, Status
+from hone.validate.check import check_metric, check_tensors, eval_outputs, verdict_of
+from hone.validate.sensitivity import rank_layers
+from hone.validate.verdict import AccuracyBudget, OutputCheck, Verdict
+from harness import build
+from tiny_models import OutlierMLP, outlier_data
+
+# Labels are fp32's own argmax on random data, so near-ties flip under any int8 rounding: two
+# points of top-1 is the budget here, against the 20+ points the outlier layer costs.
+BUDGET = AccuracyBudget(0.02)
+
+
+def _recipe(label: str):
+    from hone.hardware import probe
+    from hone.models.workload import InputSet, Workload
+
+    workload = Workload("outlier", OutlierMLP().eval(), [InputSet("bs8", {"x": outlier_data(8)})])
+    hw = probe(measure_peaks=False)
+    for cls in [*PASSES, *RUNTIMES]:
+        for recipe in cls.propose(workload, hw, "cpu"):
+            if recipe.label == label:
+                return recipe
+    raise LookupError(label)
+
+
+class InProcess:
+    """Runs a recipe the way a worker does (build, validate on the eval set) but in this
+    process, so the test is about the fallback and the passes, not process isolation."""
+
+    def __init__(self):
+        self.model = OutlierMLP().eval()
+        self.eval_x = outlier_data(256, seed=1)
+        with torch.no_grad():
+            self.eval_ref = self.model(self.eval_x)
+        # Labels are fp32's own predictions: fp32 scores 1.0 and any damage shows.
+        self.eval = EvalSet({"x": self.eval_x}, "top1", labels=self.eval_ref.argmax(-1))
+        self.calibration = (outlier_data(64, seed=2),)
+        self.example = outlier_data(8, seed=3)
+        self.ran: list[str] = []
+
+    def run(self, recipe) -> list[CandidateResult]:
+        self.ran.append(recipe.label)
+        runner, artifact, named, expected = build(recipe, self.model, self.example, calibration=self.calibration)
+        checks = check_tensors(runner(*named.values()), tuple(expected.values()), list(expected), artifact.compute_dtype)
+        produced = eval_outputs(runner, self.eval, 8, ["output"])
+        metric = check_metric(produced, {"output": self.eval_ref}, self.eval, 1.0, BUDGET)
+        verdict = verdict_of(checks, metric, artifact.compute_dtype)
+        status = Status.OK if verdict.passed else Status.WRONG_ANSWER
+        return [CandidateResult(recipe, "bs8", status, verdict.reason, verdict, runner_info=artifact.notes)]
+
+    def rank(self, quant_pass):
+        return rank_layers(self.model, self.calibration, ["x"], ["output"], quant_pass.scheme(), quant_pass.layer_types)
+
+
+BACKENDS = [
+    pytest.param("torch-int8-dynamic", id="pytorch-dynamic"),
+    pytest.param("pt2e-int8", id="pytorch-pt2e"),
+    pytest.param("ort-int8-dynamic", id="onnxruntime-dynamic"),
+    pytest.param("ort-int8-static", id="onnxruntime-static"),
+    pytest.param("openvino-int8", id="openvino-nncf"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label", BACKENDS)
+def test_harmful_quantization_fails_then_fallback_restores_accuracy(label):
+    for package in {"openvino": ("openvino", "nncf"), "pt2e": ("torchao",)}.get(label.split("-")[0], ()):
+        pytest.importorskip(package)
+    env = InProcess()
+    recipe = _recipe(label)
+    first = env.run(recipe)
+    assert first[0].status is Status.WRONG_ANSWER, first[0].reason  # the harm is real
+    assert first[0].verdict.metric.value < 0.9
+
+    retried = fallback(recipe, first, env.rank, env.run, FallbackSettings())
+    last = retried[-1]
+    assert last.ok, last.reason
+    assert last.verdict.metric.value >= 1.0 - BUDGET.value
+    step = next(s for s in last.recipe.passes if s.name == recipe.passes[-1].name)
+    assert step.config.keep_float == ("fc2",)  # the outlier layer, found by ranking, nothing else
+    assert last.recipe.label == f"{label}+keep1" and "most sensitive" in last.recipe.origin
+    assert last.runner_info.get("kept_float") == ["fc2"]  # the pass reports what it kept
+
+
+def test_sensitivity_ranks_the_outlier_layer_first_for_activation_schemes_only():
+    env = InProcess()
+    for scheme in (Scheme(), Scheme(activations="dynamic")):
+        ranked = rank_layers(env.model, env.calibration, ["x"], ["output"], scheme, ("Linear",))
+        assert [r.name for r in ranked][0] == "fc2"
+        assert ranked[0].error > 100 * ranked[1].error
+    # Weight-only rounding does not see the activation outlier: no layer stands out like that.
+    weights = rank_layers(env.model, env.calibration, ["x"], ["output"], Scheme(activations="none"), ("Linear",))
+    assert weights[0].error < 0.01
+
+
+def test_kept_counts_grow_geometrically_to_the_bound():
+    assert kept_counts(37, FallbackSettings()) == [2, 5, 10]  # bound: a quarter of 37
+    assert kept_counts(3, FallbackSettings()) == [1]
+    assert kept_counts(100, FallbackSettings(attempts=1, max_kept_fraction=0.1)) == [10]
+
+
+def test_retry_recipe_adds_to_the_users_kept_layers_and_is_a_new_candidate():
+    recipe = _recipe("torch-int8-dynamic")
+    user = dataclasses.replace(recipe.passes[0].config, keep_float=("a",))
+    recipe = dataclasses.replace(recipe, passes=(dataclasses.replace(recipe.passes[0], config=user),))
+    retried = retry_recipe(recipe, 0, ["b", "a"], "test")
+    assert retried.passes[0].config.keep_float == ("a", "b")
+    assert retried.key != recipe.key and retried.label == "torch-int8-dynamic+keep2"
+
+
+def _wrong(nonfinite: int = 0) -> CandidateResult:
+    check = OutputCheck("out", 1.0, 1.0, 0.5, 0.1, 0.1, nonfinite, False)
+    return CandidateResult(_recipe("torch-int8-dynamic"), "bs8", Status.WRONG_ANSWER, "x", Verdict(False, "x", "int8", (check,)))
+
+
+def test_no_fallback_for_broken_models_or_when_off():
+    assert missed_budget([_wrong()])
+    assert not missed_budget([_wrong(nonfinite=3)])  # NaN is a bug, not a sensitive layer
+    calls = []
+    run = lambda r: calls.append(r) or []  # noqa: E731
+    assert fallback(_recipe("torch-int8-dynamic"), [_wrong(3)], lambda p: [], run, FallbackSettings()) == []
+    assert fallback(_recipe("torch-int8-dynamic"), [_wrong()], lambda p: [], run, FallbackSettings(attempts=0)) == []
+    assert fallback(_recipe("torch-int8-dynamic"), [_wrong()], lambda p: [], run, FallbackSettings()) == []  # nothing ranked
+    not_quantized = dataclasses.replace(_wrong(), recipe=_recipe("inductor"))
+    assert fallback(not_quantized.recipe, [not_quantized], lambda p: [], run, FallbackSettings()) == []
+    assert calls == []
+
+
+@pytest.mark.slow
+def test_optimize_runs_the_fallback_in_workers_and_reports_the_kept_layers():
+    import hone
+    from hone.report.console import render_text
+
+    env = InProcess()
+    recipe = _recipe("torch-int8-dynamic")
+    result = hone.optimize(
+        env.model, env.example, eval=env.eval, calibration=env.calibration[0], recipes=[recipe],
+        accuracy_budget=BUDGET, store=False, progress=False, profile_first=False, measure_time_s=0.5,
+    )
+    by_label = {r.recipe.label: r for r in result.results}
+    assert by_label["torch-int8-dynamic"].status is Status.WRONG_ANSWER
+    retried = by_label["torch-int8-dynamic+keep1"]
+    assert retried.ok and retried.recipe.kept_float == ("fc2",)
+    assert retried.runner_info["kept_float"] == ["fc2"]  # read back from the worker's pass
+    text = render_text(result)
+    assert "torch-int8-dynamic+keep1: fc2" in text and "accuracy fallback for torch-int8-dynamic" in text
