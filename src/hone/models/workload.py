@@ -67,6 +67,8 @@ class EvalSet:
     labels: torch.Tensor | None = None
     higher_is_better: bool = True
     description: str = ""
+    # Further metrics reported beside the gating one (built-in names), never deciding.
+    also: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(next(iter(self.samples.values())).shape[0])

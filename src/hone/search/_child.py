@@ -71,6 +71,9 @@ def run(job_path: str) -> int:
     try:
         import torch
 
+        from hone._optional import block_usage_telemetry
+
+        block_usage_telemetry()
         torch.set_num_threads(job.threads)
         if job.main_path:
             _import_main(job.main_path)

@@ -52,7 +52,8 @@ def check_metric(
     value = float(fn(outputs, reference_outputs, eval_set.labels))
     drop = reference_score - value if eval_set.higher_is_better else value - reference_score
     allowed = budget.allowed_drop(reference_score)
-    return MetricCheck(eval_set.metric_name, value, reference_score, allowed, drop <= allowed + 1e-12, str(budget))
+    also = {name: float(metrics.resolve(name)(outputs, reference_outputs, eval_set.labels)) for name in eval_set.also}
+    return MetricCheck(eval_set.metric_name, value, reference_score, allowed, drop <= allowed + 1e-12, str(budget), also)
 
 
 def verdict_of(
@@ -68,7 +69,9 @@ def verdict_of(
         else "no outputs"
     )
     metric_line = (
-        f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f} (budget {metric.budget_text or f'{metric.budget:g}'})" if metric else ""
+        f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f} (budget {metric.budget_text or f'{metric.budget:g}'})"
+        + "".join(f", {name} {value:.4f}" for name, value in metric.also.items())
+        if metric else ""
     )
     if nonfinite:
         c = nonfinite[0]

@@ -27,9 +27,25 @@ def embedding_cosine(outputs: Outputs, reference: Outputs, labels: torch.Tensor 
     return float(torch.nn.functional.cosine_similarity(out, ref, dim=1).mean())
 
 
+def neighbour_agreement(outputs: Outputs, reference: Outputs, labels: torch.Tensor | None) -> float:
+    """Share of samples whose nearest other sample (cosine of the first output) is the same as
+    under fp32: what a semantic search over these embeddings would return, kept or not."""
+    def nearest(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.normalize(x.double().flatten(1), dim=1)
+        similarity = x @ x.T
+        similarity.fill_diagonal_(-2.0)  # a sample is not its own neighbour
+        return similarity.argmax(dim=1)
+
+    out, ref = next(iter(outputs.values())), next(iter(reference.values()))
+    if len(out) < 2:
+        raise InputError("neighbour_agreement needs at least two samples in the eval set")
+    return float((nearest(out) == nearest(ref)).double().mean())
+
+
 METRICS: dict[str, Callable[[Outputs, Outputs, "torch.Tensor | None"], float]] = {
     "top1": top1,
     "embedding_cosine": embedding_cosine,
+    "neighbour_agreement": neighbour_agreement,
 }
 
 

@@ -66,6 +66,7 @@ class MetricCheck:
     budget: float  # allowed drop, absolute (a relative budget is resolved against `reference`)
     passed: bool
     budget_text: str = ""  # the budget as the user gave it: "0.01", "1% of fp32"
+    also: dict[str, float] = dataclasses.field(default_factory=dict)  # reported, not deciding
 
     @property
     def delta(self) -> float:

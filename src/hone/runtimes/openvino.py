@@ -1,0 +1,162 @@
+"""OpenVINO's CPU plugin, from an IR file.
+
+Inference precision is pinned to f32 unless configured: OpenVINO's default on a CPU with bf16
+units silently runs float layers in bf16, which changes the answers the candidate is
+validated on (int8 kernels still run for quantized layers either way). What ran is read back
+from the compiled model: the precision and threads it settled on, and from its runtime graph
+how many ops executed in each precision, so a report shows int8 really ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hone.config import Config
+from hone._optional import block_usage_telemetry
+from hone.errors import InputError, Unsupported
+from hone.passes.openvino.convert import failure_reason
+from hone.plugin import Artifact, BuildContext
+from hone.runtimes.base import Runner, Runtime
+
+if TYPE_CHECKING:
+    import openvino as ov
+
+DEVICES = ("CPU",)
+INFERENCE_PRECISIONS = ("f32", "bf16")
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
+# Runtime-graph nodes that hold or move data rather than compute: not counted as executed ops.
+_NOT_EXECUTED = ("Const", "Input", "Output")
+# The ops whose precision says whether int8 kernels ran (the CPU plugin's layer types).
+COMPUTE_LAYERS = ("FullyConnected", "Convolution", "MatMul", "Deconvolution", "ScaledDotProductAttention")
+_FUSED_COMPUTE = re.compile(r"/(MatMul|Convolution)(,|$)")  # a Subgraph's original ops that compute
+_INT8_KERNEL = re.compile(r"[iu]8$", re.IGNORECASE)  # kernel names end in their arithmetic: _i8, _I8, _u8
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenVinoConfig(Config):
+    device: str = "CPU"
+    inference_precision: str = "f32"  # what float layers compute in; "bf16" needs bf16 units
+    performance_hint: str = "LATENCY"  # LATENCY: one stream for one request; THROUGHPUT: several
+
+    def validate(self) -> None:
+        if self.device not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        for field, allowed in (("inference_precision", INFERENCE_PRECISIONS), ("performance_hint", PERFORMANCE_HINTS)):
+            if getattr(self, field) not in allowed:
+                raise InputError(f"{field} must be one of {', '.join(allowed)}, not {getattr(self, field)!r}")
+
+
+class OpenVinoRunner(Runner):
+    """One InferRequest, reused: a request owns its input and output buffers."""
+
+    def __init__(self, compiled: Any, input_names: list[str], output_names: list[str], info: dict[str, Any]):
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.input_names = input_names
+        self._order = _output_order(compiled, output_names)
+        self._info = info
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        feed = {name: t.detach().cpu().numpy() for name, t in zip(self.input_names, inputs)}
+        # share_inputs: the request reads the tensors' memory in place (the call is synchronous);
+        # outputs are copied out of the request's buffers, which the next call overwrites.
+        results = self.request.infer(feed, share_inputs=True).to_tuple()
+        return tuple(torch.from_numpy(results[i]) for i in self._order)
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+
+class OpenVino(Runtime):
+    name = "openvino"
+    Config = OpenVinoConfig
+    description = "OpenVINO CPU plugin (f32 inference precision unless configured)"
+    requires = ("openvino",)
+    input_format = "openvino"
+    # No recipe of its own yet: the quantization passes propose theirs (openvino-int8, ...).
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        block_usage_telemetry()  # before openvino's first import in this process
+        import openvino as ov
+
+        cfg: OpenVinoConfig = self.config  # type: ignore[assignment]
+        core = ov.Core()
+        if cfg.device not in core.available_devices:
+            available = ", ".join(core.available_devices)
+            raise Unsupported(f"OpenVINO here has no {cfg.device} device (has {available})")
+        properties = {
+            "INFERENCE_PRECISION_HINT": cfg.inference_precision,
+            "PERFORMANCE_HINT": cfg.performance_hint,
+            "INFERENCE_NUM_THREADS": ctx.threads,
+        }
+        try:
+            compiled = core.compile_model(str(model.path), cfg.device, properties)
+        except Exception as exc:  # the plugin raises RuntimeError with a multi-line message
+            raise Unsupported(failure_reason(f"OpenVINO {cfg.device} compilation", exc)) from exc
+        settled = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if settled != cfg.inference_precision:  # the plugin falls back silently (no bf16 units)
+            raise Unsupported(f"OpenVINO {cfg.device} runs {settled}, not the requested {cfg.inference_precision}, here")
+        info = {**compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], **model.notes}
+        return OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info)
+
+
+def compiled_info(compiled: "ov.CompiledModel") -> dict[str, Any]:
+    """What the plugin settled on, read back rather than assumed from the request."""
+    info: dict[str, Any] = {
+        "device": list(compiled.get_property("EXECUTION_DEVICES")),
+        "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
+        "inference_num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+        "num_streams": int(compiled.get_property("NUM_STREAMS")),
+    }
+    if "DYNAMIC_QUANTIZATION_GROUP_SIZE" in compiled.get_property("SUPPORTED_PROPERTIES"):
+        # Weight-compressed MatMuls quantize their activations on the fly in groups this size (0: off).
+        info["dynamic_quantization_group_size"] = int(compiled.get_property("DYNAMIC_QUANTIZATION_GROUP_SIZE"))
+    info.update(runtime_precisions(compiled.get_runtime_model()))
+    return info
+
+
+def runtime_precisions(runtime_model: "ov.Model") -> dict[str, Any]:
+    """From the executed graph: how many nodes ran in each precision, and each compute op as
+    "layer type/precision/kernel". The kernel is the evidence: "brgemm_avx512_i8" is int8
+    arithmetic, while a weight-compressed FullyConnected reports its weights' precision
+    (u8, i4) with an f32 kernel. The CPU plugin may fuse small MatMul chains into one
+    Subgraph; it counts as a compute op when it holds a MatMul or Convolution."""
+    executed: Counter[str] = Counter()
+    compute: Counter[str] = Counter()
+    for op in runtime_model.get_ordered_ops():
+        rt_info = op.get_rt_info()
+        layer, precision = _rt(rt_info, "layerType"), _rt(rt_info, "runtimePrecision")
+        if layer in _NOT_EXECUTED:
+            continue
+        executed[precision] += 1
+        fused = layer == "Subgraph" and _FUSED_COMPUTE.search(_rt(rt_info, "originalLayersNames"))
+        if layer in COMPUTE_LAYERS or fused:
+            compute[f"{layer}/{precision}/{_rt(rt_info, 'primitiveType')}"] += 1
+    int8 = sum(n for key, n in compute.items() if _INT8_KERNEL.search(key))
+    return {
+        "executed_ops_by_precision": dict(sorted(executed.items())),
+        "compute_ops": dict(sorted(compute.items())),
+        "int8_compute_ops": int8,
+        "float_compute_ops": sum(compute.values()) - int8,
+    }
+
+
+def _rt(rt_info: Any, key: str) -> str:
+    return rt_info[key].astype(str) if key in rt_info else "?"
+
+
+def _output_order(compiled: Any, output_names: list[str]) -> list[int]:
+    """Index of each of hone's outputs among the compiled outputs (the conversion named them);
+    positional for an IR whose outputs carry other names."""
+    index = {name: i for i, port in enumerate(compiled.outputs) for name in port.get_names()}
+    if all(name in index for name in output_names):
+        return [index[name] for name in output_names]
+    if len(compiled.outputs) != len(output_names):
+        raise Unsupported(f"the OpenVINO model has {len(compiled.outputs)} outputs, the model {len(output_names)}")
+    return list(range(len(output_names)))
