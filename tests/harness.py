@@ -18,14 +18,15 @@ from hone.search.recipe import Recipe
 from hone.validate.compare import compare_output
 
 
-def build(recipe: Recipe, model: torch.nn.Module, example_inputs, threads: int = 1, calibration=None):
-    """`calibration`: samples (one tensor per input, stacked on dim 0) for quantization passes."""
+def build(recipe: Recipe, model: torch.nn.Module, example_inputs, threads: int = 1, calibration=None, train=None):
+    """`calibration`: samples (one tensor per input, stacked on dim 0) for quantization passes;
+    `train`: a TrainSet for quantization-aware training."""
     named = name_inputs(model, example_inputs)
     with torch.inference_mode():
         expected = normalize_outputs(model(**named))
     ctx = BuildContext(
         tuple(named.values()), list(named), list(expected), Path(tempfile.mkdtemp(prefix="hone-test-")), threads,
-        calibration=calibration,
+        calibration=calibration, train=train,
     )
     runner, artifact, build_s = build_recipe(recipe, FlatIO(model, list(named), list(expected)), ctx)
     return runner, artifact, named, expected

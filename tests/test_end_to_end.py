@@ -20,16 +20,27 @@ def test_optimize_digits_cnn(capsys, hardware):
     by = {(c["recipe"]["label"], c["input_set"]): c for c in run["candidates"]}
     labels = {label for label, _ in by}
     floating = {"eager", "eager-bf16", "channels-last", "inductor", "onnxruntime"}
-    int8 = {"torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static", "pt2e-int8"}
+    int8 = {
+        "torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static", "pt2e-int8", "pt2e-int8-qat",
+        "torchao-int8-weight-only", "torchao-int4-weight-only", "openvino-int8", "openvino-int8-weights",
+        "openvino-int4-weights",
+    }
+    fallback = {label for label in labels if "+keep" in label}  # retries of quantized ones over budget
+    assert {label.split("+keep")[0] for label in fallback} <= int8
     pruned = set(run["run"]["pruned"])  # the profile may leave bf16 out, and says why
-    assert labels | pruned == floating | int8 and not labels & pruned
+    assert (labels - fallback) | pruned == floating | int8 | {"fp8"} and not labels & pruned
+    for input_set in ("bs1", "bs64"):  # capability-gated: never attempted on a CPU, and says why
+        fp8 = by[("fp8", input_set)]
+        assert fp8["status"] == "unsupported" and "compute capability 8.9" in fp8["reason"]
     assert {s for _, s in by} == {"bs1", "bs64"}
 
     for (label, input_set), c in by.items():
         if label == "eager-bf16" and not hardware.has_bf16:
             assert c["status"] == "unsupported" and "bf16" in c["reason"]
             continue
-        if label in int8:
+        if label == "fp8":
+            continue
+        if label in int8 or label in fallback:
             # Quantized: the task metric decides (the tensor check is advisory), both ways.
             assert c["status"] in ("ok", "wrong_answer", "unsupported"), (label, c["reason"])
             if c["status"] != "unsupported":

