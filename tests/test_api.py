@@ -100,12 +100,17 @@ def test_quantized_recipes_without_a_calibration_set_are_warned_about():
     from hone.config import NoConfig
     from hone.models.workload import InputSet, Workload
 
-    int8 = PlannedRecipe(Recipe("some-int8", (), Step("eager", NoConfig()), compute_dtype="int8"))
+    from hone.passes.torch.dynamic_int8 import DynamicInt8Config
+    from hone.passes.torch.pt2e_int8 import Pt2eInt8Config
+
+    int8 = PlannedRecipe(Recipe("some-int8", (Step("pt2e_int8", Pt2eInt8Config()),), Step("eager", NoConfig()), compute_dtype="int8"))
+    # Dynamic int8 fits no ranges ahead of time: no calibration, so nothing to warn about.
+    dynamic = PlannedRecipe(Recipe("dyn", (Step("dynamic_int8", DynamicInt8Config()),), Step("eager", NoConfig()), compute_dtype="int8"))
     fp32 = PlannedRecipe(Recipe("eager", (), Step("eager", NoConfig())))
     w = Workload("w", torch.nn.Identity(), [InputSet("bs2", {"x": torch.zeros(2, 3)})])
-    assert _calibration_warnings(w, [fp32]) == []
-    warning = _calibration_warnings(w, [fp32, int8])[0]
-    assert "no calibration set" in warning and "some-int8" in warning
+    assert _calibration_warnings(w, [fp32, dynamic]) == []
+    warning = _calibration_warnings(w, [fp32, int8, dynamic])[0]
+    assert "no calibration set" in warning and "some-int8" in warning and "dyn" not in warning
     w.calibration = {"x": torch.zeros(8, 3)}
     assert _calibration_warnings(w, [fp32, int8]) == []
 

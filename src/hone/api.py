@@ -218,7 +218,7 @@ def _calibration_warnings(workload, planned) -> list[str]:
 
     quantized = [
         p.recipe.label for p in planned
-        if not p.unavailable and any(getattr(PASSES.get(s.name), "uses_calibration", False) for s in p.recipe.passes)
+        if not p.unavailable and any(getattr(PASSES.get(s.name), "needs_calibration", False) for s in p.recipe.passes)
     ]
     _, warning = workload.calibration_samples(CALIBRATION_SAMPLES)
     return [f"{warning} (affects {', '.join(quantized)})"] if quantized and warning else []

@@ -179,7 +179,7 @@ def test_int4_with_no_eligible_layer_is_unsupported_not_a_crash():
 def test_keep_float_layer_stays_float_in_the_ir_and_at_runtime():
     runner, artifact, named, expected = _build("openvino-int8", "conv", NncfQuantizeConfig(keep_float=("head",)))
     assert _weights(artifact) == {"conv": "i8", "head": "f32"}
-    assert artifact.notes["keep_float"] == ["head"] and artifact.notes["ignored_nodes"] == 1
+    assert artifact.notes["kept_float"] == ["head"] and artifact.notes["ignored_nodes"] == 1
     head_kernels = _kernels_of(runner, "__module.module.head/")
     conv_kernels = _kernels_of(runner, "__module.module.conv/")
     assert head_kernels and all(k.lower().endswith("f32") for k in head_kernels if "gemm" in k)

@@ -5,7 +5,7 @@ when it runs.
 """
 
 from hone.models.spec import BUILTINS, load_model
-from hone.models.workload import EvalSet, FlatIO, InputSet, TensorSpec, Workload, name_inputs, normalize_outputs
+from hone.models.workload import EvalSet, FlatIO, InputSet, TensorSpec, TrainSet, Workload, name_inputs, normalize_outputs
 
 __all__ = [
     "BUILTINS",
@@ -13,6 +13,7 @@ __all__ = [
     "FlatIO",
     "InputSet",
     "TensorSpec",
+    "TrainSet",
     "Workload",
     "load_model",
     "name_inputs",

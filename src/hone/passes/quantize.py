@@ -68,7 +68,7 @@ class QuantizationPass(Pass):
     layer_types: ClassVar[tuple[str, ...]] = WEIGHT_LAYER_TYPES
     # Whether it fits activation ranges to calibration samples (the no-calibration-set warning
     # names only these); weight-only and dynamic passes need none.
-    uses_calibration: ClassVar[bool] = True
+    needs_calibration: ClassVar[bool] = True
 
     def scheme(self) -> Scheme:
         """How this pass, with its config, quantizes a layer. Override when not int8 static."""

@@ -55,7 +55,7 @@ class OrtQuantizeDynamic(QuantizationPass):
     requires = ("onnxruntime", "onnx")
     input_format = "onnx"
     output_format = "onnx"
-    uses_calibration = False  # activation ranges come from each batch
+    needs_calibration = False  # activation ranges come from each batch
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:

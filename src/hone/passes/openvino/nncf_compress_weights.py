@@ -61,6 +61,7 @@ class NncfCompressWeightsConfig(QuantConfig):
 
 class NncfCompressWeights(QuantizationPass):
     name = "nncf_compress_weights"
+    needs_calibration = False  # data-free: weights only
     Config = NncfCompressWeightsConfig
     description = "int8/int4 weight-only compression, data-free (NNCF compress_weights)"
     requires = ("openvino", "nncf")
@@ -111,7 +112,7 @@ class NncfCompressWeights(QuantizationPass):
             "compress_s": round(compress_s, 3),
             "weight_precisions": precisions,
             "embedding_precisions": embedding_precisions(compressed),
-            "keep_float": list(cfg.keep_float),
+            "kept_float": list(cfg.keep_float),
             "ignored_nodes": len(ignored),
         }
         if cfg.bits == 4:

@@ -127,7 +127,7 @@ class NncfQuantize(QuantizationPass):
             "fake_quantize_nodes": len(fake_quantize),
             "weight_precisions": weight_precisions(quantized),
             "activation_ranges": activation_ranges(fake_quantize),
-            "keep_float": list(cfg.keep_float),
+            "kept_float": list(cfg.keep_float),
             "ignored_nodes": len(ignored),
         }
         return Artifact("openvino", module=model.module, path=path, compute_dtype="int8", notes=notes)

@@ -55,7 +55,7 @@ class DynamicInt8(QuantizationPass):
     description = "int8 weights with dynamic activation scales for Linear/LSTM (torch quantize_dynamic)"
     devices = ("cpu",)  # the quantized dynamic kernels are CPU-only
     layer_types = MODULE_TYPES
-    uses_calibration = False  # activation ranges come from each batch
+    needs_calibration = False  # activation ranges come from each batch
 
     def scheme(self) -> Scheme:
         cfg: DynamicInt8Config = self.config  # type: ignore[assignment]

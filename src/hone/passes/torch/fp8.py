@@ -45,7 +45,7 @@ class Fp8Config(QuantConfig):
 
 class Fp8(QuantizationPass):
     name = "fp8"
-    uses_calibration = False  # no activation ranges to fit
+    needs_calibration = False  # no activation ranges to fit
     Config = Fp8Config
     description = "float8 e4m3 weights and dynamic activations for Linear layers (torchao), CUDA sm89+"
     requires = ("torchao",)

@@ -71,6 +71,7 @@ class Pt2eQatConfig(QuantConfig):
 
 class Pt2eQat(QuantizationPass):
     name = "pt2e_qat"
+    needs_calibration = False  # its ranges are learned on the train set, not calibrated
     Config = Pt2eQatConfig
     description = "static int8 fine-tuned with the user's train step (PT2E QAT), lowered by Inductor to oneDNN int8"
     requires = ("torchao",)

@@ -69,7 +69,7 @@ class WeightOnlyConfig(QuantConfig):
 
 class WeightOnly(QuantizationPass):
     name = "torchao_weight_only"
-    uses_calibration = False  # no activation ranges to fit
+    needs_calibration = False  # no activation ranges to fit
     Config = WeightOnlyConfig
     description = "int8/int4 weight-only Linear layers (torchao quantize_), bf16 activations"
     requires = ("torchao",)
