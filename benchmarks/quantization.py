@@ -1,7 +1,7 @@
 """Every quantization method hone has, on one model, in one sweep: speedup over eager fp32, the
 accuracy it cost, and what building it cost. Prints a BENCHMARKS.md section.
 
-    python benchmarks/quantization.py [MODEL ...] > section.md     (default: digits-cnn minilm)
+    python benchmarks/quantization.py [MODEL[:LABEL,...] ...] > section.md   (default: digits-cnn minilm)
 
 The sweep is `hone optimize` restricted to eager fp32 and the quantized recipes (fallback
 retries included), so the figures are the ones a user's run would show; speedups are ratios to
@@ -36,12 +36,12 @@ def quantized_labels(model: str) -> list[str]:
 
 def _fit_time(info: dict) -> str:
     found = [(k, info[k]) for k in FIT_TIME_NOTES if isinstance(info.get(k), (int, float))]
-    return ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in found) or "-"
+    return ", ".join(f"{k.removesuffix('_s')} {v:.2f} s" for k, v in found) or "-"
 
 
-def section(model: str) -> str:
+def section(model: str, only: list[str] | None = None) -> str:
     started = time.perf_counter()
-    result = hone.optimize(model, include=["eager", *quantized_labels(model)], store=False)
+    result = hone.optimize(model, include=["eager", *(only or quantized_labels(model))], store=False)
     wall = time.perf_counter() - started
     run, hw = result.run, result.run.hardware
     sets = list(run.input_sets)
@@ -72,16 +72,22 @@ def section(model: str) -> str:
         metric_text = f"{metric.value:.4f} ({metric.delta:+.4f})" if metric else "-"
         also = ", ".join(f"{k} {v:.3f}" for k, v in metric.also.items()) if metric else ""
         build = next((r.measurement.build_s for r in rows.values() if r.measurement), None)
-        status = worst.status.value if worst.ok else f"{worst.status.value}: {worst.reason[:90]}"
+        status = worst.status.value if worst.ok else f"{worst.status.value}: {worst.reason[:130]}"
         lines.append(
             f"| {label} | {status} | " + " | ".join(speeds)
             + f" | {metric_text} | {also or '-'} | {f'{build:.1f} s' if build is not None else '-'} | "
-            f"{_fit_time(first.runner_info)} | {', '.join(first.recipe.kept_float) or '-'} |"
+            f"{_fit_time(first.runner_info)} | {len(first.recipe.kept_float) or '-'} |"
         )
+    kept = {r.recipe.label: r.recipe.kept_float for r in result.results if r.recipe.kept_float}
+    if kept:
+        lines += ["", "Layers kept in float by the accuracy fallback (most sensitive first):", ""]
+        lines += [f"- {label}: {', '.join(names)}" for label, names in kept.items()]
     lines += ["", f"best: {result.selection.why_best}", ""]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    for spec in sys.argv[1:] or ["digits-cnn", "minilm"]:
-        print(section(spec), flush=True)
+    # MODEL[:label,label]: only those recipes (and eager), e.g. minilm:ort-int8-static
+    for arg in sys.argv[1:] or ["digits-cnn", "minilm"]:
+        spec, _, labels = arg.partition(":")
+        print(section(spec, labels.split(",") if labels else None), flush=True)

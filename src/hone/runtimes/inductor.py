@@ -71,7 +71,7 @@ class Inductor(Runtime):
         with torch._inductor.config.patch(freezing=cfg.freezing), torch.inference_mode():
             _, code = run_and_get_code(compiled, *ctx.example_inputs)
         frozen = "_frozen_param" in "\n".join(code)
-        info = {"backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen}
+        info = {**model.notes, "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen}
         return ModuleRunner(compiled, ctx.device, info)
 
 

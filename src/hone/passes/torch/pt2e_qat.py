@@ -28,6 +28,7 @@ from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
 from hone.passes.torch.pt2e_int8 import (
     PT2E_LAYER_TYPES,
+    Pt2eInt8,
     QuantizedGraph,
     _count_qdq_ops,
     _reason,
@@ -78,11 +79,8 @@ class Pt2eQat(QuantizationPass):
     devices = ("cpu",)
     layer_types = PT2E_LAYER_TYPES
 
-    @classmethod
-    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
-        if not hw.has_vnni:
-            return "this CPU has no VNNI int8 dot products"
-        return None
+    # The same int8 kernels as PTQ: the same capability check.
+    unavailable_here = classmethod(Pt2eInt8.unavailable_here.__func__)  # type: ignore[attr-defined]
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
