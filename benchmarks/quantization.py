@@ -40,6 +40,7 @@ def _fit_time(info: dict) -> str:
 
 
 def section(model: str, only: list[str] | None = None) -> str:
+    command = f"{model}:{','.join(only)}" if only else model
     started = time.perf_counter()
     result = hone.optimize(model, include=["eager", *(only or quantized_labels(model))], store=False)
     wall = time.perf_counter() - started
@@ -51,7 +52,7 @@ def section(model: str, only: list[str] | None = None) -> str:
         "",
         f"- machine: {hw.get('cpu_name')}, {run.threads} threads; date {datetime.date.today().isoformat()}; "
         f"whole sweep {wall:.0f} s wall",
-        f"- command: `python benchmarks/quantization.py {model}`",
+        f"- command: `python benchmarks/quantization.py {command}`",
         f"- metric: {run.eval_metric} on the eval split (eager fp32: {run.reference_scores.get('eval', float('nan')):.4f}); "
         "calibration never uses that split",
         "",
