@@ -158,3 +158,13 @@ def test_optimize_runs_the_fallback_in_workers_and_reports_the_kept_layers():
     assert retried.runner_info["kept_float"] == ["fc2"]  # read back from the worker's pass
     text = render_text(result)
     assert "torch-int8-dynamic+keep1: fc2" in text and "accuracy fallback for torch-int8-dynamic" in text
+
+
+def test_a_ranking_that_fails_costs_the_fallback_not_the_sweep(caplog):
+    def broken(_pass):
+        raise RuntimeError("hook refused")
+
+    calls = []
+    out = fallback(_recipe("torch-int8-dynamic"), [_wrong()], broken, lambda r: calls.append(r) or [], FallbackSettings())
+    assert out == [] and calls == []
+    assert "ranking layers failed: RuntimeError: hook refused" in caplog.text

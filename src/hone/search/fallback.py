@@ -11,6 +11,7 @@ which layers stayed float. Every backend's quantization pass honours `keep_float
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 
@@ -91,7 +92,13 @@ def fallback(
         return []
     step = recipe.passes[index]
     quant_pass = PASSES.get(step.name)(step.config)
-    ranking = [s for s in rank(quant_pass) if s.name not in step.config.keep_float]  # type: ignore[attr-defined]
+    try:
+        ranking = [s for s in rank(quant_pass) if s.name not in step.config.keep_float]  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - the ranking runs the user's model in this process:
+        # a model it cannot simulate costs the fallback, never the sweep.
+        logging.getLogger(__name__).warning("no accuracy fallback for %s: ranking layers failed: %s: %s",
+                                            recipe.label, type(exc).__name__, exc)
+        return []
     if not ranking:
         return []
     attempts: list[CandidateResult] = []

@@ -57,17 +57,16 @@ def sweep(
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
         runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result)
         rank = _ranker(workload, reference)
+
+        def retry(recipe: Recipe) -> list[CandidateResult]:
+            on_more(len(workload.input_sets))
+            return runner.run(recipe, stop_at_failure=True)
+
         for item in planned:
             ran = runner.run(item.recipe, item.unavailable)
             results.extend(ran)
-            if item.unavailable or settings.fallback.attempts == 0:
-                continue
-
-            def retry(recipe: Recipe) -> list[CandidateResult]:
-                on_more(len(workload.input_sets))
-                return runner.run(recipe, stop_at_failure=True)
-
-            results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
+            if not item.unavailable and settings.fallback.attempts:
+                results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
     return results
 
 
