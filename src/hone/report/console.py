@@ -232,7 +232,8 @@ def _footer(result: OptimizeResult) -> Text:
     if planned_because:
         lines.append(Text("planned because:", "bold"))
         lines.extend(Text(f"  {label}: {origin}") for label, origin in planned_because.items())
-    kept = {r.recipe.label: r.recipe.kept_float for r in result.results if r.recipe.kept_float}
+    # Passing candidates only: a rejected retry's origin already says how many it kept.
+    kept = {r.recipe.label: r.recipe.kept_float for r in result.results if r.recipe.kept_float and r.ok}
     if kept:
         lines.append(Text("kept in float (quantization left these layers alone):", "bold"))
         lines.extend(Text(f"  {label}: {', '.join(names)}") for label, names in kept.items())
