@@ -82,9 +82,15 @@ def test_interrupting_the_parent_kills_the_worker(tmp_path):
     me = psutil.Process(parent.pid)
     deadline = time.monotonic() + 120
     hanging = []
+    def is_hanging_worker(process) -> bool:
+        try:
+            cmdline = process.cmdline()
+            return "_child" in " ".join(cmdline) and "test_hang" in open(cmdline[-1]).read()
+        except (psutil.Error, OSError):  # a worker that just finished (the eager baseline's)
+            return False
+
     while time.monotonic() < deadline and not hanging:  # wait until the hanging worker runs
-        hanging = [c for c in me.children(recursive=True) if "_child" in " ".join(c.cmdline()) and
-                   "test_hang" in open(c.cmdline()[-1]).read()]
+        hanging = [c for c in me.children(recursive=True) if is_hanging_worker(c)]
         time.sleep(0.5)
     assert hanging, "the hanging candidate never started"
     time.sleep(1)
