@@ -40,3 +40,15 @@ def assert_recipe_preserves_outputs(recipe: Recipe, model: torch.nn.Module, exam
         check = compare_output(name, got, want, artifact.compute_dtype)
         assert check.passed, f"{recipe.label}: {name}: max abs err {check.max_abs_err} (atol {check.atol})"
     return runner
+
+
+def layer_quantization(graph_module: torch.nn.Module) -> dict[str, tuple[bool, bool]]:
+    """Layer (named as in the user's model) -> (input dequantized, weight dequantized) for each
+    linear/conv of a converted PT2E graph: (True, True) is an int8 layer, (False, False) a float one."""
+    ops = (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default)
+    found = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target in ops:
+            layer = list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("module.")
+            found[layer] = tuple("dequantize" in str(getattr(a, "target", "")) for a in node.args[:2])
+    return found

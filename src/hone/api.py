@@ -282,7 +282,7 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
     if eval is not None:
         workload.eval = eval
     if calibration is not None:
-        workload.calibration = name_inputs(workload.module, calibration) if not isinstance(calibration, dict) else calibration
+        workload.calibration = name_inputs(workload.module, calibration)
         workload.calibration_description = "given by the caller"
     if train is not None:
         workload.train = train

@@ -18,7 +18,7 @@ from hone.passes.torch.pt2e_qat import NO_TRAIN_SET, Pt2eQat, Pt2eQatConfig
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.inductor import InductorConfig
 from hone.search.recipe import Step
-from harness import build
+from harness import build, layer_quantization
 
 REQUIRES_TORCHAO = pytest.mark.skipif(not is_available("torchao"), reason=skips.REQUIRES_TORCHAO)
 
@@ -76,16 +76,6 @@ def _flat(model) -> Artifact:
     return Artifact("torch", FlatIO(model, ["pixels"], ["output"]).eval())
 
 
-def _layer_quantization(graph_module) -> dict[str, tuple[bool, bool]]:
-    """Layer -> (input dequantized, weight dequantized) for each linear/conv of a converted graph."""
-    ops = (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default)
-    found = {}
-    for node in graph_module.graph.nodes:
-        if node.op == "call_function" and node.target in ops:
-            layer = list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("module.")
-            found[layer] = tuple("dequantize" in str(getattr(a, "target", "")) for a in node.args[:2])
-    return found
-
 
 @REQUIRES_TORCHAO
 def test_qat_fine_tunes_through_inductor_and_keeps_the_answers():
@@ -106,7 +96,7 @@ def test_qat_fine_tunes_through_inductor_and_keeps_the_answers():
     assert not any("batch_norm" in str(n.target) for n in graph.graph.nodes)
     dropouts = [n for n in graph.graph.nodes if n.target is torch.ops.aten.dropout.default]
     assert len(dropouts) == 1 and dropouts[0].args[2] is False
-    assert _layer_quantization(graph) == {"conv": (True, True), "head": (True, True)}
+    assert layer_quantization(graph) == {"conv": (True, True), "head": (True, True)}
     assert runner.info()["backend"] == "inductor" and runner.info()["freezing"] is True
     # The user's model was neither trained nor switched to train mode.
     assert not model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -124,7 +114,7 @@ def test_qat_keep_float_leaves_the_named_layer_in_float():
     model, train, held_out = _model_and_data()
     cfg = Pt2eQatConfig(steps=5, batch_size=16, keep_float=("conv",))
     artifact = Pt2eQat(cfg).apply(_flat(model), _ctx((held_out[:8],), train))
-    assert _layer_quantization(artifact.module.graph_module) == {"conv": (False, False), "head": (True, True)}
+    assert layer_quantization(artifact.module.graph_module) == {"conv": (False, False), "head": (True, True)}
     assert artifact.notes["kept_float"] == ["conv"]
     with pytest.raises(InputError, match=r"keep_float names \['bn'\]"):
         Pt2eQat(Pt2eQatConfig(keep_float=("bn",))).apply(_flat(model), _ctx((held_out[:8],), train))

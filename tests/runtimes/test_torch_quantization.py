@@ -20,7 +20,7 @@ from hone.plugin import Artifact, BuildContext
 from hone.runtimes.inductor import InductorConfig
 from hone.search.build import build_recipe
 from hone.search.recipe import Recipe, Step
-from harness import build
+from harness import build, layer_quantization
 from tiny_models import TinyConv, tiny_mlp
 
 REQUIRES_TORCHAO = pytest.mark.skipif(not is_available("torchao"), reason=skips.REQUIRES_TORCHAO)
@@ -140,17 +140,6 @@ def test_pt2e_int8_through_inductor_keeps_answers(make):
         assert _cosine(got, want) > MIN_COSINE
 
 
-def _layer_quantization(graph_module: torch.nn.Module) -> dict[str, tuple[bool, bool]]:
-    """Layer (named as in the user's model) -> (input dequantized, weight dequantized) for each
-    linear/conv of a converted graph: (True, True) is an int8 layer, (False, False) a float one."""
-    ops = (torch.ops.aten.linear.default, torch.ops.aten.conv2d.default)
-    found = {}
-    for node in graph_module.graph.nodes:
-        if node.op == "call_function" and node.target in ops:
-            layer = list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("module.")
-            found[layer] = tuple("dequantize" in str(getattr(a, "target", "")) for a in node.args[:2])
-    return found
-
 
 def test_pt2e_is_a_quantization_pass_with_the_default_int8_scheme():
     assert issubclass(Pt2eInt8, QuantizationPass) and Pt2eInt8().scheme() == Scheme()
@@ -163,10 +152,10 @@ def test_pt2e_keep_float_leaves_the_named_layer_in_float():
     flat = FlatIO(model, ["x"], ["output"]).eval()
     calibration = (torch.randn(32, 32),)
     both = Pt2eInt8().apply(Artifact("torch", flat), _ctx((x,), calibration))
-    assert _layer_quantization(both.module.graph_module) == {"fc1": (True, True), "fc2": (True, True)}
+    assert layer_quantization(both.module.graph_module) == {"fc1": (True, True), "fc2": (True, True)}
     kept = Pt2eInt8(Pt2eInt8Config(keep_float=("fc1",))).apply(Artifact("torch", flat), _ctx((x,), calibration))
     # No quantize/dequantize around fc1 (float input, float weight); fc2 still int8.
-    assert _layer_quantization(kept.module.graph_module) == {"fc1": (False, False), "fc2": (True, True)}
+    assert layer_quantization(kept.module.graph_module) == {"fc1": (False, False), "fc2": (True, True)}
     assert kept.notes["kept_float"] == ["fc1"] and kept.notes["qdq_ops"] < both.notes["qdq_ops"]
     assert kept.notes["calibration_s"] >= 0
     with torch.no_grad():
@@ -197,7 +186,7 @@ def test_pt2e_int8_builds_minilm():
     flat = FlatIO(workload.module, workload.input_names, ["output"]).eval()
     artifact = Pt2eInt8().apply(Artifact("torch", flat), _ctx(inputs))
     # The 36 encoder Linears (6 layers x q, k, v, o, up, down); the pooler is gone with the dead code.
-    layers = _layer_quantization(artifact.module.graph_module)
+    layers = layer_quantization(artifact.module.graph_module)
     assert len(layers) == 36 and all(q == (True, True) for q in layers.values())
     assert not any("pooler" in name for name in layers)
     with torch.no_grad():

@@ -77,7 +77,7 @@ def test_interrupting_the_parent_kills_the_worker(tmp_path):
         hone.optimize(model, x, recipes=[HangRuntime.recipe()], store=False, progress=False,
                       measure_time_s=0.3, timeout_s=600)
     """))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PYTHONFAULTHANDLER": "1"}  # stacks if it hangs
     parent = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
     me = psutil.Process(parent.pid)
     deadline = time.monotonic() + 120
@@ -95,7 +95,12 @@ def test_interrupting_the_parent_kills_the_worker(tmp_path):
     assert hanging, "the hanging candidate never started"
     time.sleep(1)
     parent.send_signal(signal.SIGINT)
-    _, err = parent.communicate(timeout=60)
+    try:
+        _, err = parent.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # show where the parent is stuck (faulthandler on SIGABRT)
+        parent.send_signal(signal.SIGABRT)
+        _, err = parent.communicate(timeout=30)
+        raise AssertionError(f"the parent did not stop within 60 s of Ctrl-C; its stacks:\n{err[-6000:]}") from None
     assert parent.returncode != 0 and "KeyboardInterrupt" in err
     hanging[0].wait(timeout=10)  # raises if the worker outlived its parent
     assert not hanging[0].is_running()

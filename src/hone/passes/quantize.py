@@ -104,11 +104,14 @@ def layer_of_parameter(parameter_name: str) -> str:
 
 def check_keep_float(module: torch.nn.Module, keep_float: tuple[str, ...], layer_types: tuple[str, ...]) -> None:
     """A name in keep_float that is not a layer is a typo: say so before quantizing anything."""
-    known = layers(module, layer_types)
-    unknown = [n for n in keep_float if n not in known]
+    require_layers(keep_float, list(layers(module, layer_types)), "/".join(layer_types))
+
+
+def require_layers(names: tuple[str, ...], known: list[str], kinds: str) -> None:
+    """InputError naming the entries of `names` that are not in `known` (the model's layers)."""
+    unknown = [n for n in names if n not in known]
     if unknown:
-        sample = ", ".join(list(known)[:5])
         raise InputError(
-            f"keep_float names {unknown} that are not {'/'.join(layer_types)} layers of this model",
-            hint=f"layers are named as in model.named_modules(), e.g. {sample}",
+            f"keep_float names {unknown} that are not {kinds} layers of this model",
+            hint=f"layers are named as in model.named_modules(), e.g. {', '.join(known[:5])}",
         )

@@ -13,8 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from hone.errors import InputError
-from hone.passes.quantize import FLATIO_PREFIX
+from hone.passes.quantize import FLATIO_PREFIX, require_layers
 
 WEIGHT_OPS = ("MatMul", "Gemm", "Conv")
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
@@ -51,13 +50,7 @@ def select_nodes(path: Path, keep_float: tuple[str, ...]) -> tuple[list[str], li
     nodes = layer_nodes(path)
     if not nodes:
         return [], []  # no scope metadata (an ONNX file not from hone's export): quantizer's default
-    known = set(nodes.values())
-    unknown = [n for n in keep_float if n not in known]
-    if unknown:
-        raise InputError(
-            f"keep_float names {unknown} that are not Linear/Conv layers of this model",
-            hint=f"layers are named as in model.named_modules(), e.g. {', '.join(sorted(known)[:5])}",
-        )
+    require_layers(keep_float, sorted(set(nodes.values())), "Linear/Conv")
     kept = set(keep_float)
     quantize = [name for name, layer in nodes.items() if layer not in kept]
     keep = [name for name, layer in nodes.items() if layer in kept]
