@@ -78,7 +78,15 @@ def test_interrupting_the_parent_kills_the_worker(tmp_path):
                       measure_time_s=0.3, timeout_s=600)
     """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), "PYTHONFAULTHANDLER": "1"}  # stacks if it hangs
-    parent = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True)
+    def like_a_shell():
+        # A terminal's process gets SIGINT at its default; whatever this test process inherited
+        # or set (in a full run the parent was found ignoring it) must not decide the test.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True, preexec_fn=like_a_shell
+    )
     me = psutil.Process(parent.pid)
     deadline = time.monotonic() + 120
     hanging = []
