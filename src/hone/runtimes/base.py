@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from hone.errors import Unsupported
 from hone.plugin import Artifact, BuildContext, Plugin
 
 
@@ -31,6 +33,11 @@ class Runner:
 
     def info(self) -> dict[str, Any]:
         return {}
+
+    def save(self, directory: Path) -> list[str]:
+        """Write the deployable product (a .pt2 package, an IR, an engine, ...) into `directory`
+        and return the names of the files written. `Runtime.load` reads them back."""
+        raise Unsupported(f"{type(self).__name__} has no saved form")
 
 
 class ModuleRunner(Runner):
@@ -60,3 +67,8 @@ class Runtime(Plugin):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         raise NotImplementedError
+
+    def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
+        """A Runner from what `Runner.save` wrote into `directory` (`files`, as it returned them),
+        configured like the build (`self.config`). `ctx.example_inputs` may be empty."""
+        raise Unsupported(f"runtime {self.name} cannot load a saved artifact")

@@ -23,7 +23,10 @@ def recipe_from_job(job: Job) -> Recipe:
     data = job.recipe
     steps = [*data["passes"], data["runtime"]]
     built = [Step(d["name"], _load(p).Config.from_dict(d["config"])) for d, p in zip(steps, job.step_paths)]
-    return Recipe(data["label"], tuple(built[:-1]), built[-1], data.get("origin", ""), data.get("compute_dtype", "float32"))
+    return Recipe(
+        data["label"], tuple(built[:-1]), built[-1], data.get("origin", ""), data.get("compute_dtype", "float32"),
+        data.get("cost", 1.0),
+    )
 
 
 def _sync(device: str) -> None:

@@ -27,6 +27,9 @@ class Recipe:
     runtime: Step
     origin: str = ""  # why the planner proposed it (the finding behind it)
     compute_dtype: str = "float32"  # what it computes in; decides the tolerance
+    # Expected worker wall time relative to the eager baseline's (build, compile, tuning): the
+    # time budget plans with it. Not part of the key: it changes nothing that is built.
+    cost: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -35,6 +38,7 @@ class Recipe:
             "runtime": self.runtime.to_dict(),
             "origin": self.origin,
             "compute_dtype": self.compute_dtype,
+            "cost": self.cost,
         }
 
     @classmethod
@@ -50,6 +54,7 @@ class Recipe:
             runtime=step(RUNTIMES, data["runtime"]),
             origin=data.get("origin", ""),
             compute_dtype=data.get("compute_dtype", "float32"),
+            cost=data.get("cost", 1.0),
         )
 
     @property

@@ -111,6 +111,7 @@ def recipe_from_dict(data: dict[str, Any], *, resolve: bool = True) -> Recipe:
         runtime=runtime,
         origin=data.get("origin", ""),
         compute_dtype=data.get("compute_dtype", "float32"),
+        cost=data.get("cost", 1.0),
     )
 
 
