@@ -37,7 +37,7 @@ def assert_recipe_preserves_outputs(recipe: Recipe, model: torch.nn.Module, exam
     outputs = runner(*named.values())
     assert len(outputs) == len(expected)
     for (name, want), got in zip(expected.items(), outputs):
-        check = compare_output(name, got, want, artifact.compute_dtype)
+        check = compare_output(name, got, want, runner.compute_dtype or artifact.compute_dtype)
         assert check.passed, f"{recipe.label}: {name}: max abs err {check.max_abs_err} (atol {check.atol})"
     return runner
 

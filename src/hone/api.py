@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_TIME_BUDGET_S = 600.0  # the whole run: expensive recipes are planned within it
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
 # Libraries whose versions go into every run record (read from metadata, never imported).
 VERSIONED = (
@@ -123,6 +124,7 @@ def optimize(
     accuracy_budget: "float | str | AccuracyBudget" = DEFAULT_ACCURACY_BUDGET,
     fallback_attempts: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
     measure_time_s: float = 8.0,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
@@ -142,6 +144,10 @@ def optimize(
     accuracy_budget: the allowed drop of the task metric: 0.01 absolute, or "1%" of fp32's score.
     fallback_attempts: retries of a quantized candidate that missed the budget, each with more
     of its most sensitive layers kept in float (0: none).
+    time_budget_s: seconds for the whole run (None: no limit). The eager baseline runs first and
+    sets the unit; a recipe starts only if its expected cost fits in what is left, so expensive
+    ones (autotuning, TVM tuning) run when the profile advises them or time allows. Left-out
+    recipes are reported with the arithmetic. `include` naming a recipe does not exempt it.
     store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
     resume: continue the latest unfinished run of the same model and settings.
     profile_first: profile eager fp32 first and let its advice order and prune the plan.
@@ -157,8 +163,11 @@ def optimize(
     from hone.search.fallback import FallbackSettings
     from hone.validate.verdict import AccuracyBudget
 
+    import time
+
+    started = time.monotonic()
     budget = AccuracyBudget.parse(accuracy_budget)
-    _check_options(timeout_s, measure_time_s, threads)
+    _check_options(timeout_s, measure_time_s, threads, time_budget_s)
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
     with SweepProgress(enabled=progress) as shown:
         shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
@@ -173,6 +182,7 @@ def optimize(
             accuracy_budget=budget,
             measure=MeasureSettings(max_time_s=measure_time_s),
             fallback=fallback_settings,
+            time_budget_s=time_budget_s,
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         reference = compute_reference(workload)  # a model that cannot run its inputs stops here
@@ -187,7 +197,8 @@ def optimize(
         info.profile = _profile_summary(found)
         info.pruned = {k: v for k, v in prune.items() if k not in [p.recipe.label for p in planned]}
         info.warnings = _calibration_warnings(workload, planned)
-        shown.set_total(len(planned) * len(workload.input_sets))
+        sets = len(workload.input_sets)
+        shown.set_total(len(planned) * sets)
 
         with _open_store(store) as db:
             run_id, done = _start_or_resume(db, info, resume)
@@ -198,12 +209,15 @@ def optimize(
                     on_start=shown.start,
                     on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
                     on_more=shown.add_total,
+                    on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
+                    started=started,
                 )
             except BaseException:
                 if db:
                     db.finish_run(run_id, "interrupted")
                 raise
             if db:
+                db.update_info(run_id, info)  # the recipes the time budget left out
                 db.finish_run(run_id, "finished")
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
@@ -290,9 +304,11 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
     return workload
 
 
-def _check_options(timeout_s: float, measure_time_s: float, threads: int | None) -> None:
+def _check_options(timeout_s: float, measure_time_s: float, threads: int | None, time_budget_s: float | None) -> None:
     if timeout_s <= 0 or measure_time_s <= 0:
         raise InputError("timeouts and measuring times must be positive")
+    if time_budget_s is not None and time_budget_s <= 0:
+        raise InputError(f"the time budget must be positive seconds (or None for no limit), not {time_budget_s}")
     if threads is not None and threads < 1:
         raise InputError(f"threads must be at least 1, not {threads}")
 

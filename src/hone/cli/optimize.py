@@ -37,6 +37,10 @@ def optimize(
     accuracy_budget: str = typer.Option("0.01", help='allowed drop of the task metric: 0.01 (absolute) or "1%" (of the fp32 score)'),
     fallback_attempts: int = typer.Option(3, help="retries of a quantized candidate over budget, keeping more layers in float (0: off)"),
     timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
+    time_budget: float = typer.Option(
+        600.0, "--time-budget",
+        help="seconds for the whole run; recipes that no longer fit are left out and listed (0: no limit)",
+    ),
     measure_time: float = typer.Option(8.0, help="seconds of timing per candidate at most"),
     only: Optional[list[str]] = typer.Option(None, "--only", help="recipe labels to run (eager always runs)"),
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="recipe labels to leave out"),
@@ -45,6 +49,9 @@ def optimize(
     resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished run of the same model and settings"),
     json_out: bool = typer.Option(False, "--json", help="print the run as JSON on stdout (progress stays on stderr)"),
     no_profile: bool = typer.Option(False, "--no-profile", help="plan without profiling first (no advice ordering or pruning)"),
+    export: Optional[Path] = typer.Option(
+        None, "--export", help="save the winner's deployable artifact and manifest.json here (hone.load reads it)"
+    ),
 ) -> None:
     """Try every optimization that fits this machine; keep the fastest that stays correct."""
     import hone
@@ -59,6 +66,7 @@ def optimize(
         accuracy_budget=accuracy_budget,
         fallback_attempts=fallback_attempts,
         timeout_s=timeout,
+        time_budget_s=time_budget or None,
         measure_time_s=measure_time,
         include=_labels(only),
         exclude=_labels(skip),
@@ -71,3 +79,8 @@ def optimize(
         typer.echo(to_json(result))
     else:
         render(result)
+    if export is not None:
+        if result.selection.best is None:
+            raise InputError("nothing to export: no candidate passed validation")
+        where = result.export(export)
+        typer.echo(f"exported {result.selection.best.label} to {where} (load it with hone.load)", err=json_out)

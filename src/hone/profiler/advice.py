@@ -1,9 +1,9 @@
 """From findings to recipes: what to try first, and the measured reason for each.
 
 The planner orders (and prunes) candidates by this list, and the report shows the finding next
-to each candidate, so a user sees why hone tried what it tried. Recipes that later issues add
-(weight-only and int8 quantization, CUDA graphs, AOTInductor) are advised already where the
-profile calls for them; the planner simply has no such recipe to run yet.
+to each candidate, so a user sees why hone tried what it tried. Under a time budget the order
+decides what runs: expensive recipes (autotuning, TVM tuning) run early only when advised here.
+Advice naming a recipe the planner has not proposed on this machine is simply not followed.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def advise(profile: Profile, hw: "Hardware") -> list[Advice]:
             items.append((overhead, "inductor-reduce-overhead", finding, "CUDA graphs replay the whole forward as one launch"))
         items.append((overhead, "onnxruntime", finding, "a C++ session runs the graph without Python dispatch per op"))
         items.append((overhead * 0.9, "inductor", finding, "fusion cuts the number of ops dispatched per call"))
-        items.append((overhead * 0.5, "aoti", finding, "AOTInductor runs a compiled .so with no Python at all (planned in a later issue)"))
+        items.append((overhead * 0.5, "aoti", finding, "AOTInductor runs a compiled .so with no Python at all"))
+        items.append((overhead * 0.45, "openvino", finding, "OpenVINO's C++ plugin runs the whole graph"))
+        items.append((overhead * 0.4, "torchscript-trace", finding, "the TorchScript interpreter skips Python per module"))
         items.append((overhead * 0.4, "larger-batch", finding, "the same overhead is shared by more samples per call"))
 
     if memory >= SIGNIFICANT_SHARE:
@@ -49,15 +51,19 @@ def advise(profile: Profile, hw: "Hardware") -> list[Advice]:
         items.append((memory, "inductor", finding, "fusion keeps intermediates in cache instead of writing them out"))
         if _bf16_units(hw, gpu):
             items.append((memory * 0.9, "eager-bf16", finding, "bf16 activations halve the bytes each op moves"))
-        items.append((memory * 0.6, "weight-only-int8", finding, "int8 weights quarter the bytes of weight-streaming GEMMs (planned in a later issue)"))
+        items.append((memory * 0.6, "openvino-int8-weights", finding, "int8 weights quarter the bytes of weight-streaming GEMMs"))
+        items.append((memory * 0.5, "torchao-int8-weight-only", finding, "int8 weights quarter the bytes of weight-streaming GEMMs"))
 
     if compute >= SIGNIFICANT_SHARE and overhead < OVERHEAD_DOMINATES:
         finding = f"compute-bound: {_pct(compute)} of wall time in ops above the ridge point"
         if _bf16_units(hw, gpu):
             items.append((compute, "eager-bf16", finding, _bf16_reason(hw, gpu)))
         if hw.has_vnni and not gpu:
-            items.append((compute * 0.8, "int8-static", finding, "VNNI int8 dot products (planned in a later issue)"))
+            for share, recipe in ((0.8, "pt2e-int8"), (0.75, "openvino-int8"), (0.7, "ort-int8-static")):
+                items.append((compute * share, recipe, finding, "static int8: VNNI int8 dot products"))
         items.append((compute * 0.5, "inductor", finding, "freezing pre-packs weights for the fastest GEMM kernels"))
+        items.append((compute * 0.35, "inductor-max-autotune", finding, "GEMM templates benchmarked for these shapes"))
+        items.append((compute * 0.3, "tvm-tuned", finding, "MetaSchedule tunes the compute-bound kernels for this CPU"))
 
     # One entry per recipe: its strongest finding decides its rank.
     best: dict[str, tuple[float, str, str]] = {}

@@ -1,9 +1,18 @@
 """torch.compile with the Inductor backend. The build compiles (on the example inputs), so
-build time carries the compile cost and the first timed call is a steady-state one."""
+build time carries the compile cost and the first timed call is a steady-state one.
+
+Candidates: `inductor` (default mode, weights frozen) everywhere; `inductor-max-autotune`
+(GEMM templates benchmarked at compile time: minutes, so it is costed for the time budget);
+`inductor-dynamic` (one graph for every batch size, no recompile when the shape changes); on
+CUDA `inductor-reduce-overhead` (CUDA graphs) and `inductor-max-autotune-no-cudagraphs`. Each
+build reports its graph breaks (count and reasons) and its compile time; the report turns the
+compile time into the number of calls after which compiling has paid off.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,7 +20,9 @@ import torch
 from hone.config import Config
 from hone.errors import InputError
 from hone.plugin import Artifact, BuildContext
-from hone.runtimes.base import ModuleRunner, Runner, Runtime
+from hone.errors import Unsupported
+from hone.runtimes._dynamo import compile_now, fullgraph_refusal, graph_breaks
+from hone.runtimes.base import ModuleRunner, Runner, Runtime, load_exported_module
 from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
@@ -49,13 +60,31 @@ class Inductor(Runtime):
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        return [Recipe("inductor", (), Step(cls.name, InductorConfig()), "compile and fuse, weights frozen")]
+        def recipe(label: str, origin: str, cost: float, **config) -> Recipe:
+            return Recipe(label, (), Step(cls.name, InductorConfig(**config)), origin, cost=cost)
+
+        proposed = [
+            recipe("inductor", "compile and fuse, weights frozen", 2.5),
+            recipe("inductor-dynamic", "one compiled graph for every batch size (no recompiles)", 2.5, dynamic=True),
+            recipe("inductor-max-autotune", "benchmark GEMM/conv templates at compile time", 8.0, mode="max-autotune"),
+        ]
+        if device.startswith("cuda"):
+            proposed += [
+                recipe("inductor-reduce-overhead", "CUDA graphs: the forward replayed as one launch", 3.0,
+                       mode="reduce-overhead"),
+                recipe("inductor-max-autotune-no-cudagraphs", "autotuned kernels without CUDA graphs", 8.0,
+                       mode="max-autotune-no-cudagraphs"),
+            ]
+        return proposed
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         from torch._inductor.utils import run_and_get_code
 
         cfg: InductorConfig = self.config  # type: ignore[assignment]
         module = model.module.to(ctx.device).eval()
+        breaks = graph_breaks(module, ctx.example_inputs)
+        if cfg.fullgraph and fullgraph_refusal(breaks):
+            raise Unsupported(fullgraph_refusal(breaks))
         compiled = torch.compile(
             module,
             backend="inductor",
@@ -68,11 +97,18 @@ class Inductor(Runtime):
         # stay graph inputs). So compile here, on the example inputs, inside a scoped patch that
         # leaves the caller's config as it was, and read back from the generated code whether
         # the weights really were folded in.
-        with torch._inductor.config.patch(freezing=cfg.freezing), torch.inference_mode():
-            _, code = run_and_get_code(compiled, *ctx.example_inputs)
+        code: list[str] = []
+        with torch._inductor.config.patch(freezing=cfg.freezing):
+            compile_s = compile_now(lambda *xs: code.extend(run_and_get_code(compiled, *xs)[1]), ctx.example_inputs)
         frozen = "_frozen_param" in "\n".join(code)
-        info = {**model.notes, "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen}
-        return ModuleRunner(compiled, ctx.device, info)
+        info = {
+            **model.notes, "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen,
+            "compile_s": round(compile_s, 3), **breaks,
+        }
+        return ModuleRunner(compiled, ctx.device, info, ctx.example_inputs)
+
+    def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
+        return self.build_impl(Artifact("torch", load_exported_module(directory, files, ctx.device)), ctx)
 
 
 def _has_cxx_compiler() -> bool:

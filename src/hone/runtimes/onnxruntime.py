@@ -1,9 +1,17 @@
 """ONNX Runtime. Thread counts are set explicitly (the same as every other candidate), and the
-providers that really ran are read back from the session, not assumed from the request."""
+providers that really ran are read back from the session, not assumed from the request.
+
+Execution providers: CPU everywhere; CUDA and TensorRT where onnxruntime-gpu is installed
+(`onnxruntime-cuda`, `onnxruntime-tensorrt` on a CUDA device). The session writes the graph
+it optimized (fusions, constant folding, layout changes) next to the input model: that file is
+the saved artifact, so a deployment loads it without optimizing again. With the "all" level it
+may hold layout-specific (NCHWc) ops for this CPU's ISA: it runs on machines like this one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,12 +35,17 @@ class OnnxRuntimeConfig(Config):
     ep: str = "cpu"
     graph_optimization_level: str = "all"
     intra_op_threads: int | None = None  # None: the sweep's thread count
+    fp16: bool = False  # TensorRT EP only: let TensorRT pick fp16 kernels (trt_fp16_enable)
 
     def validate(self) -> None:
         if self.ep not in PROVIDERS:
             raise InputError(f"unknown ONNX Runtime execution provider {self.ep!r}; known: {', '.join(PROVIDERS)}")
         if self.graph_optimization_level not in OPT_LEVELS:
             raise InputError(f"graph_optimization_level must be one of {', '.join(OPT_LEVELS)}")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise InputError(f"intra_op_threads must be at least 1, not {self.intra_op_threads}")
+        if self.fp16 and self.ep != "tensorrt":
+            raise InputError("fp16 is an option of the TensorRT execution provider (ep='tensorrt')")
 
 
 class OrtRunner(Runner):
@@ -48,6 +61,17 @@ class OrtRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def save(self, directory: Path) -> list[str]:
+        """The optimized graph the session wrote (and its weights file), else the model it
+        loaded with its external data. The graph names its data file, so names are kept."""
+        import shutil
+
+        source = Path(self._info.get("optimized_model") or self._info["model_path"])
+        files = [source.name] + [p.name for p in source.parent.glob(source.name + ".data")]
+        for name in files:
+            shutil.copyfile(source.parent / name, directory / name)
+        return files
+
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
@@ -58,18 +82,36 @@ class OnnxRuntime(Runtime):
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        if device != "cpu":
-            return []
-        export = Step("onnx_export", _export_config())
-        return [Recipe("onnxruntime", (export,), Step(cls.name, OnnxRuntimeConfig()), "ONNX graph optimizations")]
+        export = (Step("onnx_export", _export_config()),)
+        if device == "cpu":
+            return [Recipe("onnxruntime", export, Step(cls.name, OnnxRuntimeConfig()), "ONNX graph optimizations",
+                           cost=1.5)]
+        return [
+            Recipe("onnxruntime-cuda", export, Step(cls.name, OnnxRuntimeConfig(ep="cuda")),
+                   "ONNX Runtime's CUDA execution provider", cost=1.5),
+            Recipe("onnxruntime-tensorrt", export, Step(cls.name, OnnxRuntimeConfig(ep="tensorrt", fp16=True)),
+                   "ONNX Runtime's TensorRT execution provider, fp16 kernels allowed", "float16", cost=4.0),
+        ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        optimized = model.path.with_name(model.path.stem + ".optimized.onnx")
+        runner = self._session(model.path, ctx, optimized)
+        runner._info.update(model.notes)
+        return runner
+
+    def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
+        return self._session(directory / files[0], ctx, None)
+
+    def _session(self, path: Path, ctx: BuildContext, optimized: Path | None) -> "OrtRunner":
         import onnxruntime as ort
 
         cfg: OnnxRuntimeConfig = self.config  # type: ignore[assignment]
         wanted = PROVIDERS[cfg.ep]
         if wanted not in ort.get_available_providers():
-            raise Unsupported(f"ONNX Runtime here has no {wanted} (has {', '.join(ort.get_available_providers())})")
+            hint = "" if cfg.ep == "cpu" else "; pip install onnxruntime-gpu (in place of onnxruntime)"
+            raise Unsupported(
+                f"ONNX Runtime here has no {wanted} (has {', '.join(ort.get_available_providers())}){hint}"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = cfg.intra_op_threads or ctx.threads
         options.inter_op_num_threads = 1
@@ -80,15 +122,45 @@ class OnnxRuntime(Runtime):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[cfg.graph_optimization_level]
-        session = ort.InferenceSession(str(model.path), options, providers=[wanted])
-        info = {
+        if optimized is not None:
+            options.optimized_model_filepath = str(optimized)
+            # Weights go to a data file of the optimized graph's own: by default it would point
+            # at the input model's data file, which a saved copy does not have beside it.
+            options.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name", optimized.name + ".data"
+            )
+        session = ort.InferenceSession(str(path), options, providers=_providers(cfg, ctx))
+        runner = OrtRunner(session, [i.name for i in session.get_inputs()], {
             "providers": session.get_providers(),  # what really runs, read back
             "intra_op_num_threads": options.intra_op_num_threads,
             "graph_optimization_level": cfg.graph_optimization_level,
             "onnxruntime_version": ort.__version__,
-            **model.notes,
+            "model_path": str(path),
+            **({"optimized_model": str(optimized)} if optimized is not None and optimized.exists() else {}),
+        })
+        if cfg.fp16:
+            runner.compute_dtype = "float16"
+        return runner
+
+
+def _providers(cfg: OnnxRuntimeConfig, ctx: BuildContext) -> list[Any]:
+    """The requested provider first, with its options, and CPU behind it for the nodes it
+    cannot take (ORT assigns those to CPU; get_providers() then lists both)."""
+    device_id = int(ctx.device.split(":")[1]) if ":" in ctx.device else 0
+    if cfg.ep == "cuda":
+        return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+    if cfg.ep == "tensorrt":
+        options = {
+            "device_id": device_id,
+            "trt_fp16_enable": cfg.fp16,
+            # Engines are cached beside the model: the first call builds them, which the build
+            # time (first call) then carries; the timed calls reuse them.
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(ctx.workdir / "trt-engines"),
         }
-        return OrtRunner(session, [i.name for i in session.get_inputs()], info)
+        return [("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id}),
+                "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
 
 
 def _export_config() -> Config:

@@ -1,4 +1,9 @@
-"""OpenVINO's CPU plugin, from an IR file.
+"""OpenVINO's CPU (or Intel GPU) plugin, from an IR file.
+
+Candidates: `openvino` (f32, LATENCY hint: one stream for one request), `openvino-throughput`
+(f32, THROUGHPUT hint: as many streams as the plugin likes; for batched serving, timed here one
+request at a time like every candidate) and, on a CPU with bf16 units, `openvino-bf16`, a
+declared bf16 candidate validated at bf16 tolerance. The IR is the saved artifact.
 
 Inference precision is pinned to f32 unless configured: OpenVINO's default on a CPU with bf16
 units silently runs float layers in bf16, which changes the answers the candidate is
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -22,11 +28,15 @@ from hone.errors import InputError, Unsupported
 from hone.passes.openvino.convert import failure_reason
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.base import Runner, Runtime
+from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     import openvino as ov
 
-DEVICES = ("CPU",)
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
+
+DEVICES = ("CPU", "GPU")  # GPU: an Intel GPU through OpenVINO's GPU plugin, never CUDA
 INFERENCE_PRECISIONS = ("f32", "bf16")
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT")
 # Runtime-graph nodes that hold or move data rather than compute: not counted as executed ops.
@@ -71,6 +81,15 @@ class OpenVinoRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def save(self, directory: Path) -> list[str]:
+        """The IR (model.xml + model.bin) as compiled from, in fp32 weights."""
+        import shutil
+
+        source = Path(self._info["ir_path"])
+        for suffix in (".xml", ".bin"):
+            shutil.copyfile(source.with_suffix(suffix), directory / f"model{suffix}")
+        return ["model.xml", "model.bin"]
+
 
 class OpenVino(Runtime):
     name = "openvino"
@@ -78,9 +97,34 @@ class OpenVino(Runtime):
     description = "OpenVINO CPU plugin (f32 inference precision unless configured)"
     requires = ("openvino",)
     input_format = "openvino"
-    # No recipe of its own yet: the quantization passes propose theirs (openvino-int8, ...).
+
+    @classmethod
+    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+        if device != "cpu":  # OpenVINO's GPU plugin is Intel's, never a CUDA device
+            return []
+        convert = (Step("openvino_convert", _convert_config()),)
+
+        def recipe(label: str, origin: str, **config: str) -> Recipe:
+            dtype = "bfloat16" if config.get("inference_precision") == "bf16" else "float32"
+            return Recipe(label, convert, Step(cls.name, OpenVinoConfig(**config)), origin, dtype, cost=2.0)
+
+        proposed = [
+            recipe("openvino", "OpenVINO CPU plugin, f32 pinned, LATENCY hint (one stream)"),
+            recipe("openvino-throughput", "OpenVINO CPU plugin, f32, THROUGHPUT hint (several streams)",
+                   performance_hint="THROUGHPUT"),
+        ]
+        if hw.has_bf16:
+            proposed.append(recipe("openvino-bf16", "OpenVINO CPU plugin computing float layers in bf16 "
+                                   "(the plugin's own default on this CPU, declared here)", inference_precision="bf16"))
+        return proposed
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return self._compile(model.path, model.notes, model.compute_dtype, ctx)
+
+    def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
+        return self._compile(directory / "model.xml", {}, "float32", ctx)
+
+    def _compile(self, ir_path: Path, notes: dict[str, Any], ir_dtype: str, ctx: BuildContext) -> Runner:
         block_usage_telemetry()  # before openvino's first import in this process
         import openvino as ov
 
@@ -95,14 +139,20 @@ class OpenVino(Runtime):
             "INFERENCE_NUM_THREADS": ctx.threads,
         }
         try:
-            compiled = core.compile_model(str(model.path), cfg.device, properties)
+            compiled = core.compile_model(str(ir_path), cfg.device, properties)
         except Exception as exc:  # the plugin raises RuntimeError with a multi-line message
             raise Unsupported(failure_reason(f"OpenVINO {cfg.device} compilation", exc)) from exc
         settled = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if settled != cfg.inference_precision:  # the plugin falls back silently (no bf16 units)
             raise Unsupported(f"OpenVINO {cfg.device} runs {settled}, not the requested {cfg.inference_precision}, here")
-        info = {**compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], **model.notes}
-        return OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info)
+        info = {
+            **compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], "ir_path": str(ir_path),
+            **notes,
+        }
+        runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info)
+        if settled == "bf16" and ir_dtype == "float32":  # float layers of an fp32 IR run in bf16
+            runner.compute_dtype = "bfloat16"
+        return runner
 
 
 def compiled_info(compiled: "ov.CompiledModel") -> dict[str, Any]:
@@ -145,6 +195,12 @@ def runtime_precisions(runtime_model: "ov.Model") -> dict[str, Any]:
         "int8_compute_ops": int8,
         "float_compute_ops": sum(compute.values()) - int8,
     }
+
+
+def _convert_config() -> Config:
+    from hone.passes.openvino.convert import OpenVinoConvertConfig
+
+    return OpenVinoConvertConfig()
 
 
 def _rt(rt_info: Any, key: str) -> str:

@@ -66,8 +66,9 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
     first_call_s = time.perf_counter() - start
 
     stage("validate")
+    compute_dtype = runner.compute_dtype or artifact.compute_dtype
     checks = check_tensors(
-        outputs, bundle.reference[job.input_set], bundle.output_names, artifact.compute_dtype,
+        outputs, bundle.reference[job.input_set], bundle.output_names, compute_dtype,
         bundle.extra_atol.get(job.input_set),
     )
     metric = None
@@ -76,7 +77,7 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
         on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
         produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names)
         metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget)
-    verdict = verdict_of(checks, metric, artifact.compute_dtype)
+    verdict = verdict_of(checks, metric, compute_dtype)
     info = runner.info()
     if not verdict.passed:
         return {"status": "wrong_answer", "reason": verdict.reason, "verdict": verdict.to_dict(), "runner_info": info}

@@ -105,6 +105,8 @@ def fallback(
     for count in kept_counts(len(ranking), settings):
         kept = [s.name for s in ranking[:count]]
         retried = run(retry_recipe(recipe, index, kept, "per-layer error against fp32 on calibration samples"))
+        if not retried:
+            break  # not run (the time budget): later attempts cost more
         attempts.extend(retried)
         if retried and all(r.ok for r in retried):
             break

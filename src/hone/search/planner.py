@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from hone.errors import InputError
 from hone.profiler.records import Advice
 from hone.registry import PASSES, RUNTIMES
+from hone.search.budget import EXPENSIVE_COST
 from hone.search.recipe import Recipe
 from hone.search.select import BASELINE_LABEL
 
@@ -83,7 +84,13 @@ def plan(
         if r.label in by_label else r
         for r in chosen
     ]
-    # Baseline first, then advised recipes by rank, then the rest in proposal order (sort is stable).
-    chosen.sort(key=lambda r: (r.label != BASELINE_LABEL, by_label[r.label].rank if r.label in by_label else 1_000))
+    # Baseline first, then advised recipes by rank, then the rest in proposal order, the
+    # expensive ones (autotuning, tuning) last: a time budget then drops those first (stable sort).
+    def order(r: Recipe) -> tuple[bool, int]:
+        if r.label in by_label:
+            return r.label != BASELINE_LABEL, by_label[r.label].rank
+        return r.label != BASELINE_LABEL, 2_000 if r.cost >= EXPENSIVE_COST else 1_000
+
+    chosen.sort(key=order)
     return [PlannedRecipe(r, unavailable_reason(r, hw, device)) for r in chosen]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from hone.search.result import CandidateResult
@@ -66,6 +67,30 @@ class OptimizeResult:
         """Build the winning recipe in this process and return its Runner: call it with the
         inputs in input-name order. Shape-specialising backends are built for `input_set`."""
         import tempfile
+
+        # Build products (an exported ONNX file) are read while building; the runner holds what it
+        # needs in memory afterwards, so the directory goes with the build.
+        with tempfile.TemporaryDirectory(prefix="hone-best-") as workdir:
+            runner, _ = self._build_best(input_set, workdir)
+        return runner
+
+    def export(self, directory: "str | Path", input_set: str | None = None) -> "Path":
+        """Build the winner in this process and save its deployable artifact (the runtime's own
+        format) with a manifest.json into `directory`; `hone.load(directory)` reads it back."""
+        import tempfile
+
+        from hone import export
+
+        with tempfile.TemporaryDirectory(prefix="hone-export-") as workdir:
+            runner, inputs = self._build_best(input_set, workdir)
+            return export.save(
+                runner, self.selection.best, directory,
+                input_names=self.workload.input_names, output_names=self.run.output_names, example_inputs=inputs,
+                extra={"model": self.run.model, "hardware": self.run.fingerprint, "run_id": self.run.run_id,
+                       "input_set": input_set or self.workload.input_sets[-1].label},
+            )
+
+    def _build_best(self, input_set: str | None, workdir: str):
         from pathlib import Path
 
         from hone.errors import HoneError
@@ -77,15 +102,12 @@ class OptimizeResult:
         if self.workload is None:
             raise HoneError("this result was loaded from the store; rebuilding needs the model (run optimize)")
         chosen = self.workload.input_set(input_set) if input_set else self.workload.input_sets[-1]
-        # Build products (an exported ONNX file) are read while building; the runner holds what it
-        # needs in memory afterwards, so the directory goes with the build.
-        with tempfile.TemporaryDirectory(prefix="hone-best-") as workdir:
-            ctx = BuildContext(
-                chosen.as_args(), self.workload.input_names, self.run.output_names,
-                Path(workdir), self.run.threads, self.run.device,
-            )
-            runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
-        return runner
+        ctx = BuildContext(
+            chosen.as_args(), self.workload.input_names, self.run.output_names,
+            Path(workdir), self.run.threads, self.run.device,
+        )
+        runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
+        return runner, chosen.as_args()
 
     def table(self) -> str:
         from hone.report.console import render_text

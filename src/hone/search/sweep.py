@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hone.bench.measure import MeasureSettings
 from hone.errors import InputError
 from hone.models.workload import Workload
 from hone.passes.quantize import QuantizationPass
+from hone.search.budget import TimeBudget
 from hone.search.build import step_paths
 from hone.search.fallback import FallbackSettings, fallback
 from hone.search.job import Bundle, Job
@@ -38,6 +40,7 @@ class SweepSettings:
     accuracy_budget: AccuracyBudget
     measure: MeasureSettings = MeasureSettings()
     fallback: FallbackSettings = FallbackSettings()
+    time_budget_s: float | None = None  # the whole run's, from `started` (None: no budget)
 
 
 def sweep(
@@ -50,21 +53,45 @@ def sweep(
     on_start: Callable[[str], None] = lambda label: None,
     on_result: OnResult = lambda result, resumed: None,
     on_more: Callable[[int], None] = lambda count: None,
+    on_skip: Callable[[str, str], None] = lambda label, why: None,
+    started: float | None = None,
 ) -> list[CandidateResult]:
-    """`on_more(n)`: n more candidates than planned will run (accuracy fallback retries)."""
+    """`on_more(n)`: n more candidates than planned will run (accuracy fallback retries).
+    `on_skip(label, why)`: a planned recipe was left out because it no longer fits the time
+    budget (resumed results are reused whatever the budget). `started`: time.monotonic() when
+    the run began (what came before the sweep counts against the budget); default now."""
     done = done or {}
     results: list[CandidateResult] = []
+    started = time.monotonic() if started is None else started
+    budget = TimeBudget(None if settings.time_budget_s is None else started + settings.time_budget_s)
+    sets = len(workload.input_sets)
+
+    def refusal(recipe: Recipe) -> str | None:
+        if all((recipe.key, s.label) in done for s in workload.input_sets):
+            return None
+        return budget.refusal(recipe, sets)
+
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
         runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result)
         rank = _ranker(workload, reference)
 
         def retry(recipe: Recipe) -> list[CandidateResult]:
-            on_more(len(workload.input_sets))
+            why = refusal(recipe)
+            if why:
+                on_skip(recipe.label, why)
+                return []
+            on_more(sets)
             return runner.run(recipe, stop_at_failure=True)
 
-        for item in planned:
+        for index, item in enumerate(planned):
+            why = None if index == 0 or item.unavailable else refusal(item.recipe)  # the baseline always runs
+            if why:
+                on_skip(item.recipe.label, why)
+                continue
             ran = runner.run(item.recipe, item.unavailable)
             results.extend(ran)
+            if index == 0:
+                budget.observe_baseline(ran)
             if not item.unavailable and settings.fallback.attempts:
                 results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
     return results

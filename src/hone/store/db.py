@@ -233,6 +233,13 @@ class Store:
         except sqlite3.IntegrityError as exc:  # the foreign key: only start_run creates runs
             raise StoreError(f"no run {run_id} in {self.path} to record into") from exc
 
+    def update_info(self, run_id: int, info: RunInfo) -> None:
+        """Rewrite the run's description (what was learnt during the sweep: budget skips)."""
+        data = {**info.to_dict(), "run_id": run_id}
+        with self._tx() as c:
+            if c.execute("UPDATE runs SET info_json = ? WHERE id = ?", (_dumps(data), run_id)).rowcount == 0:
+                raise StoreError(f"no run {run_id} in {self.path} to update")
+
     def finish_run(self, run_id: int, status: str = "finished") -> None:
         if status not in ("finished", "interrupted"):
             raise ValueError(f"a run ends 'finished' or 'interrupted', not {status!r}")

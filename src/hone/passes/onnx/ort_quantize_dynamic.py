@@ -68,6 +68,7 @@ class OrtQuantizeDynamic(QuantizationPass):
                 Step("onnxruntime", default_runtime_config()),
                 "int8 weights, activations quantized on the fly",
                 compute_dtype="int8",
+                cost=1.5,
             )
         ]
 

@@ -81,6 +81,7 @@ class OrtQuantizeStatic(QuantizationPass):
                 Step("onnxruntime", default_runtime_config()),
                 "int8 weights and activations, ranges calibrated ahead of time (minmax)",
                 compute_dtype="int8",
+                cost=2.0,
             )
         ]
 

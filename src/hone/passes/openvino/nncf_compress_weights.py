@@ -151,4 +151,4 @@ def int4_group_sizes(graph: "ov.Model") -> list[int]:
 
 def _recipe(label: str, config: NncfCompressWeightsConfig, compute_dtype: str, origin: str) -> Recipe:
     steps = (Step("openvino_convert", OpenVinoConvertConfig()), Step(NncfCompressWeights.name, config))
-    return Recipe(label, steps, Step("openvino", OpenVinoConfig()), origin, compute_dtype=compute_dtype)
+    return Recipe(label, steps, Step("openvino", OpenVinoConfig()), origin, compute_dtype=compute_dtype, cost=2.0)

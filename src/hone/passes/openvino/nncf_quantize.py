@@ -85,6 +85,7 @@ class NncfQuantize(QuantizationPass):
                 Step("openvino", OpenVinoConfig()),
                 "int8 weights and activations, ranges calibrated by NNCF, run by OpenVINO's CPU int8 kernels",
                 compute_dtype="int8",
+                cost=2.5,
             )
         ]
 

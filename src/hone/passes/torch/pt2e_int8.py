@@ -83,7 +83,7 @@ class Pt2eInt8(QuantizationPass):
         # Proposed even without VNNI: available() then records why it was not run.
         steps = (Step(cls.name, cls.Config()),)
         runtime = Step("inductor", InductorConfig(freezing=True))
-        return [Recipe("pt2e-int8", steps, runtime, "static int8 activations and weights (oneDNN)", "int8")]
+        return [Recipe("pt2e-int8", steps, runtime, "static int8 activations and weights (oneDNN)", "int8", cost=3.0)]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         cfg: Pt2eInt8Config = self.config  # type: ignore[assignment]

@@ -91,7 +91,7 @@ class Pt2eQat(QuantizationPass):
         steps = (Step(cls.name, cls.Config()),)
         runtime = Step("inductor", InductorConfig(freezing=True))
         origin = "static int8 fine-tuned with your train step (QAT) to recover accuracy (oneDNN)"
-        return [Recipe("pt2e-int8-qat", steps, runtime, origin, "int8")]
+        return [Recipe("pt2e-int8-qat", steps, runtime, origin, "int8", cost=4.0)]
 
     def scheme(self) -> Scheme:
         # The same int8 scheme as pt2e_int8: per-channel symmetric weights, static uint8 activations.

@@ -91,9 +91,9 @@ class WeightOnly(QuantizationPass):
         runtime = Step("inductor", InductorConfig(freezing=device == "cpu"))
         origin = "Linear weights in {} bits, activations in bf16 (weight-only)"
         return [
-            Recipe("torchao-int8-weight-only", (Step(cls.name, WeightOnlyConfig(bits=8)),), runtime, origin.format(8), "int8"),
+            Recipe("torchao-int8-weight-only", (Step(cls.name, WeightOnlyConfig(bits=8)),), runtime, origin.format(8), "int8", 2.5),
             Recipe("torchao-int4-weight-only", (Step(cls.name, WeightOnlyConfig(bits=4, group_size=128)),), runtime,
-                   origin.format(4) + ", groups of 128", "int4"),
+                   origin.format(4) + ", groups of 128", "int4", 2.5),
         ]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:

@@ -1,0 +1,56 @@
+"""What every torch.compile runtime shares: the graph-break report, and compiling on the
+example inputs with the compile time measured apart from the rest of the build.
+
+Graph breaks are where Dynamo gives up on a frame and falls back to Python: each splits the
+model into separate compiled graphs with eager code between them, which costs fusion and
+dispatch. `torch._dynamo.explain` traces the model once with a counting backend (nothing is
+compiled) and says how many graphs there are and why each break happened.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import torch
+
+MAX_REASONS = 5  # a report shows the first few; the count says how many there were
+
+
+def graph_breaks(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
+    """{"graph_count", "graph_break_count", "break_reasons": ["file:line: reason", ...]}."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(module)(*inputs)
+    torch._dynamo.reset()  # the real compile must not reuse explain's cached frames
+    reasons = []
+    for reason in explained.break_reasons[:MAX_REASONS]:
+        where = reason.user_stack[-1] if reason.user_stack else None
+        text = reason.reason.strip().splitlines()[0] if reason.reason.strip() else "unknown"
+        reasons.append(f"{where.filename}:{where.lineno}: {text}" if where else text)
+    return {
+        "graph_count": int(explained.graph_count),
+        "graph_break_count": int(explained.graph_break_count),
+        "break_reasons": reasons,
+    }
+
+
+def fullgraph_refusal(breaks: dict[str, Any]) -> str | None:
+    """Why fullgraph=True cannot compile this model (it has breaks), else None."""
+    if not breaks["graph_break_count"]:
+        return None
+    first = breaks["break_reasons"][0] if breaks["break_reasons"] else ""
+    return f"fullgraph=True, but the model has {breaks['graph_break_count']} graph break(s); first: {first}"
+
+
+def compile_now(compiled: Callable[..., Any], inputs: tuple[torch.Tensor, ...]) -> float:
+    """Run the compiled callable once on the example inputs (which is when torch.compile
+    compiles) and return the seconds it took: the cost a user pays once per process."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled(*inputs)
+    if inputs and inputs[0].is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
