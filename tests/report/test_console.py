@@ -123,3 +123,17 @@ def test_narrow_console_keeps_the_deciding_columns(result):
 )  # fmt: skip
 def test_fmt_time(seconds, text):
     assert fmt_time(seconds) == text
+
+
+def test_one_time_cost_pays_off_after_calls_with_the_compilers_notes(result):
+    import re
+
+    for r in result.results:
+        if r.recipe.label == "inductor":
+            r.runner_info.update(graph_break_count=1, break_reasons=["model.py:12: Failed to trace builtin operator: print"])
+    text = render_text(result)
+    assert "one-time cost and when it pays off against eager (bs8):" in text
+    # bs8: (12 + 3) - (0.5 + 0.05) s = 14.45 s more than eager; 100 ms - 50 ms saved per call.
+    line = next(line for line in text.splitlines() if line.strip().startswith("inductor: 14.4 s"))
+    assert re.search(r"pays off after 2(89|90) calls \(50\.0 ms saved per call\)", line)
+    assert "graph breaks 1 (first: model.py:12: Failed to trace builtin operator: print)" in line

@@ -1,3 +1,5 @@
+import torch
+
 import pytest
 
 from hone.errors import InputError
@@ -39,3 +41,57 @@ def test_available_names_the_missing_compiler(hardware, monkeypatch):
     assert Inductor.available(hardware, "cpu") is None
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "C++ compiler" in Inductor.available(hardware, "cpu")
+
+
+class PrintsInForward(torch.nn.Module):
+    """Two graph breaks: a print Dynamo cannot trace, then a branch on a tensor's value."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        y = self.fc(x)
+        print("", end="")
+        if y.sum() > 0:
+            return y + 1
+        return y - 1
+
+
+def test_graph_breaks_are_counted_and_explained():
+    model, x = PrintsInForward().eval(), torch.randn(2, 8)
+    runner = assert_recipe_preserves_outputs(Recipe("inductor", (), Step("inductor", InductorConfig())), model, x)
+    info = runner.info()
+    assert info["graph_break_count"] == 2 and info["graph_count"] == 3
+    assert "print" in info["break_reasons"][0] and "test_inductor.py" in info["break_reasons"][0]
+    assert info["compile_s"] > 0
+
+
+def test_fullgraph_refuses_a_model_with_graph_breaks_naming_the_first():
+    from hone.errors import Unsupported
+    from harness import build
+
+    with pytest.raises(Unsupported, match=r"fullgraph=True, but the model has 2 graph break\(s\); first: .*print"):
+        build(Recipe("inductor", (), Step("inductor", InductorConfig(fullgraph=True))), PrintsInForward().eval(),
+              torch.randn(2, 8))
+
+
+def test_proposals_per_device_and_their_costs(hardware):
+    cpu = {r.label: r for r in Inductor.propose(None, hardware, "cpu")}
+    assert set(cpu) == {"inductor", "inductor-dynamic", "inductor-max-autotune"}
+    assert cpu["inductor-max-autotune"].cost > cpu["inductor"].cost  # the budget plans autotuning as expensive
+    cuda = {r.label for r in Inductor.propose(None, hardware, "cuda")}
+    assert {"inductor-reduce-overhead", "inductor-max-autotune-no-cudagraphs"} <= cuda
+
+
+def test_dynamic_compile_serves_a_second_batch_size_without_recompiling():
+    import torch._dynamo.utils as dynamo_utils
+
+    model, x = tiny_mlp()
+    runner = assert_recipe_preserves_outputs(
+        Recipe("inductor-dynamic", (), Step("inductor", InductorConfig(dynamic=True))), model, x
+    )
+    dynamo_utils.counters.clear()
+    got = runner(torch.randn(7, 32))[0]  # made outside inference mode, as the sweep's inputs are
+    assert got.shape == (7, 10)
+    assert not dynamo_utils.counters["stats"].get("unique_graphs")  # no new graph for batch 7

@@ -60,3 +60,34 @@ def test_missing_execution_provider_is_unsupported():
     cuda = type(recipe)(recipe.label, recipe.passes, Step("onnxruntime", OnnxRuntimeConfig(ep="tensorrt")))
     with pytest.raises(Unsupported, match="TensorrtExecutionProvider"):
         build(cuda, model, x)
+
+
+def test_session_writes_its_optimized_graph_for_the_artifact():
+    model, x = tiny_mlp()
+    runner, artifact, _, _ = build(_recipe(), model, x)
+    optimized = runner.info()["optimized_model"]
+    assert optimized.endswith("model.optimized.onnx")
+    import onnx
+
+    assert len(onnx.load(optimized).graph.node) <= len(onnx.load(str(artifact.path)).graph.node)
+
+
+def test_gpu_providers_absent_here_are_unsupported_with_the_install_hint():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    model, x = tiny_mlp()
+    recipe = OnnxRuntime.propose(None, None, "cuda")[0]
+    assert recipe.label == "onnxruntime-cuda"
+    with pytest.raises(Unsupported, match=r"no CUDAExecutionProvider .*pip install onnxruntime-gpu"):
+        build(recipe, model, x)
+
+
+def test_session_options_are_validated():
+    with pytest.raises(InputError, match="TensorRT execution provider"):
+        OnnxRuntimeConfig(fp16=True)
+    with pytest.raises(InputError, match="intra_op_threads"):
+        OnnxRuntimeConfig(intra_op_threads=0)
+    trt = OnnxRuntimeConfig(ep="tensorrt", fp16=True, graph_optimization_level="extended")
+    assert OnnxRuntimeConfig.from_dict(trt.to_dict()) == trt

@@ -1,3 +1,7 @@
+import dataclasses
+
+import pytest
+
 from hone.bench.measurement import Measurement
 from hone.config import NoConfig
 from hone.search.recipe import Recipe, Step
@@ -57,3 +61,17 @@ def test_noisy_baseline_is_called_out_in_the_verdict():
                             measurement=Measurement(eager.measurement.times_s, 1, 1, "perf_counter", noise_warning="noisy"))
     sel = select([eager, _ok("fast", "bs1", 10)])
     assert sel.best.label == "fast" and "timing was noisy at bs1" in sel.why_best
+
+
+def test_payoff_counts_the_calls_that_repay_the_one_time_cost():
+    from hone.search.select import payoffs
+    from results_factory import EAGER, INDUCTOR, make_measurement
+
+    eager = CandidateResult(EAGER, "bs1", Status.OK, "ok", measurement=make_measurement(0.010, build_s=0.5))
+    fast = CandidateResult(INDUCTOR, "bs1", Status.OK, "ok", measurement=make_measurement(0.006, build_s=20.5))
+    slow = CandidateResult(dataclasses.replace(INDUCTOR, label="slow"), "bs1", Status.OK, "ok",
+                           measurement=make_measurement(0.012, build_s=5.5))
+    found = {p.label: p for p in payoffs([eager, fast, slow])}
+    assert found["inductor"].extra_s == pytest.approx(20.0)
+    assert found["inductor"].calls == 5000  # 20 s / 4 ms saved per call
+    assert found["slow"].calls is None  # slower than eager: it never pays off

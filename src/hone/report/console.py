@@ -17,7 +17,7 @@ from rich.text import Text
 
 from hone.search.result import CandidateResult, Status
 from hone.search.run import OptimizeResult
-from hone.search.select import BASELINE_LABEL, speedup_of
+from hone.search.select import BASELINE_LABEL, payoffs, speedup_of
 from hone.validate.verdict import Verdict
 
 TEXT_WIDTH = 140  # render_text(): wide enough for every column without wrapping reasons
@@ -237,6 +237,7 @@ def _footer(result: OptimizeResult) -> Text:
     if kept:
         lines.append(Text("kept in float (quantization left these layers alone):", "bold"))
         lines.extend(Text(f"  {label}: {', '.join(names)}") for label, names in kept.items())
+    lines.extend(_compiler_lines(result))
     for label, why in result.run.pruned.items():
         lines.append(Text(f"  not planned: {label}: {why}", "dim"))
     if sel.losers:
@@ -253,6 +254,41 @@ def _footer(result: OptimizeResult) -> Text:
         if r.measurement is not None and r.measurement.noise_warning:
             lines.append(Text(f"noise: {r.recipe.label} at {r.input_set}: {r.measurement.noise_warning}", "yellow"))
     return Text("\n").join(lines)
+
+
+def _compiler_lines(result: OptimizeResult) -> list[Text]:
+    """For candidates that pay a one-time cost (compile, tuning, engine build): what it was,
+    after how many calls it has paid off, and what the compiler reported (graph breaks, a
+    trace that does not generalise, ops left to PyTorch), at the largest input set."""
+    paying = {(p.label, p.input_set): p for p in payoffs(result.results) if p.extra_s >= 1.0}
+    if not paying:
+        return []
+    largest = list(result.run.input_sets)[-1] if result.run.input_sets else None
+    lines = [Text(f"one-time cost and when it pays off against eager ({largest}):", "bold")]
+    for r in result.results:
+        p = paying.get((r.recipe.label, r.input_set))
+        if p is None or r.input_set != largest:
+            continue
+        when = (f"pays off after {p.calls:,} calls ({fmt_time(p.saved_per_call_s)} saved per call)"
+                if p.calls is not None else "never pays off (no faster than eager)")
+        notes = [f"{p.extra_s:.1f} s", when, *_compiler_notes(r.runner_info)]
+        lines.append(Text(f"  {r.recipe.label}: " + "; ".join(notes)))
+    return lines
+
+
+def _compiler_notes(info: dict[str, Any]) -> list[str]:
+    notes = []
+    if "graph_break_count" in info:
+        breaks = info["graph_break_count"]
+        first = f" (first: {_shorten(info['break_reasons'][0], 120)})" if breaks and info.get("break_reasons") else ""
+        notes.append(f"graph breaks {breaks}{first}")
+    if info.get("tuning_s"):
+        notes.append(f"tuning {info['tuning_s']:.0f} s" + (" (database reused)" if info.get("tuning_db_reused") else ""))
+    if info.get("trace_generalizes") is False:
+        notes.append(f"trace does not generalise: {_shorten(str(info.get('trace_check', '')), 80)}")
+    if "torch_subgraphs" in info:
+        notes.append(f"TensorRT subgraphs {info.get('trt_subgraphs', 0)}, PyTorch subgraphs {info['torch_subgraphs']}")
+    return notes
 
 
 def renderable(result: OptimizeResult, width: int = TEXT_WIDTH) -> RenderableType:

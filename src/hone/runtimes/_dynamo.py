@@ -28,13 +28,23 @@ def graph_breaks(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> d
     reasons = []
     for reason in explained.break_reasons[:MAX_REASONS]:
         where = reason.user_stack[-1] if reason.user_stack else None
-        text = reason.reason.strip().splitlines()[0] if reason.reason.strip() else "unknown"
+        text = _one_line(reason.reason)
         reasons.append(f"{where.filename}:{where.lineno}: {text}" if where else text)
     return {
         "graph_count": int(explained.graph_count),
         "graph_break_count": int(explained.graph_break_count),
         "break_reasons": reasons,
     }
+
+
+def _one_line(reason: str) -> str:
+    """Dynamo's reason is a paragraph: a title ("Failed to trace builtin operator"), then
+    "Explanation: ..." naming the culprit, then hints. Title and explanation say what broke."""
+    lines = [line.strip() for line in reason.strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown"
+    explanation = next((line.removeprefix("Explanation:").strip() for line in lines if line.startswith("Explanation:")), "")
+    return f"{lines[0]}: {explanation}" if explanation else lines[0]
 
 
 def fullgraph_refusal(breaks: dict[str, Any]) -> str | None:

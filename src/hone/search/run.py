@@ -115,8 +115,11 @@ class OptimizeResult:
         return render_text(self)
 
     def to_dict(self) -> dict[str, Any]:
+        from hone.search.select import payoffs
+
         return {
             "run": self.run.to_dict(),
             "candidates": [r.to_dict() for r in self.results],
             "selection": self.selection.to_dict(),
+            "payoff": [p.to_dict() for p in payoffs(self.results)],
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
+from typing import Any
 
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
@@ -48,6 +49,37 @@ def speedup_of(result: CandidateResult, baseline: CandidateResult | None) -> flo
     if not (result.ok and baseline and baseline.ok and result.measurement and baseline.measurement):
         return None
     return baseline.measurement.p50 / result.measurement.p50
+
+
+@dataclasses.dataclass(frozen=True)
+class Payoff:
+    """When a candidate's one-time cost (build, compile, tuning, first call) beyond eager's has
+    been repaid by the time it saves per call: `calls` None when it saves nothing per call."""
+
+    label: str
+    input_set: str
+    extra_s: float  # one-time seconds beyond eager's
+    saved_per_call_s: float
+    calls: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def payoffs(results: list[CandidateResult]) -> list[Payoff]:
+    """For every passing candidate at every input set, against eager at the same set."""
+    baselines = {r.input_set: r for r in results if r.recipe.label == BASELINE_LABEL and r.ok and r.measurement}
+    found = []
+    for r in results:
+        base = baselines.get(r.input_set)
+        if r.recipe.label == BASELINE_LABEL or not (r.ok and r.measurement and base):
+            continue
+        m, b = r.measurement, base.measurement
+        extra = max(0.0, (m.build_s + m.first_call_s) - (b.build_s + b.first_call_s))
+        saved = b.p50 - m.p50
+        calls = math.ceil(extra / saved) if saved > 0 else None
+        found.append(Payoff(r.recipe.label, r.input_set, extra, saved, calls))
+    return found
 
 
 def _noise(a: CandidateResult, b: CandidateResult) -> float:

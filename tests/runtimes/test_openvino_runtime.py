@@ -1,0 +1,53 @@
+"""The `openvino` runtime's own candidates (fp32 LATENCY, fp32 THROUGHPUT, declared bf16): each
+converts, compiles, reads back what the plugin settled on, and saves its IR."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hone._optional import is_available
+from hone.runtimes.openvino import OpenVino
+from harness import assert_recipe_preserves_outputs
+from skips import REQUIRES_BF16_CPU
+from tiny_models import TinyConv, tiny_mlp
+
+pytestmark = pytest.mark.skipif(not is_available("openvino"), reason="requires openvino (hone[openvino])")
+
+
+def _recipes(hardware) -> dict:
+    return {r.label: r for r in OpenVino.propose(None, hardware, "cpu")}
+
+
+def test_candidates_per_hardware(hardware):
+    with_bf16 = dataclasses.replace(hardware, flags=hardware.flags | {"avx512_bf16"})
+    without = dataclasses.replace(hardware, flags=frozenset(f for f in hardware.flags if "bf16" not in f))
+    assert set(_recipes(with_bf16)) == {"openvino", "openvino-throughput", "openvino-bf16"}
+    assert set(_recipes(without)) == {"openvino", "openvino-throughput"}  # bf16 only where it has units
+    assert _recipes(with_bf16)["openvino-bf16"].compute_dtype == "bfloat16"  # declared, not silent
+    assert OpenVino.propose(None, hardware, "cuda") == []  # OpenVINO's GPU plugin is Intel's
+
+
+@pytest.mark.parametrize("label, hint", [("openvino", "LATENCY"), ("openvino-throughput", "THROUGHPUT")])
+def test_f32_candidates_are_exact_and_read_back_their_hint(hardware, label, hint):
+    model, x = tiny_mlp()
+    runner = assert_recipe_preserves_outputs(_recipes(hardware)[label], model, x)
+    info = runner.info()
+    assert info["inference_precision"] == "f32" and info["performance_hint"] == hint
+    assert runner.compute_dtype is None  # validated at fp32 tolerance
+    if hint == "THROUGHPUT":
+        assert info["num_streams"] >= 1
+
+
+def test_bf16_candidate_runs_bf16_and_is_validated_at_bf16_tolerance(hardware):
+    if not hardware.has_bf16:
+        pytest.skip(REQUIRES_BF16_CPU)
+    import torch
+
+    torch.manual_seed(0)
+    runner = assert_recipe_preserves_outputs(_recipes(hardware)["openvino-bf16"], TinyConv().eval(),
+                                             torch.randn(2, 3, 8, 8))
+    assert runner.info()["inference_precision"] == "bf16"
+    assert runner.compute_dtype == "bfloat16"
+    assert any(key.endswith("bf16") or "/bf16/" in key for key in runner.info()["compute_ops"])
