@@ -82,7 +82,7 @@ def test_optimize_follows_the_profile_and_says_why():
     """A 20 µs MLP is overhead-bound: ONNX Runtime is advised first with that finding, bf16 is
     pruned (it adds casts and saves no dispatch), and the report says both."""
     model, x = tiny_mlp()
-    result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3)
+    result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3, time_budget_s=60)
     assert result.run.profile["verdict"] == "overhead"
     labels = [r.recipe.label for r in result.results]
     assert labels[0] == "eager" and labels[1] == "onnxruntime"  # advice rank 1 runs right after the baseline
