@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
+from importlib import metadata
 from types import ModuleType
 
 from hone.errors import MissingDependency
@@ -20,6 +22,9 @@ EXTRA_OF = {
     "torchao": "quant",
     "openvino": "openvino",
     "nncf": "openvino",
+    "torch_tensorrt": "tensorrt",
+    "tensorrt": "tensorrt",
+    "modelopt": "tensorrt",
 }
 
 
@@ -59,3 +64,32 @@ def block_usage_telemetry() -> None:
 
     if not os.environ.get("HONE_ALLOW_TELEMETRY") and "openvino_telemetry" not in sys.modules:
         sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]  # import raises ImportError
+
+
+def installed_version(distribution: str) -> str | None:
+    """The installed distribution's version from its metadata (no import), or None."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def release(version: str) -> tuple[int, int] | None:
+    """"2.8.0+cpu" -> (2, 8)."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def torch_release_mismatch(distribution: str, torch_version: str | None = None, hint: str | None = None) -> str | None:
+    """For a package built against one torch release (IPEX, torch-tensorrt: X.Y pairs with torch
+    X.Y): why the installed one cannot run with this torch, or None (also when it is not
+    installed: `requires` says that)."""
+    version = installed_version(distribution)
+    torch_version = torch_version or installed_version("torch") or "unknown"
+    if version is None or release(version) == release(torch_version):
+        return None
+    built_for = ".".join(map(str, release(version) or ()))
+    wanted = ".".join(map(str, release(torch_version) or ()))
+    hint = hint or f"pip install '{distribution}=={wanted}.*' (the release built for torch {wanted})"
+    return (f"{distribution} {version} is installed but built for torch {built_for}; "
+            f"this environment has torch {torch_version}. {hint}")

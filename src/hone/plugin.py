@@ -38,7 +38,7 @@ class Plugin:
     def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
         """None when this plugin can run on `device` of `hw`, else the reason it cannot.
         Checks the declared devices and packages, then the plugin's own `unavailable_here`."""
-        if device not in cls.devices:
+        if device.split(":")[0] not in cls.devices:  # "cuda:1" is a cuda device
             return f"runs on {', '.join(cls.devices)}, not {device}"
         return missing_reason(*cls.requires) or cls.unavailable_here(hw, device)
 

@@ -54,6 +54,7 @@ class OnnxExport(Pass):
     requires = ("onnx", "onnxscript")
     input_format = "torch"
     output_format = "onnx"
+    devices = ("cpu", "cuda")  # the export itself runs on CPU; the ONNX file serves any provider
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         import torch
@@ -68,8 +69,8 @@ class OnnxExport(Pass):
             # The exporter prints progress lines to stdout; they would garble the progress display.
             with contextlib.redirect_stdout(log):
                 torch.onnx.export(
-                    model.module.eval(),
-                    ctx.example_inputs,
+                    model.module.cpu().eval(),
+                    tuple(t.cpu() for t in ctx.example_inputs),  # a CUDA worker's inputs live on the GPU
                     str(path),
                     input_names=ctx.input_names,
                     output_names=ctx.output_names,

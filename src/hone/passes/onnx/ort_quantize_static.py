@@ -67,6 +67,9 @@ class OrtQuantizeStatic(QuantizationPass):
     requires = ("onnxruntime", "onnx")
     input_format = "onnx"
     output_format = "onnx"
+    # Calibration runs on ONNX Runtime's CPU provider whatever the target; on CUDA the QDQ graph
+    # feeds TensorRT (the tensorrt_engine runtime's int8 recipe).
+    devices = ("cpu", "cuda")
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
