@@ -22,6 +22,7 @@ EXTRA_OF = {
     "torchao": "quant",
     "openvino": "openvino",
     "nncf": "openvino",
+    "tvm": "tvm",
     "torch_tensorrt": "tensorrt",
     "tensorrt": "tensorrt",
     "modelopt": "tensorrt",
