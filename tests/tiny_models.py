@@ -55,3 +55,13 @@ class OutlierMLP(torch.nn.Module):
 def outlier_data(samples: int = 256, features: int = 16, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(samples, features, generator=generator)
+
+
+class BatchBranch(torch.nn.Module):
+    """Shape-dependent control flow: a trace at batch 4 records only the `x + 1` branch, and
+    torch.export with a dynamic batch cannot decide the branch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 4:
+            return x * 2
+        return x + 1

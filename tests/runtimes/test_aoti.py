@@ -10,17 +10,10 @@ from hone.plugin import BuildContext
 from hone.runtimes.aoti import Aoti, AotiConfig, export_program
 from hone.search.recipe import Recipe, Step
 from harness import build
-from tiny_models import TinyConv, tiny_mlp
+from tiny_models import BatchBranch, TinyConv, tiny_mlp
 from hone.validate.compare import compare_output
 
 RECIPE = Recipe("aoti", (), Step("aoti", AotiConfig()))
-
-
-class BatchBranch(torch.nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 4:
-            return x * 2
-        return x + 1
 
 
 class ValueBranch(torch.nn.Module):

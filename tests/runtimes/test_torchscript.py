@@ -10,16 +10,9 @@ from hone.runtimes._batch import another_batch
 from hone.runtimes.torchscript import TorchScript, TorchScriptConfig
 from hone.search.recipe import Recipe, Step
 from harness import assert_recipe_preserves_outputs, build
-from tiny_models import TinyConv, tiny_mlp
+from tiny_models import BatchBranch, TinyConv, tiny_mlp
 
 
-class BatchBranch(torch.nn.Module):
-    """Shape-dependent control flow: a trace at batch 4 records only the `x + 1` branch."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 4:
-            return x * 2
-        return x + 1
 
 
 class NotScriptable(torch.nn.Module):
@@ -94,7 +87,7 @@ def test_trace_check_catches_shape_specialised_control_flow(caplog):
     assert info["trace_generalizes"] is False
     assert "batch 5 differ from eager" in info["trace_check"] and "specialised" in info["trace_check"]
     assert info["tracer_warnings"] >= 1  # the tracer saw the branch on a traced size
-    assert "trace" in info["tracer_warning_samples"][0] and "test_torchscript.py" in info["tracer_warning_samples"][0]
+    assert "trace" in info["tracer_warning_samples"][0] and "tiny_models.py" in info["tracer_warning_samples"][0]
     assert "valid only at the example's shape" in caplog.text
     (x5,) = another_batch((x,))
     assert not torch.equal(traced(x5)[0], BatchBranch()(x5))  # the check was right: the trace is wrong there
