@@ -62,7 +62,7 @@ def section(model: str, only: list[str] | None, batch_sizes: tuple[int, ...] | N
         f"- machine: {hw.get('cpu_name')}, {run.threads} threads; date {datetime.date.today().isoformat()}; "
         f"whole sweep {wall:.0f} s wall",
         f"- command: `python benchmarks/runtimes.py {command}{sizes}`",
-        f"- inputs: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in run.input_sets.items()),
+        "- inputs: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in run.input_sets.items()),
         "",
         "| recipe | status | " + " | ".join(f"p50 {s} | speedup {s}" for s in sets)
         + " | build (worker) | of which | what ran |",
