@@ -95,14 +95,12 @@ class OnnxRuntime(Runtime):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         optimized = model.path.with_name(model.path.stem + ".optimized.onnx")
-        runner = self._session(model.path, ctx, optimized)
-        runner._info.update(model.notes)
-        return runner
+        return self._session(model.path, ctx, optimized, model.notes)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
-        return self._session(directory / files[0], ctx, None)
+        return self._session(directory / files[0], ctx, None, {})
 
-    def _session(self, path: Path, ctx: BuildContext, optimized: Path | None) -> "OrtRunner":
+    def _session(self, path: Path, ctx: BuildContext, optimized: Path | None, notes: dict[str, Any]) -> "OrtRunner":
         import onnxruntime as ort
 
         cfg: OnnxRuntimeConfig = self.config  # type: ignore[assignment]
@@ -137,6 +135,7 @@ class OnnxRuntime(Runtime):
             "onnxruntime_version": ort.__version__,
             "model_path": str(path),
             **({"optimized_model": str(optimized)} if optimized is not None and optimized.exists() else {}),
+            **notes,
         })
         if cfg.fp16:
             runner.compute_dtype = "float16"
