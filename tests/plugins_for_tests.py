@@ -7,6 +7,7 @@ worker processes import this module by path (tests/ is on sys.path, and workers 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import torch
@@ -64,6 +65,7 @@ class UnsupportedRuntime(_TestRuntime):
     name = "test_unsupported"
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        print("backend chatter before an expected refusal", file=sys.stderr, flush=True)
         raise Unsupported("op aten::frobnicate has no kernel here")
 
 
@@ -93,3 +95,28 @@ class NanRuntime(_TestRuntime):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return ModuleRunner(_Offset(model.module, float("nan")))
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, factor: float):
+        super().__init__()
+        self.module = module
+        self.factor = factor
+
+    def forward(self, *args):
+        return tuple(o * self.factor for o in self.module(*args))
+
+
+@RUNTIMES.register
+class PerturbedEagerRuntime(_TestRuntime):
+    """Eager with every output scaled by 1.001: far below anything a user would notice, far
+    above fp32's tolerance. Labelled `eager`, it plays a harness that corrupts its control."""
+
+    name = "test_perturbed_eager"
+
+    @classmethod
+    def recipe(cls) -> Recipe:
+        return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test")
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return ModuleRunner(_Scale(model.module, 1.001))

@@ -65,3 +65,67 @@ class BatchBranch(torch.nn.Module):
         if x.shape[0] > 4:
             return x * 2
         return x + 1
+
+
+class TimeMajorRecognizer(torch.nn.Module):
+    """A conv + bidirectional LSTM + CTC-style head, laid out as CTC losses want it: logits
+    time-major (T, B, C), `nn.LSTM`'s default (batch_first=False). It also returns a per-model
+    constant (a blank-symbol prior, no batch axis). The projection before the head has one
+    outlier channel (always ~1000, the head reads it with a tiny weight), so per-tensor int8 of
+    the head's input rounds every other channel to zero and the decodes collapse: a harmful
+    quantization in miniature, while the float model decodes varied sequences."""
+
+    def __init__(self, height: int = 8, classes: int = 6, hidden: int = 16):
+        super().__init__()
+        torch.manual_seed(0)
+        self.cnn = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 8, 3, stride=(2, 1), padding=1), torch.nn.ReLU(),
+        )
+        self.rnn = torch.nn.LSTM(8 * (height // 2), hidden, bidirectional=True)
+        self.proj = torch.nn.Linear(2 * hidden, 2 * hidden)
+        self.head = torch.nn.Linear(2 * hidden, classes)
+        self.register_buffer("blank_prior", torch.linspace(0.5, 0.1, classes))
+        with torch.no_grad():
+            self.proj.weight[0].zero_()
+            self.proj.bias[0] = 1000.0
+            self.head.weight[:, 0] = 1e-4
+            self.head.weight[:, 1:] *= 8.0  # sharp decisions: float decodes are stable
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.cnn(image)  # (B, 8, H/2, W)
+        b, c, h, w = features.shape
+        sequence = features.permute(3, 0, 1, 2).reshape(w, b, c * h)  # (T = W, B, features)
+        hidden, _ = self.rnn(sequence)
+        logits = self.head(torch.relu(self.proj(hidden)))
+        return {"logits": logits.log_softmax(-1), "blank_prior": self.blank_prior}
+
+
+def ctc_greedy_decode(logits: torch.Tensor, blank: int = 0) -> list[list[int]]:
+    """Best path per sample of time-major (T, N, C) log-probabilities: argmax along C, repeats
+    merged, blanks dropped."""
+    best = logits.argmax(-1).T  # (N, T)
+    decoded = []
+    for row in best.tolist():
+        merged = [s for i, s in enumerate(row) if i == 0 or s != row[i - 1]]
+        decoded.append([s for s in merged if s != blank])
+    return decoded
+
+
+def sequence_accuracy(outputs, reference, labels) -> float:
+    """Share of samples whose greedy CTC decode (along the time axis, dim 0) is the label
+    sequence (labels: (N, L) padded with -1). Takes the outputs as the model lays them out."""
+    decoded = ctc_greedy_decode(outputs["logits"])
+    expected = [[s for s in row if s >= 0] for row in labels.tolist()]
+    return sum(d == e for d, e in zip(decoded, expected)) / len(expected)
+
+
+def recognizer_data(samples: int, width: int = 12, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(samples, 1, 8, width, generator=generator)
+
+
+def label_sequences(decoded: list[list[int]]) -> torch.Tensor:
+    """Decoded sequences as an (N, L) tensor padded with -1 (the labels of the eval set)."""
+    length = max(1, max(len(d) for d in decoded))
+    return torch.tensor([d + [-1] * (length - len(d)) for d in decoded])

@@ -7,13 +7,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hone.errors import InputError
+from hone.errors import HarnessError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -185,7 +186,10 @@ def optimize(
             time_budget_s=time_budget_s,
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
-        reference = compute_reference(workload)  # a model that cannot run its inputs stops here
+        # At the workers' thread count: the eager control in a worker then repeats the reference's
+        # arithmetic (reductions split the same way), and any difference is the harness's.
+        with _torch_threads(settings.threads):
+            reference = compute_reference(workload)  # a model that cannot run its inputs stops here
         found = None
         if profile_first and recipes is None:
             shown.stage("profiling eager fp32: where the time goes")
@@ -212,6 +216,12 @@ def optimize(
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     started=started,
                 )
+            except HarnessError as exc:
+                info.warnings.append(f"harness error, run stopped: {exc.message}")
+                if db:  # its results stay stored, with the reason, for `hone report`
+                    db.update_info(run_id, info)
+                    db.finish_run(run_id, "harness_error")
+                raise
             except BaseException:
                 if db:
                     db.finish_run(run_id, "interrupted")
@@ -222,6 +232,18 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int):
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _calibration_warnings(workload, planned) -> list[str]:
@@ -358,6 +380,8 @@ def _run_info(workload, reference, hw, settings, labels):
         nondeterministic=reference.nondeterministic,
         fp32_error=reference.fp32_error,
         fp64_skipped=reference.fp64_skipped,
+        output_batch_axes=reference.batch_axes_by_name,
+        batch_axes_note=reference.batch_axes_note,
     )
 
 

@@ -3,7 +3,8 @@
 The children say whose fault it is, which decides the exit code and the candidate status:
 InputError (the user's input, exit 2), MissingDependency and Unsupported (a backend that
 cannot run this model here: candidate status `unsupported`), UnsafeModel (a file we refuse
-to load without an explicit opt-in).
+to load without an explicit opt-in), HarnessError (hone's own fault, exit 3: its eager control
+failed against its own reference).
 """
 
 from __future__ import annotations
@@ -50,3 +51,10 @@ class MissingDependency(Unsupported):
 
 class StoreError(HoneError):
     """The run store cannot be opened or is from an incompatible version."""
+
+
+class HarnessError(HoneError):
+    """hone judged its own control wrong: eager fp32 in a worker disagrees with eager fp32 here.
+    Every verdict of that run is suspect, so the run stops and nothing is selected."""
+
+    exit_code = 3

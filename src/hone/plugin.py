@@ -78,6 +78,8 @@ class BuildContext:
     calibration: "tuple[torch.Tensor, ...] | None" = None
     # Data and loss for quantization-aware training, when the workload has them.
     train: "TrainSet | None" = None
+    # Each output's batch axis, in output order (None: no batch axis); empty: unknown, dim 0.
+    output_batch_axes: "list[int | None]" = dataclasses.field(default_factory=list)
 
     def calibration_batches(self) -> "list[tuple[torch.Tensor, ...]]":
         """The calibration samples in batches of the example inputs' batch size: an exported or

@@ -6,7 +6,7 @@ import torch
 
 from hone.errors import InputError, Unsupported
 from hone.plugin import BuildContext
-from hone.runtimes._batch import another_batch
+from hone.validate.batch_axes import another_batch
 from hone.runtimes.torchscript import TorchScript, TorchScriptConfig
 from hone.search.recipe import Recipe, Step
 from harness import assert_recipe_preserves_outputs, build

@@ -56,7 +56,7 @@ class InProcess:
         self.ran.append(recipe.label)
         runner, artifact, named, expected = build(recipe, self.model, self.example, calibration=self.calibration)
         checks = check_tensors(runner(*named.values()), tuple(expected.values()), list(expected), artifact.compute_dtype)
-        produced = eval_outputs(runner, self.eval, 8, ["output"])
+        produced = eval_outputs(runner, self.eval, 8, ["output"], [0])
         metric = check_metric(produced, {"output": self.eval_ref}, self.eval, 1.0, BUDGET)
         verdict = verdict_of(checks, metric, artifact.compute_dtype)
         status = Status.OK if verdict.passed else Status.WRONG_ANSWER

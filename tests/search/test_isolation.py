@@ -37,6 +37,8 @@ def test_abort_and_raise_and_oom_and_unsupported_in_one_sweep():
     assert got["test_oom"].status is Status.OOM
     assert got["test_unsupported"].status is Status.UNSUPPORTED
     assert "aten::frobnicate" in got["test_unsupported"].reason
+    # An expected refusal keeps its reason only: no traceback, no stderr chatter in the result.
+    assert got["test_unsupported"].log_tail == "" and got["test_oom"].log_tail
     assert result.selection.best.label == "eager"
 
 

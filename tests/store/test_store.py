@@ -138,6 +138,10 @@ def test_find_resumable_only_unfinished_runs_of_the_same_key(store):
     store.finish_run(first)
     assert store.find_resumable("a") is None
     assert store.find_resumable("b") == other
+    store.finish_run(other, "harness_error")  # its control failed: over, never resumed
+    assert store.find_resumable("b") is None
+    with pytest.raises(ValueError, match="harness_error"):
+        store.finish_run(other, "done")
     assert store.find_resumable("c") is None
 
 
@@ -217,6 +221,23 @@ def test_a_later_migration_upgrades_in_place(tmp_path, monkeypatch):
         assert schema.read_version(s._conn) == schema.SCHEMA_VERSION
         assert "notes" in [c[1] for c in s._conn.execute("PRAGMA table_info(runs)")]
         assert len(s.load_run(run_id).results) == len(make_results())
+
+
+def test_a_version_1_store_upgrades_and_keeps_its_runs_and_candidates(tmp_path, monkeypatch):
+    path = tmp_path / "s.db"
+    with monkeypatch.context() as m:  # a store written by a hone that knew version 1 only
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        with Store(path) as s:
+            run_id = _run(s)
+            with pytest.raises(sqlite3.IntegrityError):
+                s.finish_run(run_id, "harness_error")  # version 1 had no such status
+    with Store(path) as s:
+        assert schema.read_version(s._conn) == schema.SCHEMA_VERSION
+        assert len(s.load_run(run_id).results) == len(make_results())  # no cascade when runs was rebuilt
+        s.finish_run(run_id, "harness_error")
+        assert s.run_status(run_id) == "harness_error"
+        assert s._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1  # restored after the rebuild
 
 
 def test_not_a_database(tmp_path):

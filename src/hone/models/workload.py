@@ -60,6 +60,13 @@ class EvalSet:
     `samples` stacks N samples along dim 0 per input name. `metric` is the name of a built-in
     metric (hone.validate.metrics) or a picklable callable with the MetricFn signature.
     `higher_is_better` and the accuracy budget decide pass/fail against the fp32 score.
+
+    A callable metric receives each output over the whole set with the batch axis where the
+    model put it: time-major (T, B, C) logits arrive as (T, N, C), an output without a batch
+    axis (a per-model constant) arrives once, as the model returned it. Built-in metrics receive
+    views with the batch axis moved to dim 0. hone infers each output's batch axis by running
+    the model at two batch sizes; `batch_axes` (output name -> axis, or None for no batch axis)
+    overrides that for the outputs it names.
     """
 
     samples: Inputs
@@ -69,6 +76,7 @@ class EvalSet:
     description: str = ""
     # Further metrics reported beside the gating one (built-in names), never deciding.
     also: tuple[str, ...] = ()
+    batch_axes: Mapping[str, int | None] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(next(iter(self.samples.values())).shape[0])
@@ -133,10 +141,17 @@ class Workload:
     calibration: Inputs | None = None
     calibration_description: str = ""
     train: TrainSet | None = None  # for QAT; without it QAT is not proposed
+    # Output name -> its batch axis (None: it has none), where inference from two batch sizes
+    # would be wrong or cannot run; an eval set's own `batch_axes` take precedence.
+    output_batch_axes: dict[str, int | None] = dataclasses.field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
         return list(self.input_sets[0].tensors)
+
+    @property
+    def declared_batch_axes(self) -> dict[str, int | None]:
+        return {**self.output_batch_axes, **(dict(self.eval.batch_axes) if self.eval is not None else {})}
 
     def input_set(self, label: str) -> InputSet:
         for s in self.input_sets:

@@ -207,6 +207,12 @@ def _header(result: OptimizeResult) -> Text:
     if run.eval_metric:
         scores = ", ".join(f"{k} {v:.3f}" for k, v in run.reference_scores.items())
         lines.append(Text(f"eval metric: {run.eval_metric}" + (f" (eager fp32: {scores})" if scores else "")))
+    unusual = {n: a for n, a in run.output_batch_axes.items() if a != 0}
+    if unusual:  # batch-first is the rule; say where the model departs from it
+        axes = ", ".join(f"{n} {'none (compared whole)' if a is None else f'dim {a}'}" for n, a in unusual.items())
+        lines.append(Text(f"output batch axes: {axes}"))
+    if run.batch_axes_note:
+        lines.append(Text(f"note: {run.batch_axes_note}", "yellow"))
     if run.profile:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in run.profile["shares"].items())
         lines.append(Text(f"profile ({run.profile['input_set']}): {run.profile['verdict']}-bound ({shares} of wall time)"))

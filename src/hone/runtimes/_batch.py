@@ -10,17 +10,10 @@ from typing import Callable
 import torch
 
 from hone.models.workload import normalize_outputs
+from hone.validate.batch_axes import BatchAxis, another_batch
 from hone.validate.compare import compare_output
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # "<function f at 0x7f...>": differs per process
-
-
-def another_batch(inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The example inputs at batch N+1, rows repeated cyclically: integer inputs (token ids,
-    attention masks) stay valid values, which random data would not."""
-    n = int(inputs[0].shape[0])
-    rows = torch.arange(n + 1, device=inputs[0].device) % n
-    return tuple(t.index_select(0, rows) for t in inputs)
 
 
 def check_at_another_batch(
@@ -29,8 +22,10 @@ def check_at_another_batch(
     inputs: tuple[torch.Tensor, ...],
     output_names: list[str],
     compute_dtype: str,
+    batch_axes: list[BatchAxis] | None = None,
 ) -> tuple[bool | None, str]:
-    """Run `run` and `eager` at batch N+1 and compare with the validation tolerances.
+    """Run `run` and `eager` at batch N+1 and compare with the validation tolerances, whole
+    (an output's batch axis need not be dim 0; `batch_axes` only names it in the message).
     Returns (True, what matched), (False, what differed) or (None, why it could not be checked:
     eager itself does not take batch N+1)."""
     grown = another_batch(inputs)
@@ -48,9 +43,11 @@ def check_at_another_batch(
     if len(got) != len(expected):
         return False, f"returned {len(got)} outputs at batch {batch}, eager {len(expected)}"
     worst = 0.0
-    for name, actual, reference in zip(output_names, got, expected):
+    axes = list(batch_axes or [0] * len(expected))
+    for name, actual, reference, axis in zip(output_names, got, expected, axes):
         if actual.shape != reference.shape:
-            return False, (f"output {name!r} at batch {batch} has shape {list(actual.shape)}, eager "
+            where = f" (batch axis {axis})" if axis not in (None, 0) else ""
+            return False, (f"output {name!r}{where} at batch {batch} has shape {list(actual.shape)}, eager "
                            f"{list(reference.shape)}: shapes were specialised")
         check = compare_output(name, actual, reference, compute_dtype)
         if not check.passed:

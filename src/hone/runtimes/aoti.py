@@ -42,7 +42,8 @@ from hone.errors import InputError, Unsupported
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.base import Runner, Runtime
 from hone.runtimes.inductor import _has_cxx_compiler
-from hone.runtimes._batch import another_batch, check_at_another_batch, first_line
+from hone.runtimes._batch import check_at_another_batch, first_line
+from hone.validate.batch_axes import another_batch
 from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ class Aoti(Runtime):
         runner = AotiRunner(loaded, package, ctx.device, info)
         if batch["dynamic_batch"]:
             verified, message = check_at_another_batch(runner, module, ctx.example_inputs, ctx.output_names,
-                                                       model.compute_dtype)
+                                                       model.compute_dtype, ctx.output_batch_axes)
             info["dynamic_batch_verified"] = verified
             info["dynamic_batch_check"] = message
             if verified is False:

@@ -148,7 +148,7 @@ class TorchScript(Runtime):
 
         if cfg.method == "trace":
             generalizes, message = check_at_another_batch(runner, module, ctx.example_inputs, ctx.output_names,
-                                                          model.compute_dtype)
+                                                          model.compute_dtype, ctx.output_batch_axes)
             info["trace_generalizes"] = generalizes
             info["trace_check"] = message
             if generalizes is False:

@@ -15,6 +15,9 @@ import traceback
 from pathlib import Path
 
 
+UNEXPECTED = ("crashed", "oom")  # statuses whose result keeps the traceback or the stderr tail
+
+
 class Stage:
     """Where the worker is, so a failure says "build raised ..." rather than just the error.
     On CUDA each stage is also an NVTX range, so an Nsight Systems capture reads as stages."""
@@ -88,7 +91,9 @@ def run(job_path: str) -> int:
         result.update(execute(job, bundle, stage))
     except BaseException as exc:  # noqa: BLE001 - every failure must become a result
         status, reason = classify(exc, stage.now)
-        result.update(status=status, reason=reason, log_tail=traceback.format_exc()[-4000:])
+        # A traceback only for what nobody expected: an `unsupported` is a backend (or hone)
+        # saying, on purpose, that it cannot take this model; its reason is the whole story.
+        result.update(status=status, reason=reason, log_tail=traceback.format_exc()[-4000:] if status in UNEXPECTED else "")
     result["wall_s"] = time.perf_counter() - started
     _write_atomic(Path(job.result_path), result)
     return 0

@@ -52,7 +52,7 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
         inputs = tuple(t.to(device) for t in inputs)
     ctx = BuildContext(
         inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device, bundle.calibration,
-        bundle.train,
+        bundle.train, bundle.batch_axes,
     )
     reset_device_peak(device)
 
@@ -75,8 +75,10 @@ def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str
     if bundle.eval is not None and bundle.eval_reference is not None:
         batch_size = int(inputs[0].shape[0])
         on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
-        produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names)
-        metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget)
+        produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names, bundle.batch_axes)
+        metric = check_metric(
+            produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget, bundle.batch_axes
+        )
     verdict = verdict_of(checks, metric, compute_dtype)
     info = runner.info()
     if not verdict.passed:

@@ -66,6 +66,7 @@ class Bundle:
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)
     calibration: tuple[torch.Tensor, ...] | None = None  # samples for quantization passes
     train: TrainSet | None = None  # data and loss for QAT
+    batch_axes: list[int | None] = dataclasses.field(default_factory=list)  # per output (validate.batch_axes)
 
     def save(self, path: Path) -> None:
         # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.

@@ -28,6 +28,8 @@ class RunInfo:
     nondeterministic: bool = False  # eager fp32 twice gave different outputs
     fp32_error: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # |eager fp32 - fp64| per set
     fp64_skipped: str | None = None  # why tolerances are not calibrated against float64
+    output_batch_axes: dict[str, int | None] = dataclasses.field(default_factory=dict)  # None: no batch axis
+    batch_axes_note: str | None = None  # set when the axes were assumed, not inferred or declared
     profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
     pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
     warnings: list[str] = dataclasses.field(default_factory=list)  # said loudly in every report
@@ -105,6 +107,7 @@ class OptimizeResult:
         ctx = BuildContext(
             chosen.as_args(), self.workload.input_names, self.run.output_names,
             Path(workdir), self.run.threads, self.run.device,
+            output_batch_axes=[self.run.output_batch_axes.get(n, 0) for n in self.run.output_names],
         )
         runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
         return runner, chosen.as_args()

@@ -17,12 +17,14 @@ from hone.errors import InputError
 from hone.models.workload import Workload
 from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
+from hone.search.control import check_control
 from hone.search.build import step_paths
 from hone.search.fallback import FallbackSettings, fallback
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
+from hone.search.select import BASELINE_LABEL
 from hone.search.worker import run_candidate
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
@@ -59,7 +61,8 @@ def sweep(
     """`on_more(n)`: n more candidates than planned will run (accuracy fallback retries).
     `on_skip(label, why)`: a planned recipe was left out because it no longer fits the time
     budget (resumed results are reused whatever the budget). `started`: time.monotonic() when
-    the run began (what came before the sweep counts against the budget); default now."""
+    the run began (what came before the sweep counts against the budget); default now.
+    Raises HarnessError when the eager control fails against its own reference."""
     done = done or {}
     results: list[CandidateResult] = []
     started = time.monotonic() if started is None else started
@@ -91,6 +94,8 @@ def sweep(
             ran = runner.run(item.recipe, item.unavailable)
             results.extend(ran)
             if index == 0:
+                if item.recipe.label == BASELINE_LABEL:
+                    check_control(ran)  # a control rejected by its own reference: stop here
                 budget.observe_baseline(ran)
             if not item.unavailable and settings.fallback.attempts:
                 results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
@@ -183,6 +188,7 @@ def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:
         user_files=workload.user_files,
         calibration=workload.calibration_samples(CALIBRATION_SAMPLES)[0],
         train=workload.train,
+        batch_axes=reference.batch_axes,
     )
     try:
         bundle.save(path)

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from hone.search._child import UNEXPECTED
 from hone.search.job import Job
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
@@ -93,7 +94,9 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, wall_s: float, tail:
         measurement=Measurement.from_dict(data["measurement"]) if data.get("measurement") else None,
         runner_info=data.get("runner_info") or {},
         wall_s=wall_s,
-        log_tail=data.get("log_tail") or (tail if data["status"] != "ok" else ""),
+        # Worker output only for unexpected ends; an expected refusal or a rejected answer has
+        # its reason, and its stderr is backend chatter.
+        log_tail=data.get("log_tail") or (tail if data["status"] in UNEXPECTED else ""),
     )
 
 

@@ -27,6 +27,8 @@ from hone.search.run import OptimizeResult, RunInfo
 from hone.search.select import select
 from hone.store.schema import migrate
 
+# How a run can end: the sweep finished, the user interrupted it, or its eager control failed.
+RUN_END_STATES = ("finished", "interrupted", "harness_error")
 ENV_VAR = "HONE_DB"
 DEFAULT_PATH = Path("hone-runs") / "hone.db"
 BUSY_TIMEOUT_S = 30.0  # another process holding the write lock (a second `hone` on the same db)
@@ -241,8 +243,8 @@ class Store:
                 raise StoreError(f"no run {run_id} in {self.path} to update")
 
     def finish_run(self, run_id: int, status: str = "finished") -> None:
-        if status not in ("finished", "interrupted"):
-            raise ValueError(f"a run ends 'finished' or 'interrupted', not {status!r}")
+        if status not in RUN_END_STATES:
+            raise ValueError(f"a run ends {' or '.join(map(repr, RUN_END_STATES))}, not {status!r}")
         with self._tx() as c:
             cur = c.execute(
                 "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, _now(), run_id)
@@ -255,7 +257,9 @@ class Store:
     def find_resumable(self, run_key: str) -> int | None:
         """The latest unfinished run of the same model, settings and machine, if any."""
         rows = self._query(
-            "SELECT id FROM runs WHERE run_key = ? AND status != 'finished' ORDER BY id DESC LIMIT 1",
+            # A run stopped by a harness error is over: resuming would reuse its rejected control.
+            "SELECT id FROM runs WHERE run_key = ? AND status NOT IN ('finished', 'harness_error') "
+            "ORDER BY id DESC LIMIT 1",
             (run_key,),
         )
         return int(rows[0][0]) if rows else None

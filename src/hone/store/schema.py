@@ -13,23 +13,27 @@ from pathlib import Path
 
 from hone.errors import StoreError
 
-RUN_STATUSES = ("running", "finished", "interrupted")
+# Version 1 knew these; version 2 adds "harness_error" (the eager control failed its reference).
+_V1_RUN_STATUSES = ("running", "finished", "interrupted")
+RUN_STATUSES = (*_V1_RUN_STATUSES, "harness_error")
 
 
-def _v1(conn: sqlite3.Connection) -> None:
-    conn.execute(
-        f"""
-        CREATE TABLE runs (
+def _runs_table(name: str, statuses: tuple[str, ...]) -> str:
+    return f"""
+        CREATE TABLE {name} (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             created_at TEXT NOT NULL,
             finished_at TEXT,
-            status TEXT NOT NULL CHECK (status IN {RUN_STATUSES!r}),
+            status TEXT NOT NULL CHECK (status IN {statuses!r}),
             model TEXT NOT NULL,
             run_key TEXT NOT NULL,
             fingerprint TEXT NOT NULL,
             info_json TEXT NOT NULL
         )"""
-    )
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.execute(_runs_table("runs", _V1_RUN_STATUSES))
     conn.execute("CREATE INDEX runs_by_key ON runs (run_key, id)")
     # The typed columns duplicate parts of result_json so that a person with `sqlite3` can query
     # the store; result_json alone is what hone reads back.
@@ -54,7 +58,18 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+def _v2(conn: sqlite3.Connection) -> None:
+    """A CHECK constraint cannot be altered in SQLite: the runs table is rebuilt (SQLite's
+    documented procedure; `migrate` turns foreign keys off around it, so dropping the old table
+    does not cascade into the candidates)."""
+    conn.execute(_runs_table("runs_v2", RUN_STATUSES))
+    conn.execute("INSERT INTO runs_v2 SELECT id, created_at, finished_at, status, model, run_key, fingerprint, info_json FROM runs")
+    conn.execute("DROP TABLE runs")
+    conn.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    conn.execute("CREATE INDEX runs_by_key ON runs (run_key, id)")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -79,6 +94,21 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
             f"run store {path} has schema version {version}, newer than this hone ({SCHEMA_VERSION})",
             hint="upgrade hone, or point --db / HONE_DB at another file",
         )
+    if version >= SCHEMA_VERSION:
+        return
+    # Table rebuilds (v2) must not cascade deletes; the pragma is ignored inside a transaction.
+    foreign_keys = conn.execute("PRAGMA foreign_keys").fetchone()[0]
+    conn.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _migrate_from(conn, version)
+    finally:
+        conn.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise StoreError(f"run store {path}: migration left {len(broken)} candidates without their run")
+
+
+def _migrate_from(conn: sqlite3.Connection, version: int) -> None:
     while version < SCHEMA_VERSION:
         # IMMEDIATE takes the write lock first, so two processes opening a fresh store at once
         # cannot both run the same migration; the loser re-reads the version after the winner.

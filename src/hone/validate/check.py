@@ -8,6 +8,8 @@ import torch
 
 from hone.models.workload import EvalSet
 from hone.validate import metrics
+from hone.validate.batch_axes import BatchAxis, batch_first
+from hone.validate.batch_axes import eval_outputs as _eval_outputs
 from hone.validate.compare import ADVISORY_DTYPES, compare_output
 from hone.validate.verdict import AccuracyBudget, MetricCheck, OutputCheck, Verdict
 
@@ -32,13 +34,12 @@ def check_tensors(
     )
 
 
-def eval_outputs(predict: Predict, eval_set: EvalSet, batch_size: int, output_names: list[str]) -> dict[str, torch.Tensor]:
-    """Run `predict` over the eval set in batches of the candidate's own batch size."""
-    chunks: list[tuple[torch.Tensor, ...]] = []
-    for batch, valid in eval_set.batches(batch_size):
-        out = predict(*batch.values())
-        chunks.append(tuple(o[:valid].detach().cpu() for o in out))
-    return {name: torch.cat([c[i] for c in chunks]) for i, name in enumerate(output_names)}
+def eval_outputs(
+    predict: Predict, eval_set: EvalSet, batch_size: int, output_names: list[str], axes: list[BatchAxis]
+) -> dict[str, torch.Tensor]:
+    """Run `predict` over the eval set in batches of the candidate's own batch size; padding is
+    dropped and batches joined along each output's batch axis (`axes`, in output order)."""
+    return _eval_outputs(predict, eval_set.batches(batch_size), batch_size, output_names, axes)
 
 
 def check_metric(
@@ -47,13 +48,28 @@ def check_metric(
     eval_set: EvalSet,
     reference_score: float,
     budget: AccuracyBudget,
+    axes: list[BatchAxis] | None = None,
 ) -> MetricCheck:
-    fn = metrics.resolve(eval_set.metric)
-    value = float(fn(outputs, reference_outputs, eval_set.labels))
+    """`axes`: each output's batch axis, in output order (None: every batch axis is dim 0)."""
+    value = score(eval_set.metric, outputs, reference_outputs, eval_set.labels, axes)
     drop = reference_score - value if eval_set.higher_is_better else value - reference_score
     allowed = budget.allowed_drop(reference_score)
-    also = {name: float(metrics.resolve(name)(outputs, reference_outputs, eval_set.labels)) for name in eval_set.also}
+    also = {name: score(name, outputs, reference_outputs, eval_set.labels, axes) for name in eval_set.also}
     return MetricCheck(eval_set.metric_name, value, reference_score, allowed, drop <= allowed + 1e-12, str(budget), also)
+
+
+def score(
+    metric, outputs: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], labels,
+    axes: list[BatchAxis] | None = None,
+) -> float:
+    """The metric over the eval set. A user's callable gets the outputs as the model lays them
+    out (a time-major (T, B, C) output stays time-major); the built-in metrics index samples on
+    dim 0, so they get views with each output's batch axis moved there."""
+    fn = metrics.resolve(metric)
+    if isinstance(metric, str) and axes is not None:
+        outputs = {n: batch_first(t, a) for (n, t), a in zip(outputs.items(), axes)}
+        reference = {n: batch_first(t, a) for (n, t), a in zip(reference.items(), axes)}
+    return float(fn(outputs, reference, labels))
 
 
 def verdict_of(

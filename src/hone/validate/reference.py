@@ -4,6 +4,9 @@ Running it here, before any worker starts, turns a model that cannot run its own
 inputs into one clear InputError, with nothing written to the store. Two runs that differ mark
 the workload non-deterministic; their difference widens every candidate's tolerance.
 
+A reference with NaN or Inf in any output stops the run here: every tolerance and metric would
+be measured against it. Each output's batch axis is found here too (`validate.batch_axes`).
+
 The model also runs once in float64. How far eager fp32 lands from it is this network's own
 fp32 rounding error: a candidate that reorders fp32 arithmetic (fusion, other conv algorithms,
 another library) may differ from eager by FP64_ERROR_MULTIPLIER times that and still be as
@@ -16,13 +19,15 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 
 import torch
 
 from hone.errors import HoneError, InputError
 from hone.models.workload import FlatIO, Workload, normalize_outputs
-from hone.validate import metrics
-from hone.validate.check import eval_outputs
+from hone.validate import batch_axes
+from hone.validate.batch_axes import BatchAxis
+from hone.validate.check import eval_outputs, score
 from hone.validate.compare import max_abs_difference
 
 EVAL_REFERENCE_BATCH = 32
@@ -43,6 +48,14 @@ class Reference:
     fp64_skipped: str | None = None  # why there is no float64 calibration
     eval_outputs: dict[str, torch.Tensor] | None = None
     score: float | None = None
+    batch_axes: list[BatchAxis] = dataclasses.field(default_factory=list)  # per output, in name order
+    batch_axes_note: str | None = None  # how they were found, when not from two batch sizes
+    # Outputs whose shape changes with the batch but not in proportion (name -> how): no axis.
+    unsplittable: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def batch_axes_by_name(self) -> dict[str, BatchAxis]:
+        return dict(zip(self.output_names, self.batch_axes))
 
 
 def _forward(module: torch.nn.Module, label: str, tensors: dict[str, torch.Tensor]):
@@ -67,6 +80,7 @@ def compute_reference(workload: Workload) -> Reference:
     names: list[str] | None = None
     for input_set in workload.input_sets:
         first = _forward(module, input_set.label, input_set.tensors)
+        _refuse_nonfinite(first, f"input set {input_set.label}")
         second = _forward(module, input_set.label, input_set.tensors)
         if names is None:
             names = list(first)
@@ -77,18 +91,85 @@ def compute_reference(workload: Workload) -> Reference:
     assert names is not None
     nondeterministic = any(d > 0 for diffs in extra.values() for d in diffs)
     reference = Reference(names, outputs, extra, nondeterministic)
+    other_batches = _find_batch_axes(module, workload, reference)
     _calibrate_with_fp64(workload, reference)
     if workload.eval is not None:
         _check_eval_set(workload)
+        _refuse_unsplittable(reference)
         flat = FlatIO(module, workload.input_names, names)
+        # A model that runs only at its example batch size is evaluated at that size.
+        eval_batch = EVAL_REFERENCE_BATCH if other_batches else workload.input_sets[0].batch_size
         with torch.inference_mode():
             try:
-                reference.eval_outputs = eval_outputs(flat, workload.eval, EVAL_REFERENCE_BATCH, names)
+                reference.eval_outputs = eval_outputs(flat, workload.eval, eval_batch, names, reference.batch_axes)
             except Exception as exc:
                 raise InputError(f"the model's forward raised {type(exc).__name__} on the eval set: {exc}") from exc
-        fn = metrics.resolve(workload.eval.metric)
-        reference.score = float(fn(reference.eval_outputs, reference.eval_outputs, workload.eval.labels))
+        _refuse_nonfinite(reference.eval_outputs, "the eval set")
+        reference.score = score(
+            workload.eval.metric, reference.eval_outputs, reference.eval_outputs, workload.eval.labels, reference.batch_axes
+        )
     return reference
+
+
+def _refuse_nonfinite(outputs: dict[str, torch.Tensor], where: str) -> None:
+    """NaN/Inf in eager fp32's own output: no candidate can be judged against it."""
+    for name, tensor in outputs.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise InputError(
+                    f"the model's own fp32 output {name!r} has {bad} NaN/Inf values (of {tensor.numel()}) on {where}; "
+                    "no candidate can be judged against it",
+                    hint="check the weights and the example inputs (eager PyTorch gives these values too)",
+                )
+
+
+def _find_batch_axes(module: torch.nn.Module, workload: Workload, reference: Reference) -> bool:
+    """Set each output's batch axis on `reference`, from two batch sizes (two input sets, or
+    the first at batch N+1), declarations first. Returns whether the model runs at a batch
+    size other than its first example's."""
+    first = workload.input_sets[0]
+    outputs = reference.outputs[first.label]
+    declared = batch_axes.check_declared(workload.declared_batch_axes, reference.output_names, outputs, first.batch_size)
+    other = next((s for s in workload.input_sets if s.batch_size != first.batch_size), None)
+    note = None
+    if other is not None:
+        second, second_batch = reference.outputs[other.label], other.batch_size
+    else:
+        grown = batch_axes.another_batch(first.as_args())
+        second_batch = int(grown[0].shape[0])
+        try:
+            produced = _forward(module, f"bs{second_batch}", dict(zip(first.tensors, grown)))
+            second = tuple(produced[n] for n in reference.output_names)
+        except (InputError, KeyError) as exc:  # KeyError: other outputs at another batch size
+            second = None
+            why = exc.message if isinstance(exc, InputError) else f"it returns outputs {list(produced)}"
+            note = f"batch axes assumed (dim 0 where its size is the batch): at batch {second_batch} {why}"
+    axes: list[BatchAxis] = []
+    unsplittable: dict[str, str] = {}
+    for i, name in enumerate(reference.output_names):
+        if name in declared:
+            axes.append(declared[name])
+        elif second is None:
+            axes.append(batch_axes.assumed_axis(outputs[i], first.batch_size))
+        else:
+            found = batch_axes.infer_axis(outputs[i], first.batch_size, second[i], second_batch)
+            if isinstance(found, str):
+                unsplittable[name] = found
+                found = None
+            axes.append(found)
+    reference.batch_axes, reference.batch_axes_note, reference.unsplittable = axes, note, unsplittable
+    return second is not None
+
+
+def _refuse_unsplittable(reference: Reference) -> None:
+    """An output whose shape changes with the batch, but not in proportion to it, cannot be cut
+    into samples: the eval loop would join garbage. Said before any candidate runs."""
+    for name, why in reference.unsplittable.items():
+        raise InputError(
+            f"output {name!r} {why}: hone cannot tell which of its rows belong to which sample",
+            hint=f"declare its batch axis (EvalSet(batch_axes={{{name!r}: axis}})), or None if it has none",
+        )
 
 
 def _calibrate_with_fp64(workload: Workload, reference: Reference) -> None:
@@ -102,10 +183,7 @@ def _calibrate_with_fp64(workload: Workload, reference: Reference) -> None:
                 with torch.inference_mode():
                     out64 = normalize_outputs(module64(**tensors))
                 fp32 = reference.outputs[input_set.label]
-                errors = [
-                    float((o.double() - out64[n].double()).abs().max()) if o.is_floating_point() and o.numel() else 0.0
-                    for n, o in zip(reference.output_names, fp32)
-                ]
+                errors = [_fp64_error(o, out64[n]) for n, o in zip(reference.output_names, fp32)]
                 reference.fp32_error[input_set.label] = errors
                 reference.extra_atol[input_set.label] = [
                     max(nd, FP64_ERROR_MULTIPLIER * e) for nd, e in zip(reference.extra_atol[input_set.label], errors)
@@ -115,6 +193,15 @@ def _calibrate_with_fp64(workload: Workload, reference: Reference) -> None:
             reason = f"float64 run failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     reference.fp64_skipped = reason
     log.info("no float64 calibration of tolerances: %s", reason)
+
+
+def _fp64_error(fp32: torch.Tensor, fp64: torch.Tensor) -> float:
+    """|fp32 - fp64| at most; 0 (the floors apply) where float64 itself overflows to NaN/Inf,
+    so a tolerance never becomes NaN."""
+    if not fp32.is_floating_point() or not fp32.numel():
+        return 0.0
+    error = float((fp32.double() - fp64.double()).abs().max())
+    return error if math.isfinite(error) else 0.0
 
 
 def _fp64_obstacle(module: torch.nn.Module) -> str | None:
