@@ -52,3 +52,10 @@ def layer_quantization(graph_module: torch.nn.Module) -> dict[str, tuple[bool, b
             layer = list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("module.")
             found[layer] = tuple("dequantize" in str(getattr(a, "target", "")) for a in node.args[:2])
     return found
+
+
+def this_cpu():
+    """This machine as hone probes it (no peaks measured): what proposals are made for here."""
+    from hone.hardware import probe
+
+    return probe(measure_peaks=False)

@@ -38,8 +38,8 @@ def test_optimize_digits_cnn(capsys, hardware):
     assert {s for _, s in by} == {"bs1", "bs64"}
 
     for (label, input_set), c in by.items():
-        if label == "eager-bf16" and not hardware.has_bf16:
-            assert c["status"] == "unsupported" and "bf16" in c["reason"]
+        if label == "openvino-bf16" and c["status"] == "unsupported":  # a CPU the plugin runs f32 on
+            assert "runs f32, not the requested bf16" in c["reason"], c["reason"]
             continue
         if label in planned and planned[label].unavailable:  # e.g. ipex: unsupported, with why
             assert c["status"] == "unsupported" and c["reason"], (label, c["reason"])
@@ -60,8 +60,13 @@ def test_optimize_digits_cnn(capsys, hardware):
         assert m["stats"]["p50_s"] > 0 and m["threads"] == hardware.default_threads
         assert m["peak_rss_bytes"] > 0 and m["build_s"] >= 0 and m["first_call_s"] > 0
 
-    assert by[("onnxruntime", "bs1")]["runner_info"]["providers"] == ["CPUExecutionProvider"]
-    assert by[("eager-bf16", "bs1")]["verdict"]["compute_dtype"] in ("bfloat16",) or not hardware.has_bf16
+    # What ran reads back what ran; a recipe the budget left out on a slower machine is listed instead.
+    for label, check in (("onnxruntime", lambda c: c["runner_info"]["providers"] == ["CPUExecutionProvider"]),
+                         ("eager-bf16", lambda c: c["verdict"]["compute_dtype"] == "bfloat16")):
+        if (label, "bs1") in by:
+            assert check(by[(label, "bs1")]), by[(label, "bs1")]
+        else:
+            assert label in pruned, label
 
     best = run["selection"]["best"]
     assert best is not None

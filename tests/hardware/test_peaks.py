@@ -48,6 +48,26 @@ def test_measure_small_sizes(bf16):
     assert (p.threads, p.device, p.from_cache) == (1, "cpu", False) and p.measured_at
 
 
+def test_int8_is_measured_through_a_kernel_the_int8_recipes_run(hardware):
+    p = peaks_mod.measure(1, bf16=False, gemm_size=256, copy_bytes=2**20, min_runs=1)
+    if hardware.arch == "x86_64":  # oneDNN's u8 x s8 linear: what pt2e + Inductor lowers to, AVX2 or VNNI
+        assert p.int8_kernel == "onednn qlinear u8s8" and _positive_finite(p.int8_gops)
+    else:
+        assert p.int8_gops is None or p.int8_kernel
+
+
+def test_peaks_cached_by_an_older_method_are_measured_again(fake_measure):
+    hw = probe()
+    path = peaks_mod.cache_path(hw.fingerprint)
+    data = json.loads(path.read_text())
+    del data["peaks"]["method"]  # written before the method was recorded: int8 via torch._int_mm
+    path.write_text(json.dumps(data))
+    assert Peaks.from_dict(data["peaks"]).method == 1
+    again = probe()
+    assert fake_measure.calls == 2 and not again.peaks.from_cache
+    assert json.loads(path.read_text())["peaks"]["method"] == peaks_mod.PEAKS_METHOD
+
+
 def test_bf16_measured_only_with_bf16_instructions(monkeypatch):
     seen = {}
 

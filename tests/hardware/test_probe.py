@@ -111,9 +111,21 @@ def test_fingerprint_stable_across_probes():
 
 def test_fingerprint_changes_with_flags(monkeypatch):
     before = probe(measure_peaks=False)
-    monkeypatch.setattr(probe_mod, "_cpu_name_and_flags", lambda: (before.cpu_name, before.flags | {"amx_tile"}))
+    # Toggle AMX, whichever way this CPU has it.
+    toggled = before.flags - {"amx_tile"} if before.has_amx else before.flags | {"amx_tile"}
+    monkeypatch.setattr(probe_mod, "_cpu_name_and_flags", lambda: (before.cpu_name, toggled))
     after = probe(measure_peaks=False)
-    assert after.has_amx and after.fingerprint != before.fingerprint
+    assert after.has_amx != before.has_amx and after.fingerprint != before.fingerprint
+
+
+@pytest.mark.parametrize("flags,arch,saturates", [
+    ({"avx2", "fma"}, "x86_64", True),  # Zen 3, Haswell..Skylake client: VPMADDUBSW only
+    ({"avx2", "avx512f", "avx512_vnni"}, "x86_64", False),  # Zen 4, Cascade Lake and later
+    ({"avx2", "avx_vnni"}, "x86_64", False),  # Alder Lake: VEX-encoded VNNI
+    ({"asimd", "asimddp"}, "aarch64", False),  # ARM's int8 dot products accumulate in 32 bits
+])
+def test_int8_saturation_follows_the_probed_isa(flags, arch, saturates):
+    assert make_hw(flags, arch=arch).int8_dot_saturates is saturates
 
 
 def test_fingerprint_ignores_memory_jitter_within_a_gib():

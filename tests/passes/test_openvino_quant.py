@@ -22,7 +22,7 @@ from hone.plugin import Artifact, BuildContext
 from hone.runtimes.openvino import OpenVinoConfig
 from hone.search.recipe import Recipe, Step
 from hone.validate.compare import compare_output
-from harness import build
+from harness import build, this_cpu
 from skips import REQUIRES_BF16_CPU
 from tiny_models import TinyConv, tiny_mlp
 
@@ -34,7 +34,7 @@ _BUILDS: dict = {}  # one conversion + quantization per (recipe, model, calibrat
 
 
 def _recipes() -> dict[str, Recipe]:
-    recipes = NncfQuantize.propose(None, None, "cpu") + NncfCompressWeights.propose(None, None, "cpu")
+    recipes = NncfQuantize.propose(None, this_cpu(), "cpu") + NncfCompressWeights.propose(None, this_cpu(), "cpu")
     return {r.label: r for r in recipes}
 
 
@@ -149,7 +149,9 @@ def test_int8_on_attention_uses_transformer_mode_and_int8_kernels():
     runner, artifact, _, _ = _build("openvino-int8", "bert")
     assert artifact.notes["model_type"] == "transformer"  # auto: the graph has attention
     assert artifact.notes["weight_precisions"] == {"i8": 13}  # 12 encoder Linears + the pooler
-    assert runner.info()["int8_compute_ops"] == 13
+    # The runtime graph runs at least those in int8 kernels; how many more (attention's matmuls,
+    # fused ops) depends on the CPU's kernels (15 on an AVX2-only EPYC, 13 on Zen 4).
+    assert runner.info()["int8_compute_ops"] >= 13
 
 
 def test_weight_compression_keeps_float_kernels_with_int8_weights():

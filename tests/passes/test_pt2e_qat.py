@@ -18,7 +18,7 @@ from hone.passes.torch.pt2e_qat import NO_TRAIN_SET, Pt2eQat, Pt2eQatConfig
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.inductor import InductorConfig
 from hone.search.recipe import Step
-from harness import build, layer_quantization
+from harness import build, layer_quantization, this_cpu
 
 REQUIRES_TORCHAO = pytest.mark.skipif(not is_available("torchao"), reason=skips.REQUIRES_TORCHAO)
 
@@ -82,7 +82,7 @@ def test_qat_fine_tunes_through_inductor_and_keeps_the_answers():
     model, train, held_out = _model_and_data()
     before = copy.deepcopy(model.state_dict())
     workload = Workload("tiny", model, [InputSet("bs8", {"pixels": held_out[:8]})], train=train)
-    (recipe,) = Pt2eQat.propose(workload, None, "cpu")
+    (recipe,) = Pt2eQat.propose(workload, this_cpu(), "cpu")
     recipe = type(recipe)(recipe.label, (Step("pt2e_qat", Pt2eQatConfig(steps=30, lr=1e-3, batch_size=16)),),
                           recipe.runtime, recipe.origin, recipe.compute_dtype)
     # Trains at batch 16, runs at the example batch 8: the batch dim is exported dynamic.
@@ -149,10 +149,10 @@ def test_qat_train_set_must_name_the_inputs():
 def test_qat_is_proposed_only_with_a_train_set_on_cpu():
     model, train, held_out = _model_and_data()
     inputs = [InputSet("bs4", {"pixels": held_out[:4]})]
-    assert Pt2eQat.propose(Workload("tiny", model, inputs), None, "cpu") == []
+    assert Pt2eQat.propose(Workload("tiny", model, inputs), this_cpu(), "cpu") == []
     with_train = Workload("tiny", model, inputs, train=train)
     assert Pt2eQat.propose(with_train, None, "cuda") == []
-    (recipe,) = Pt2eQat.propose(with_train, None, "cpu")
+    (recipe,) = Pt2eQat.propose(with_train, this_cpu(), "cpu")
     assert (recipe.label, recipe.compute_dtype) == ("pt2e-int8-qat", "int8")
     assert recipe.runtime == Step("inductor", InductorConfig(freezing=True))
     assert recipe.passes == (Step("pt2e_qat", Pt2eQatConfig()),) and "train step" in recipe.origin

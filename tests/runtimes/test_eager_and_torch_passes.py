@@ -3,7 +3,7 @@ import torch
 from hone.config import NoConfig
 from hone.passes.torch.bf16_autocast import Bf16Autocast
 from hone.search.recipe import Recipe, Step
-from harness import assert_recipe_preserves_outputs, build
+from harness import assert_recipe_preserves_outputs, build, this_cpu
 from tiny_models import TinyConv, tiny_mlp
 
 EAGER = Step("eager", NoConfig())
@@ -17,7 +17,7 @@ def test_eager_is_exact():
 
 def test_bf16_autocast_computes_in_bf16():
     model, x = tiny_mlp()
-    recipe = Bf16Autocast.propose(None, None, "cpu")[0]
+    recipe = Bf16Autocast.propose(None, this_cpu(), "cpu")[0]
     runner, artifact, named, _ = build(recipe, model, x)
     assert artifact.compute_dtype == "bfloat16"
     assert runner(*named.values())[0].dtype == torch.bfloat16

@@ -32,8 +32,11 @@ if is_available("openvino"):
     RECIPES["openvino"] = Recipe("openvino", (Step("openvino_convert", OpenVinoConvertConfig()),), Step("openvino", OpenVinoConfig()))
 EXPECTED_FILES = {
     "eager": ["model.pt2"], "inductor": ["model.pt2"], "openvino": ["model.xml", "model.bin"],
-    "onnxruntime": ["model.optimized.onnx", "model.optimized.onnx.data"],
+    # ORT writes the weights file only for initializers over its size threshold, which the layout
+    # its optimizer chose for this CPU decides (none on an AVX2-only EPYC): optional.
+    "onnxruntime": ["model.optimized.onnx"],
 }
+OPTIONAL_FILES = {"onnxruntime": ["model.optimized.onnx.data"]}
 
 
 @pytest.mark.parametrize("label", list(RECIPES))
@@ -44,7 +47,10 @@ def test_save_and_load_round_trip(label, tmp_path):
     export.save(runner, RECIPES[label], tmp_path / "out", input_names=list(named), output_names=list(expected),
                 example_inputs=inputs)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["files"] == EXPECTED_FILES[label]
+    files = manifest["files"]
+    assert files[: len(EXPECTED_FILES[label])] == EXPECTED_FILES[label]
+    assert set(files[len(EXPECTED_FILES[label]):]) <= set(OPTIONAL_FILES.get(label, []))
+    assert all((tmp_path / "out" / name).is_file() for name in files)
     assert manifest["recipe"]["runtime"]["name"] == RECIPES[label].runtime.name
     assert manifest["inputs"] == [{"shape": [2, 3, 8, 8], "dtype": "float32"}]
     assert manifest["output_names"] == ["logits", "features"]

@@ -5,12 +5,12 @@ from hone.errors import InputError, Unsupported
 from hone.passes.onnx.export import OnnxExportConfig
 from hone.runtimes.onnxruntime import OnnxRuntime, OnnxRuntimeConfig
 from hone.search.recipe import Step
-from harness import assert_recipe_preserves_outputs, build
+from harness import assert_recipe_preserves_outputs, build, this_cpu
 from tiny_models import TinyConv, tiny_mlp
 
 
 def _recipe():
-    return OnnxRuntime.propose(None, None, "cpu")[0]
+    return OnnxRuntime.propose(None, this_cpu(), "cpu")[0]
 
 
 def test_export_and_run_keeps_answers_and_reads_back_providers():

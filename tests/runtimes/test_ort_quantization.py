@@ -8,14 +8,14 @@ from hone.passes.onnx.ort_quantize_dynamic import OrtQuantizeDynamic, OrtQuantiz
 from hone.passes.onnx.ort_quantize_static import OrtQuantizeStatic, OrtQuantizeStaticConfig
 from hone.search.recipe import Recipe, Step
 from hone.validate.compare import compare_output
-from harness import build
+from harness import build, this_cpu
 from tiny_models import tiny_mlp
 
 _BUILDS: dict = {}  # one export + quantization per config: keeps the file within seconds
 
 
 def _recipe(cls, config) -> Recipe:
-    base = cls.propose(None, None, "cpu")[0]
+    base = cls.propose(None, this_cpu(), "cpu")[0]
     return dataclasses.replace(base, passes=(base.passes[0], Step(cls.name, config)))
 
 
@@ -43,7 +43,7 @@ def _cosine(runner, named, expected) -> float:
 
 def test_dynamic_int8_quantizes_and_keeps_the_answers():
     model, x = tiny_mlp()
-    runner, artifact, named, expected = build(OrtQuantizeDynamic.propose(None, None, "cpu")[0], model, x)
+    runner, artifact, named, expected = build(OrtQuantizeDynamic.propose(None, this_cpu(), "cpu")[0], model, x)
     assert artifact.compute_dtype == "int8"
     assert artifact.notes["quantized_nodes"] > 0  # MatMulInteger etc. really in the graph
     assert artifact.notes["quantization"]["weight_type"] == "qint8"
@@ -122,7 +122,7 @@ def test_quantizer_failure_is_unsupported_naming_the_op(monkeypatch):
 
 def test_proposed_on_cpu_only():
     for cls, label in ((OrtQuantizeDynamic, "ort-int8-dynamic"), (OrtQuantizeStatic, "ort-int8-static")):
-        (recipe,) = cls.propose(None, None, "cpu")
+        (recipe,) = cls.propose(None, this_cpu(), "cpu")
         assert recipe.label == label and recipe.compute_dtype == "int8"
         assert recipe.describe() == f"onnx_export -> {cls.name} -> onnxruntime"
         assert Recipe.from_dict(recipe.to_dict()) == recipe

@@ -20,7 +20,7 @@ from hone.plugin import Artifact, BuildContext
 from hone.runtimes.inductor import InductorConfig
 from hone.search.build import build_recipe
 from hone.search.recipe import Recipe, Step
-from harness import build, layer_quantization
+from harness import build, layer_quantization, this_cpu
 from tiny_models import TinyConv, tiny_mlp
 
 REQUIRES_TORCHAO = pytest.mark.skipif(not is_available("torchao"), reason=skips.REQUIRES_TORCHAO)
@@ -64,7 +64,7 @@ class DataDependent(torch.nn.Module):
 def test_dynamic_int8_quantizes_linears_and_keeps_answers():
     model, x = tiny_mlp()
     before = copy.deepcopy(model.state_dict())
-    recipe = DynamicInt8.propose(None, None, "cpu")[0]
+    recipe = DynamicInt8.propose(None, this_cpu(), "cpu")[0]
     assert (recipe.label, recipe.runtime.name, recipe.compute_dtype) == ("torch-int8-dynamic", "eager", "int8")
     runner, artifact, named, expected = build(recipe, model, x)
     assert artifact.compute_dtype == "int8" and artifact.notes["quantized_modules"] == 2
@@ -84,7 +84,7 @@ def test_dynamic_int8_without_linear_is_unsupported():
 
 def test_dynamic_int8_is_proposed_on_cpu_only():
     assert DynamicInt8.propose(None, None, "cuda") == []
-    assert DynamicInt8.propose(None, None, "cpu")[0].runtime == Step("eager", NoConfig())
+    assert DynamicInt8.propose(None, this_cpu(), "cpu")[0].runtime == Step("eager", NoConfig())
 
 
 def test_configs_validate_and_round_trip():
@@ -100,12 +100,14 @@ def test_configs_validate_and_round_trip():
         assert type(config).from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-def test_pt2e_unavailable_without_vnni_gives_the_reason(hardware):
-    no_vnni = dataclasses.replace(hardware, flags=hardware.flags - {"avx512_vnni", "avx_vnni"})
-    assert Pt2eInt8.unavailable_here(no_vnni, "cpu") == "this CPU has no VNNI int8 dot products"
-    # Still proposed, so the report says why it did not run.
+def test_pt2e_runs_without_vnni_with_7_bit_weights(hardware):
+    # oneDNN has AVX2 int8 kernels: no VNNI is no reason to refuse, only to avoid 16-bit saturation.
+    no_vnni = dataclasses.replace(hardware, flags=hardware.flags - {"avx512_vnni", "avx_vnni"}, arch="x86_64")
+    assert Pt2eInt8.available(no_vnni, "cpu") is None
     (recipe,) = Pt2eInt8.propose(None, no_vnni, "cpu")
     assert recipe.runtime == Step("inductor", InductorConfig(freezing=True)) and recipe.compute_dtype == "int8"
+    assert recipe.passes[0].config.weight_bits == 7
+    assert Pt2eInt8(recipe.passes[0].config).scheme().weight_bits == 7  # the ranking simulates it too
     assert Pt2eInt8.propose(None, no_vnni, "cuda") == []
 
 
@@ -129,7 +131,7 @@ def test_pt2e_int8_through_inductor_keeps_answers(make):
     torch.manual_seed(0)
     model, x = make()
     calibration = (torch.cat([x, torch.randn(30, *x.shape[1:])]),)  # 32+ samples, padded to whole batches
-    recipe = Pt2eInt8.propose(None, None, "cpu")[0]
+    recipe = Pt2eInt8.propose(None, this_cpu(), "cpu")[0]
     runner, artifact, named, expected = _build_calibrated(recipe, model, x, calibration)
     targets = {str(n.target) for n in artifact.module.graph_module.graph.nodes}
     assert any("quantize_per_tensor" in t for t in targets) and any("dequantize" in t for t in targets)
@@ -161,6 +163,20 @@ def test_pt2e_keep_float_leaves_the_named_layer_in_float():
     with torch.no_grad():
         (got,) = kept.module(x)
         assert _cosine(got, model(x)) > MIN_COSINE
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_7_bit_weights_stay_in_minus_64_to_63():
+    model, x = tiny_mlp()
+    flat = FlatIO(model, ["x"], ["output"]).eval()
+    ranges = []
+    for bits in (8, 7):
+        artifact = Pt2eInt8(Pt2eInt8Config(weight_bits=bits)).apply(Artifact("torch", flat), _ctx((x,), (torch.randn(32, 32),)))
+        graph = artifact.module.graph_module.graph
+        weights = [n for n in graph.nodes if "quantize_per_channel" in str(n.target)]  # weights are per channel
+        ranges.append({tuple(n.args[4:6]) for n in weights})
+        assert artifact.notes["weight_bits"] == bits
+    assert ranges == [{(-128, 127)}, {(-64, 63)}]
 
 
 @REQUIRES_TORCHAO

@@ -94,7 +94,10 @@ def _render(report: dict[str, Any], hw: Hardware) -> None:
     if p is not None:
         peaks.add_row("fp32 GEMM", f"{p.fp32_gflops:,.1f} GFLOP/s")
         peaks.add_row("bf16 GEMM", f"{p.bf16_gflops:,.1f} GFLOP/s" if p.bf16_gflops else "n/a (no bf16 instructions)")
-        peaks.add_row("int8 GEMM", f"{p.int8_gops:,.1f} GOP/s" if p.int8_gops else "n/a (no int8 GEMM in torch)")
+        int8 = f"{p.int8_gops:,.1f} GOP/s ({escape(p.int8_kernel)})" if p.int8_kernel else f"{p.int8_gops:,.1f} GOP/s"
+        peaks.add_row("int8 GEMM", int8 if p.int8_gops else "n/a (no int8 GEMM kernel in this torch)")
+        if p.int8_gops and hw.int8_dot_saturates:
+            peaks.add_row("", "no VNNI: int8 recipes use 7-bit weights or activations (16-bit saturation)")
         peaks.add_row("memory bandwidth", f"{p.bandwidth_gbs:,.1f} GB/s")
         peaks.add_row("threads", str(p.threads))
         peaks.add_row("measured at", p.measured_at or "?")

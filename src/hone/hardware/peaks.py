@@ -30,6 +30,10 @@ MAX_RUNS = 10  # timed runs per kernel at most
 KERNEL_BUDGET_S = 1.0  # seconds of timed runs per kernel once MIN_RUNS are done
 MEASURE_TIMEOUT_S = 120.0  # the whole child measurement; ~5 s on 2 cores including torch import
 GPU_QUERY_TIMEOUT_S = 60.0  # child that imports torch and reads CUDA device properties
+# How the peaks are measured; a cache written by another method is measured again.
+# 2: int8 through oneDNN's u8 x s8 linear (what pt2e + Inductor runs), not torch._int_mm,
+#    which has no AVX2 kernel and read 100x below fp32 on CPUs without VNNI.
+PEAKS_METHOD = 2
 CACHE_ENV = "HONE_CACHE_DIR"
 DEFAULT_CACHE_DIR = "~/.cache/hone"
 
@@ -51,12 +55,14 @@ class Peaks:
 
     fp32_gflops: float
     bf16_gflops: float | None  # None when the CPU has no bf16 instructions (emulated bf16 is slow)
-    int8_gops: float | None  # None when torch has no int8 GEMM (torch._int_mm) here
+    int8_gops: float | None  # None when this torch has no int8 GEMM kernel here
     bandwidth_gbs: float  # copy: bytes read + bytes written, per second
     threads: int
     device: str  # "cpu"
     measured_at: str = ""  # ISO-8601 UTC
     from_cache: bool = False  # how this process got them, not a fact of the machine
+    int8_kernel: str = ""  # what measured int8: "onednn qlinear u8s8", "fbgemm quantized.linear", ...
+    method: int = PEAKS_METHOD  # how they were measured (PEAKS_METHOD of the hone that did)
 
     def __post_init__(self) -> None:
         _positive("fp32_gflops", self.fp32_gflops)
@@ -85,6 +91,8 @@ class Peaks:
             device=str(data["device"]),
             measured_at=str(data.get("measured_at", "")),
             from_cache=bool(data.get("from_cache", False)),
+            int8_kernel=str(data.get("int8_kernel", "")),
+            method=int(data.get("method", 1)),  # caches before the field was added: method 1
         )
 
 
@@ -127,14 +135,11 @@ def measure(
                 ab, bb, ob = a.bfloat16(), b.bfloat16(), out.bfloat16()
                 bf16_gflops = gemm_flops / _best_seconds(lambda: torch.mm(ab, bb, out=ob), min_runs) / 1e9
 
-            int8_gops = None
-            if hasattr(torch, "_int_mm"):  # private op: int8 x int8 -> int32, absent on old torch
-                ai = torch.randint(-128, 128, (n, n), dtype=torch.int8)
-                bi = torch.randint(-128, 128, (n, n), dtype=torch.int8)
-                try:
-                    int8_gops = gemm_flops / _best_seconds(lambda: torch._int_mm(ai, bi), min_runs) / 1e9
-                except (RuntimeError, NotImplementedError):
-                    int8_gops = None  # no CPU kernel in this build
+            int8_gops, int8_kernel = None, ""
+            found = _int8_gemm(n)
+            if found is not None:
+                int8_kernel, gemm = found
+                int8_gops = gemm_flops / _best_seconds(gemm, min_runs) / 1e9
 
             src = torch.ones(copy_bytes // 4, dtype=torch.float32)
             dst = torch.zeros_like(src)  # touched now so page faults are not timed
@@ -149,7 +154,48 @@ def measure(
         threads=threads,
         device="cpu",
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        int8_kernel=int8_kernel,
     )
+
+
+def _int8_gemm(n: int) -> tuple[str, Callable[[], object]] | None:
+    """An n x n x n int8 GEMM through a kernel the int8 recipes really run on this CPU, first
+    that works: oneDNN's u8 x s8 linear (pt2e + Inductor lowers to it; AVX2, VNNI and AMX
+    kernels), fbgemm's (torch's dynamic int8), then torch._int_mm. None when none runs."""
+    import torch
+
+    x = torch.randint(0, 256, (n, n), dtype=torch.uint8)
+    w = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+
+    def onednn() -> Callable[[], object]:
+        ops = torch.ops.onednn
+        packed = ops.qlinear_prepack(w, [n, n])
+        scales, zeros = torch.full((n,), 0.01), torch.zeros(n, dtype=torch.int64)
+        return lambda: ops.qlinear_pointwise(x, 0.02, 0, packed, scales, zeros, None, 1.0, 0, torch.float32,
+                                             "none", [], "")
+
+    def fbgemm() -> Callable[[], object]:
+        if "fbgemm" not in torch.backends.quantized.supported_engines:
+            raise RuntimeError("no fbgemm in this torch build")
+        torch.backends.quantized.engine = "fbgemm"
+        xq = torch.quantize_per_tensor(torch.rand(n, n), 0.01, 0, torch.quint8)
+        wq = torch.quantize_per_tensor(torch.randn(n, n), 0.02, 0, torch.qint8)
+        packed = torch.ops.quantized.linear_prepack(wq, None)
+        return lambda: torch.ops.quantized.linear(xq, packed, 1.0, 0)
+
+    def int_mm() -> Callable[[], object]:
+        a = torch.randint(-128, 128, (n, n), dtype=torch.int8)
+        return lambda: torch._int_mm(a, w)
+
+    for name, make in (("onednn qlinear u8s8", onednn), ("fbgemm quantized.linear u8s8", fbgemm),
+                       ("torch._int_mm s8s8", int_mm)):
+        try:
+            gemm = make()
+            gemm()  # raises here when the kernel is missing from this build or this CPU
+        except (RuntimeError, NotImplementedError, AttributeError):
+            continue
+        return name, gemm
+    return None
 
 
 def query_gpus() -> list[dict[str, Any]]:

@@ -70,6 +70,16 @@ class Hardware:
         return bool({"avx512_vnni", "avx_vnni"} & self.flags)
 
     @property
+    def int8_dot_saturates(self) -> bool:
+        """x86 without VNNI: int8 GEMM kernels multiply u8 x s8 pairs with VPMADDUBSW, which
+        adds each pair into a saturating 16-bit lane (255 * 127 * 2 > 32767), so full-range int8
+        operands can clip. 7-bit weights or activations keep every pair sum in range; the int8
+        recipes ask their backend for that here (ONNX Runtime's reduce_range, the x86
+        quantizer's 7-bit activations, NNCF's overflow fix). VNNI (VPDPBUSD) accumulates in
+        32 bits, and ARM's int8 dot products do not saturate."""
+        return self.arch.lower() in ("x86_64", "amd64", "i686", "x86") and not self.has_vnni
+
+    @property
     def has_bf16(self) -> bool:
         return bool({"avx512_bf16", "amx_bf16"} & self.flags)
 
@@ -263,6 +273,8 @@ def _cached_peaks(path: Path, fingerprint_: str) -> Peaks | None:
     try:
         cached = Peaks.from_dict(data["peaks"])
     except (TypeError, ValueError, KeyError, AttributeError):  # hand-edited or truncated: a miss
+        return None
+    if cached.method != _peaks.PEAKS_METHOD:  # measured another way (an older hone): measure again
         return None
     return dataclasses.replace(cached, from_cache=True)
 

@@ -13,7 +13,7 @@ ones kept in float. `Scheme` says how a pass quantizes, so the ranking simulates
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -24,6 +24,9 @@ from hone.passes.base import Pass
 FLATIO_PREFIX = "module."  # FlatIO keeps the user's model as its `module` attribute
 WEIGHT_LAYER_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d")
 ACTIVATION_MODES = ("static", "dynamic", "none")
+# Said in the origin of int8 recipes that quantize to 7 bits on a CPU without VNNI
+# (Hardware.int8_dot_saturates).
+SATURATION_NOTE = "; 7-bit, since without VNNI int8 dot products saturate in 16 bits"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +103,51 @@ def layer_of_parameter(parameter_name: str) -> str:
     "module.encoder.layer.0.query.weight" -> "encoder.layer.0.query"."""
     name = parameter_name.removeprefix(FLATIO_PREFIX)
     return name.rsplit(".", 1)[0] if "." in name else name
+
+
+FOLD_TOLERANCE = 1e-3  # relative residual of a weight row against a scaled layer row
+
+
+def match_folded_weights(weights: dict[str, Any], module: torch.nn.Module | None,
+                         layer_types: tuple[str, ...] = WEIGHT_LAYER_TYPES) -> dict[str, str]:
+    """Graph node -> layer, for constant weights that carry no layer's name, matched by value.
+
+    Converters fold a BatchNorm into the convolution before it (OpenVINO's frontend, the ONNX
+    exporter's optimizer) and the folded node takes a new name, or the BatchNorm's: scopes no
+    longer say which layer it was. Its weight is still the layer's weight with each output
+    channel scaled (gamma / sqrt(var + eps)), so it is found by value: every row proportional
+    to the layer's row. `weights`: node -> its weight (array-like, output channels first, or
+    transposed for a MatMul's [in, out] weight). Nodes that match no layer are left out."""
+    if module is None or not weights:
+        return {}
+    candidates = {name: m.weight.detach().double() for name, m in layers(module, layer_types).items()
+                  if isinstance(getattr(m, "weight", None), torch.Tensor)}
+    found: dict[str, str] = {}
+    for node, value in weights.items():
+        folded = torch.tensor(value, dtype=torch.float64)  # a copy: backends hand out read-only arrays
+        best, best_residual = None, FOLD_TOLERANCE
+        for layer, weight in candidates.items():
+            residual = _scaled_residual(folded, weight)
+            if residual is not None and residual < best_residual:
+                best, best_residual = layer, residual
+        if best is not None:
+            found[node] = best
+    return found
+
+
+def _scaled_residual(folded: torch.Tensor, weight: torch.Tensor) -> float | None:
+    """Largest relative residual of `folded`'s rows against per-row scaled `weight` rows; None
+    when the shapes differ (either orientation of a 2-D weight is tried)."""
+    if folded.shape != weight.shape:
+        if folded.dim() == 2 and folded.shape == weight.shape[::-1]:
+            folded = folded.T
+        else:
+            return None
+    f, w = folded.reshape(folded.shape[0], -1), weight.reshape(weight.shape[0], -1)
+    scale = (f * w).sum(1) / (w * w).sum(1).clamp_min(1e-300)
+    residual = (f - scale[:, None] * w).norm(dim=1) / f.norm(dim=1).clamp_min(1e-300)
+    zero = (f.norm(dim=1) == 0) & (w.norm(dim=1) == 0)
+    return float(residual.masked_fill(zero, 0.0).max()) if f.numel() else None
 
 
 def check_keep_float(module: torch.nn.Module, keep_float: tuple[str, ...], layer_types: tuple[str, ...]) -> None:

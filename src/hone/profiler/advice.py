@@ -58,9 +58,10 @@ def advise(profile: Profile, hw: "Hardware") -> list[Advice]:
         finding = f"compute-bound: {_pct(compute)} of wall time in ops above the ridge point"
         if _bf16_units(hw, gpu):
             items.append((compute, "eager-bf16", finding, _bf16_reason(hw, gpu)))
-        if hw.has_vnni and not gpu:
+        int8 = None if gpu else _int8_reason(hw)
+        if int8:
             for share, recipe in ((0.8, "pt2e-int8"), (0.75, "openvino-int8"), (0.7, "ort-int8-static")):
-                items.append((compute * share, recipe, finding, "static int8: VNNI int8 dot products"))
+                items.append((compute * share, recipe, finding, int8))
         items.append((compute * 0.5, "inductor", finding, "freezing pre-packs weights for the fastest GEMM kernels"))
         items.append((compute * 0.35, "inductor-max-autotune", finding, "GEMM templates benchmarked for these shapes"))
         items.append((compute * 0.3, "tvm-tuned", finding, "MetaSchedule tunes the compute-bound kernels for this CPU"))
@@ -96,6 +97,19 @@ def _bf16_reason(hw: "Hardware", gpu: bool) -> str:
     return f"this CPU has {unit}: bf16 GEMMs run at the measured bf16 peak" + (
         f" ({hw.peaks.bf16_gflops:.0f} vs {hw.peaks.fp32_gflops:.0f} GFLOP/s fp32)" if hw.peaks and hw.peaks.bf16_gflops else ""
     )
+
+
+def _int8_reason(hw: "Hardware") -> str | None:
+    """Why static int8 should beat fp32 GEMMs here: the measured int8 peak (oneDNN's u8 x s8
+    kernel, what the int8 recipes run) above the fp32 one; without peaks, VNNI's presence."""
+    peaks = hw.peaks
+    if peaks is not None and peaks.int8_gops:
+        if peaks.int8_gops <= peaks.fp32_gflops:
+            return None
+        unit = "VNNI" if hw.has_vnni else "AVX2, 7-bit" if hw.int8_dot_saturates else "int8"
+        return (f"static int8: int8 GEMMs measured at {peaks.int8_gops:.0f} GOP/s vs {peaks.fp32_gflops:.0f} "
+                f"GFLOP/s fp32 ({unit} dot products)")
+    return "static int8: VNNI int8 dot products" if hw.has_vnni else None
 
 
 def _flat_scaling(profile: Profile) -> str | None:

@@ -11,7 +11,7 @@ The classic IPEX inference recipe: `ipex.optimize(model.eval(), dtype=..., weigh
 blocked weights), then `torch.jit.trace` and `torch.jit.freeze` (IPEX registers JIT fusion
 passes that turn the traced graph into fused `ipex_prepack::` ops). `dtype="bfloat16"` casts
 the weights of those layers to bf16 and runs the model under CPU autocast: a bf16 candidate,
-validated at bf16 tolerance, proposed where the CPU has bf16 units. What ran is read back:
+validated at bf16 tolerance. What ran is read back:
 the IPEX module types that replaced the model's layers and, after tracing, the ops of the
 graph TorchScript executed.
 
@@ -109,12 +109,11 @@ class Ipex(Runtime):
             return []
         # Proposed wherever hone runs on a CPU: without IPEX the plan keeps them, `unsupported`
         # with the reason above, so a report says where IPEX's optimizations went.
-        proposed = [Recipe("ipex", (), Step(cls.name, IpexConfig()), "IPEX: oneDNN weight prepacking, "
-                           "TorchScript fusions", cost=2.0)]
-        if hw.has_bf16:
-            proposed.append(Recipe("ipex-bf16", (), Step(cls.name, IpexConfig(dtype="bfloat16")),
-                                   "IPEX in bf16 (bf16 units)", "bfloat16", cost=2.0))
-        return proposed
+        return [
+            Recipe("ipex", (), Step(cls.name, IpexConfig()), "IPEX: oneDNN weight prepacking, TorchScript fusions",
+                   cost=2.0),
+            Recipe("ipex-bf16", (), Step(cls.name, IpexConfig(dtype="bfloat16")), "IPEX in bf16", "bfloat16", cost=2.0),
+        ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         cfg: IpexConfig = self.config  # type: ignore[assignment]

@@ -2,8 +2,9 @@
 
 Candidates: `openvino` (f32, LATENCY hint: one stream for one request), `openvino-throughput`
 (f32, THROUGHPUT hint: as many streams as the plugin likes; for batched serving, timed here one
-request at a time like every candidate) and, on a CPU with bf16 units, `openvino-bf16`, a
-declared bf16 candidate validated at bf16 tolerance. The IR is the saved artifact.
+request at a time like every candidate) and `openvino-bf16`, a declared bf16 candidate validated
+at bf16 tolerance; where the plugin will not compute in bf16 (no bf16 units), it says so by
+settling on f32, which is read back and reported as `unsupported`. The IR is the saved artifact.
 
 Inference precision is pinned to f32 unless configured: OpenVINO's default on a CPU with bf16
 units silently runs float layers in bf16, which changes the answers the candidate is
@@ -108,15 +109,15 @@ class OpenVino(Runtime):
             dtype = "bfloat16" if config.get("inference_precision") == "bf16" else "float32"
             return Recipe(label, convert, Step(cls.name, OpenVinoConfig(**config)), origin, dtype, cost=2.0)
 
-        proposed = [
+        # openvino-bf16 on every CPU: the plugin decides which CPUs compute bf16 (avx512_bf16,
+        # AMX, AVX2-VNNI-2 in recent releases), and the precision it settled on is read back.
+        return [
             recipe("openvino", "OpenVINO CPU plugin, f32 pinned, LATENCY hint (one stream)"),
             recipe("openvino-throughput", "OpenVINO CPU plugin, f32, THROUGHPUT hint (several streams)",
                    performance_hint="THROUGHPUT"),
+            recipe("openvino-bf16", "OpenVINO CPU plugin computing float layers in bf16 (declared)",
+                   inference_precision="bf16"),
         ]
-        if hw.has_bf16:
-            proposed.append(recipe("openvino-bf16", "OpenVINO CPU plugin computing float layers in bf16 "
-                                   "(the plugin's own default on this CPU, declared here)", inference_precision="bf16"))
-        return proposed
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return self._compile(model.path, model.notes, model.compute_dtype, ctx)
@@ -144,7 +145,8 @@ class OpenVino(Runtime):
             raise Unsupported(failure_reason(f"OpenVINO {cfg.device} compilation", exc)) from exc
         settled = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if settled != cfg.inference_precision:  # the plugin falls back silently (no bf16 units)
-            raise Unsupported(f"OpenVINO {cfg.device} runs {settled}, not the requested {cfg.inference_precision}, here")
+            raise Unsupported(f"OpenVINO {cfg.device} runs {settled}, not the requested {cfg.inference_precision}, "
+                              "on this CPU (read back from the compiled model)")
         info = {
             **compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], "ir_path": str(ir_path),
             **notes,

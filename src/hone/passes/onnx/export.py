@@ -84,4 +84,5 @@ class OnnxExport(Pass):
         finally:
             noisy.setLevel(level)
         notes = {**model.notes, "onnx_opset": cfg.opset, "onnx_bytes": path.stat().st_size}
-        return Artifact("onnx", path=path, compute_dtype=model.compute_dtype, notes=notes)
+        # The torch module goes along: quantization passes name layers as in it (passes/onnx/layers.py).
+        return Artifact("onnx", module=model.module, path=path, compute_dtype=model.compute_dtype, notes=notes)

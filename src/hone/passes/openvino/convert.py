@@ -12,7 +12,10 @@ parameter. With FlatIO's "module." attribute in front:
     __module.module.encoder.layer.0.attention.self.query/aten::linear/MatMul   (the op)
     self.module.encoder.layer.0.attention.self.query.weight                    (its weight)
 `layer_nodes` maps a torch layer to its weighted ops by either name; NNCF keeps op names when
-it quantizes, so the same helpers read the quantized IR back.
+it quantizes, so the same helpers read the quantized IR back. A convolution followed by a
+BatchNorm loses both names (the frontend folds the BatchNorm in: "Convolution Multiply_2718",
+weight "Multiply_2727"); with the torch module at hand it is found by its weight's values
+(`passes.quantize.match_folded_weights`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from hone.config import Config
 from hone._optional import block_usage_telemetry
 from hone.errors import Unsupported
 from hone.passes.base import Pass
-from hone.passes.quantize import FLATIO_PREFIX
+from hone.passes.quantize import FLATIO_PREFIX, match_folded_weights
 from hone.plugin import Artifact, BuildContext
 
 if TYPE_CHECKING:
@@ -185,8 +188,9 @@ def weight_constant(op: Any, inputs: tuple[int, ...] = (0, 1)) -> Any | None:
     return None
 
 
-def weighted_ops(model: "ov.Model") -> list[tuple[Any, Any, str | None]]:
-    """(op, its weight constant, torch layer or None) for every op with a constant weight."""
+def weighted_ops(model: "ov.Model", module: Any = None) -> list[tuple[Any, Any, str | None]]:
+    """(op, its weight constant, torch layer or None) for every op with a constant weight.
+    With the torch `module`, ops whose names were lost to a fold are matched by weight value."""
     found = []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in WEIGHTED_OPS:
@@ -195,24 +199,27 @@ def weighted_ops(model: "ov.Model") -> list[tuple[Any, Any, str | None]]:
         if weight is not None:
             layer = layer_of_node(op.get_friendly_name()) or layer_of_weight(weight.get_friendly_name())
             found.append((op, weight, layer))
-    return found
+    unnamed = {op.get_friendly_name(): weight.get_data() for op, weight, layer in found
+               if layer is None and weight.get_element_type().is_real()}
+    matched = match_folded_weights(unnamed, module)
+    return [(op, weight, layer or matched.get(op.get_friendly_name())) for op, weight, layer in found]
 
 
-def layer_nodes(model: "ov.Model", names: tuple[str, ...]) -> dict[str, list[str]]:
+def layer_nodes(model: "ov.Model", names: tuple[str, ...], module: Any = None) -> dict[str, list[str]]:
     """Each torch layer in `names` -> the friendly names of its weighted ops. Matched by the op's
-    scope and by its weight's parameter name, so either naming alone suffices."""
+    scope, by its weight's parameter name, and (given the torch module) by weight value."""
     wanted = set(names)
     nodes: dict[str, list[str]] = {name: [] for name in names}
-    for op, weight, _ in weighted_ops(model):
-        candidates = {layer_of_node(op.get_friendly_name()), layer_of_weight(weight.get_friendly_name())}
-        for layer in candidates & wanted:
-            nodes[layer].append(op.get_friendly_name())
+    for op, weight, layer in weighted_ops(model, module):
+        candidates = {layer, layer_of_node(op.get_friendly_name()), layer_of_weight(weight.get_friendly_name())}
+        for name in candidates & wanted:
+            nodes[name].append(op.get_friendly_name())
     return nodes
 
 
-def layer_weight_precisions(model: "ov.Model") -> dict[str, str]:
+def layer_weight_precisions(model: "ov.Model", module: Any = None) -> dict[str, str]:
     """torch layer -> element type of its stored weight ("f32", "i8", "u8", "i4", "u4")."""
-    return {layer: weight.get_element_type().get_type_name() for _, weight, layer in weighted_ops(model) if layer}
+    return {layer: weight.get_element_type().get_type_name() for _, weight, layer in weighted_ops(model, module) if layer}
 
 
 def weight_precisions(model: "ov.Model") -> dict[str, int]:

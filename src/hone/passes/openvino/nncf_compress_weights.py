@@ -90,7 +90,7 @@ class NncfCompressWeights(QuantizationPass):
         check_layers(model, cfg.keep_float, self.layer_types)  # a typo fails before NNCF is even imported
         nncf = require("nncf")
         graph = read(model.path)
-        ignored = ignored_nodes(graph, cfg.keep_float)
+        ignored = ignored_nodes(graph, cfg.keep_float, model.module)
         start = time.perf_counter()
         try:
             with quiet_nncf():

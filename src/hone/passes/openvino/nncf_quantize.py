@@ -26,7 +26,7 @@ from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.openvino.convert import OpenVinoConvertConfig, failure_reason, layer_nodes, read, save, weight_constant
 from hone.passes.openvino.convert import weight_precisions, weighted_ops
-from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
+from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme, check_keep_float
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.openvino import OpenVinoConfig
 from hone.search.recipe import Recipe, Step
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from hone.models.workload import Workload
 
 PRESETS = ("performance", "mixed")  # performance: symmetric activations; mixed: asymmetric
+# NNCF's OverflowFix: weights of these layers quantized to 7 bits ("first_layer": the first
+# layer only, NNCF's default; "enable": every layer, for CPUs without VNNI; "disable": none).
+OVERFLOW_FIXES = {"first_layer": "FIRST_LAYER", "enable": "ENABLE", "disable": "DISABLE"}
 MODEL_TYPES = ("auto", "transformer", "default")
 RANGES_IN_NOTES = 8  # enough to tell two calibrations apart without bloating the store
 _NODE_NAME = re.compile(r"__module\.[^\s'\",]+")
@@ -49,6 +52,7 @@ class NncfQuantizeConfig(QuantConfig):
     model_type: str = "auto"
     calibration_samples: int = 128  # at most this many samples (whole batches) of the calibration set
     fast_bias_correction: bool = True  # False: NNCF's full bias correction (slower, per-layer inference)
+    overflow_fix: str = "first_layer"  # propose() sets "enable" on CPUs whose int8 dot products saturate
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -57,6 +61,8 @@ class NncfQuantizeConfig(QuantConfig):
             raise InputError(f"model_type must be one of {', '.join(MODEL_TYPES)}, not {self.model_type!r}")
         if self.calibration_samples < 1:
             raise InputError(f"calibration_samples must be at least 1, got {self.calibration_samples}")
+        if self.overflow_fix not in OVERFLOW_FIXES:
+            raise InputError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {self.overflow_fix!r}")
 
 
 class NncfQuantize(QuantizationPass):
@@ -72,18 +78,22 @@ class NncfQuantize(QuantizationPass):
         # the performance preset makes activations symmetric too, mixed makes them asymmetric.
         cfg: NncfQuantizeConfig = self.config  # type: ignore[assignment]
         symmetric = cfg.preset == "performance"
-        return Scheme(weight_bits=8, weight_group=0, activations="static", activation_symmetric=symmetric)
+        bits = 7 if cfg.overflow_fix == "enable" else 8
+        return Scheme(weight_bits=bits, weight_group=0, activations="static", activation_symmetric=symmetric)
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
         if device != "cpu":
             return []
+        saturates = hw.int8_dot_saturates
+        config = NncfQuantizeConfig(overflow_fix="enable" if saturates else "first_layer")
         return [
             Recipe(
                 "openvino-int8",
-                (Step("openvino_convert", OpenVinoConvertConfig()), Step(cls.name, NncfQuantizeConfig())),
+                (Step("openvino_convert", OpenVinoConvertConfig()), Step(cls.name, config)),
                 Step("openvino", OpenVinoConfig()),
-                "int8 weights and activations, ranges calibrated by NNCF, run by OpenVINO's CPU int8 kernels",
+                "int8 weights and activations, ranges calibrated by NNCF, run by OpenVINO's CPU int8 kernels"
+                + (SATURATION_NOTE if saturates else ""),
                 compute_dtype="int8",
                 cost=2.5,
             )
@@ -94,7 +104,7 @@ class NncfQuantize(QuantizationPass):
         check_layers(model, cfg.keep_float, self.layer_types)  # a typo fails before NNCF is even imported
         nncf = require("nncf")
         graph = read(model.path)
-        ignored = ignored_nodes(graph, cfg.keep_float)
+        ignored = ignored_nodes(graph, cfg.keep_float, model.module)
         items, used = _calibration_items(ctx, cfg.calibration_samples)
         model_type = cfg.model_type
         if model_type == "auto":
@@ -111,6 +121,9 @@ class NncfQuantize(QuantizationPass):
                     fast_bias_correction=cfg.fast_bias_correction,
                     model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None,
                     ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+                    advanced_parameters=nncf.AdvancedQuantizationParameters(
+                        overflow_fix=getattr(nncf.OverflowFix, OVERFLOW_FIXES[cfg.overflow_fix])
+                    ),
                 )
         except Exception as exc:  # NNCF raises many types; all mean "cannot quantize this"
             raise Unsupported(quantizer_failure_reason("NNCF quantization", exc, graph)) from exc
@@ -149,10 +162,13 @@ def check_layers(model: Artifact, keep_float: tuple[str, ...], layer_types: tupl
                          hint=f"layers are named as in model.named_modules(), e.g. {', '.join(sorted(known)[:5])}")
 
 
-def ignored_nodes(graph: "ov.Model", keep_float: tuple[str, ...]) -> list[str]:
-    """The weighted ops of the keep_float layers, by friendly name, for NNCF's IgnoredScope.
-    A layer with no op in the graph cannot be kept in float: say so rather than quantize it."""
-    nodes = layer_nodes(graph, keep_float)
+def ignored_nodes(graph: "ov.Model", keep_float: tuple[str, ...], module: Any = None) -> list[str]:
+    """The weighted ops of the keep_float layers, by friendly name, for NNCF's IgnoredScope
+    (`module`, the torch model the IR came from, finds layers whose names a fold erased). A
+    layer with no op in the graph cannot be kept in float: say so rather than quantize it."""
+    if not keep_float:
+        return []
+    nodes = layer_nodes(graph, keep_float, module)
     missing = [layer for layer, names in nodes.items() if not names]
     if missing:
         raise Unsupported(f"keep_float layers {missing} have no MatMul/Convolution in the OpenVINO graph")

@@ -1,5 +1,10 @@
 """bf16 autocast: matmuls and convolutions in bfloat16, reductions kept in fp32 by autocast's
-op lists. Worth it where the hardware has bf16 units (avx512_bf16/AMX on CPU, Ampere+ GPUs)."""
+op lists. Worth it where the hardware has bf16 units (avx512_bf16/AMX on CPU, Ampere+ GPUs).
+
+On a CPU without them PyTorch still runs bf16 (converting to fp32 around each kernel), and on a
+GPU older than Ampere CUDA emulates it (torch.cuda.is_bf16_supported(including_emulation=True)):
+usually slower, but measured rather than refused, since that is a guess about speed, not a fact
+about what can run. The profile's advice puts it first only where bf16 units exist."""
 
 from __future__ import annotations
 
@@ -33,14 +38,6 @@ class Bf16Autocast(Pass):
     name = "bf16_autocast"
     description = "run matmuls/convolutions in bfloat16 under torch.autocast"
     devices = ("cpu", "cuda")
-
-    @classmethod
-    def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
-        if device == "cpu" and not hw.has_bf16:
-            return "this CPU has no bf16 units (avx512_bf16 or AMX); bf16 would be emulated and slower"
-        if device.startswith("cuda") and not any(g.capability >= (8, 0) for g in hw.gpus):
-            return "bf16 needs a GPU of compute capability 8.0 or newer"
-        return None
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:

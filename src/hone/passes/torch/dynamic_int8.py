@@ -59,7 +59,11 @@ class DynamicInt8(QuantizationPass):
 
     def scheme(self) -> Scheme:
         cfg: DynamicInt8Config = self.config  # type: ignore[assignment]
-        return Scheme(weight_group=0 if cfg.per_channel else -1, activations="dynamic")
+        # torch's DynamicQuantizedLinear always asks fbgemm (the x86 engine's kernel) for
+        # 7-bit activations (reduce_range=True): saturation-free on CPUs without VNNI too, so
+        # nothing here depends on the probe.
+        bits = 8 if cfg.engine == "onednn" else 7
+        return Scheme(weight_group=0 if cfg.per_channel else -1, activations="dynamic", activation_bits=bits)
 
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:

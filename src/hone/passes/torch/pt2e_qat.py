@@ -25,13 +25,13 @@ import torch
 
 from hone._optional import require
 from hone.errors import InputError, Unsupported
-from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
+from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme, check_keep_float
 from hone.passes.torch.pt2e_int8 import (
     PT2E_LAYER_TYPES,
-    Pt2eInt8,
     QuantizedGraph,
     _count_qdq_ops,
     _reason,
+    check_weight_bits,
     export_graph,
     x86_quantizer,
 )
@@ -58,6 +58,8 @@ class Pt2eQatConfig(QuantConfig):
     batch_size: int = 32
     optimizer: str = "adam"
     seed: int = 0  # batch order
+    weight_bits: int = 8  # 7 where the probe finds no VNNI (see pt2e_int8)
+    reduce_range: bool = False  # 7-bit activations
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -68,6 +70,7 @@ class Pt2eQatConfig(QuantConfig):
             raise InputError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
             raise InputError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        check_weight_bits(self.weight_bits)
 
 
 class Pt2eQat(QuantizationPass):
@@ -79,23 +82,23 @@ class Pt2eQat(QuantizationPass):
     devices = ("cpu",)
     layer_types = PT2E_LAYER_TYPES
 
-    # The same int8 kernels as PTQ: the same capability check.
-    unavailable_here = classmethod(Pt2eInt8.unavailable_here.__func__)  # type: ignore[attr-defined]
-
     @classmethod
     def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
         if device != "cpu" or workload is None or workload.train is None:
             return []
         from hone.runtimes.inductor import InductorConfig
 
-        steps = (Step(cls.name, cls.Config()),)
+        saturates = hw.int8_dot_saturates
+        steps = (Step(cls.name, cls.Config(weight_bits=7 if saturates else 8)),)
         runtime = Step("inductor", InductorConfig(freezing=True))
-        origin = "static int8 fine-tuned with your train step (QAT) to recover accuracy (oneDNN)"
+        origin = "static int8 fine-tuned with your train step (QAT) to recover accuracy (oneDNN)" + (
+            SATURATION_NOTE if saturates else "")
         return [Recipe("pt2e-int8-qat", steps, runtime, origin, "int8", cost=4.0)]
 
     def scheme(self) -> Scheme:
         # The same int8 scheme as pt2e_int8: per-channel symmetric weights, static uint8 activations.
-        return Scheme()
+        cfg: Pt2eQatConfig = self.config  # type: ignore[assignment]
+        return Scheme(weight_bits=cfg.weight_bits, activation_bits=7 if cfg.reduce_range else 8)
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         cfg: Pt2eQatConfig = self.config  # type: ignore[assignment]
@@ -108,7 +111,7 @@ class Pt2eQat(QuantizationPass):
         from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
 
-        quantizer = x86_quantizer(cfg.keep_float, is_qat=True)
+        quantizer = x86_quantizer(cfg.keep_float, is_qat=True, reduce_range=cfg.reduce_range, weight_bits=cfg.weight_bits)
         batch_size = min(cfg.batch_size, len(train))
         try:
             exported, static_reason = _export_for_training(model.module, train, ctx, batch_size)
@@ -141,7 +144,8 @@ class Pt2eQat(QuantizationPass):
                  "steps": len(losses), "batch_size": batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
                  "train_s": round(train_s, 3), "initial_loss": round(losses[0], 6),
                  "final_loss": round(sum(final) / len(final), 6), "dynamic_batch": static_reason is None,
-                 "qdq_ops": q_ops, "kept_float": list(cfg.keep_float)}
+                 "qdq_ops": q_ops, "kept_float": list(cfg.keep_float), "weight_bits": cfg.weight_bits,
+                 "reduce_range": cfg.reduce_range}
         if static_reason:
             notes["static_batch_reason"] = static_reason
         return Artifact("torch", QuantizedGraph(converted), compute_dtype="int8", notes=notes)
