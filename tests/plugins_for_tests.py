@@ -69,14 +69,15 @@ class UnsupportedRuntime(_TestRuntime):
         raise Unsupported("op aten::frobnicate has no kernel here")
 
 
-class _Offset(torch.nn.Module):
-    def __init__(self, module: torch.nn.Module, offset: float):
+class _Affine(torch.nn.Module):
+    """Every output of `module` times `scale` plus `offset`."""
+
+    def __init__(self, module: torch.nn.Module, scale: float = 1.0, offset: float = 0.0):
         super().__init__()
-        self.module = module
-        self.offset = offset
+        self.module, self.scale, self.offset = module, scale, offset
 
     def forward(self, *args):
-        return tuple(o + self.offset for o in self.module(*args))
+        return tuple(o * self.scale + self.offset for o in self.module(*args))
 
 
 @RUNTIMES.register
@@ -86,7 +87,7 @@ class WrongRuntime(_TestRuntime):
     name = "test_wrong"
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return ModuleRunner(_Offset(model.module, 1.0))
+        return ModuleRunner(_Affine(model.module, offset=1.0))
 
 
 @RUNTIMES.register
@@ -94,17 +95,7 @@ class NanRuntime(_TestRuntime):
     name = "test_nan"
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return ModuleRunner(_Offset(model.module, float("nan")))
-
-
-class _Scale(torch.nn.Module):
-    def __init__(self, module: torch.nn.Module, factor: float):
-        super().__init__()
-        self.module = module
-        self.factor = factor
-
-    def forward(self, *args):
-        return tuple(o * self.factor for o in self.module(*args))
+        return ModuleRunner(_Affine(model.module, offset=float("nan")))
 
 
 @RUNTIMES.register
@@ -119,4 +110,4 @@ class PerturbedEagerRuntime(_TestRuntime):
         return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test")
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return ModuleRunner(_Scale(model.module, 1.001))
+        return ModuleRunner(_Affine(model.module, scale=1.001))

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from collections.abc import Iterable
@@ -159,6 +158,7 @@ def optimize(
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
     from hone.search.sweep import SweepSettings, sweep
+    from hone.profiler.timing import threads_set
     from hone.validate.reference import compute_reference
 
     from hone.search.fallback import FallbackSettings
@@ -188,7 +188,7 @@ def optimize(
         shown.stage("reference: eager fp32 twice, float64 calibration")
         # At the workers' thread count: the eager control in a worker then repeats the reference's
         # arithmetic (reductions split the same way), and any difference is the harness's.
-        with _torch_threads(settings.threads):
+        with threads_set(settings.threads):
             reference = compute_reference(workload)  # a model that cannot run its inputs stops here
         found = None
         if profile_first and recipes is None:
@@ -232,18 +232,6 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int):
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _calibration_warnings(workload, planned) -> list[str]:
