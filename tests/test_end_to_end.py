@@ -19,7 +19,7 @@ def test_optimize_digits_cnn(capsys, hardware):
     # Every recipe this machine plans for the model: run, or left out with a reason (the
     # profile's pruning, or the time budget, which this test sets tight enough to bite).
     planned = {p.recipe.label: p for p in plan(load_model("digits-cnn"), hardware)}
-    rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1.5", "--time-budget", "300"])
+    rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1.5", "--time-budget", "240"])
     out = capsys.readouterr().out
     assert rc == 0
     run = json.loads(out)
@@ -58,7 +58,7 @@ def test_optimize_digits_cnn(capsys, hardware):
         assert metric["reference"] - metric["value"] <= 0.01  # within the accuracy budget
         m = c["measurement"]
         assert m["stats"]["p50_s"] > 0 and m["threads"] == hardware.default_threads
-        assert m["peak_rss_bytes"] > 0 and m["build_s"] >= 0 and m["first_call_s"] > 0
+        assert m["peak_rss_bytes"] > 0 and m["build_s"] > 0 and m["first_call_s"] > 0
 
     # What ran reads back what ran; a recipe the budget left out on a slower machine is listed instead.
     for label, check in (("onnxruntime", lambda c: c["runner_info"]["providers"] == ["CPUExecutionProvider"]),

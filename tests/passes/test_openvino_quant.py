@@ -38,6 +38,11 @@ def _recipes() -> dict[str, Recipe]:
     return {r.label: r for r in recipes}
 
 
+def _proposed(label: str, **fields):
+    """The quantization config hone proposes for `label` on this CPU, with `fields` changed."""
+    return dataclasses.replace(_recipes()[label].passes[1].config, **fields)
+
+
 def _with(label: str, config=None, runtime=None) -> Recipe:
     """A proposed recipe with its quantization pass's or runtime's config replaced."""
     base = _recipes()[label]
@@ -179,7 +184,7 @@ def test_int4_with_no_eligible_layer_is_unsupported_not_a_crash():
 
 
 def test_keep_float_layer_stays_float_in_the_ir_and_at_runtime():
-    runner, artifact, named, expected = _build("openvino-int8", "conv", NncfQuantizeConfig(keep_float=("head",)))
+    runner, artifact, named, expected = _build("openvino-int8", "conv", _proposed("openvino-int8", keep_float=("head",)))
     assert _weights(artifact) == {"conv": "i8", "head": "f32"}
     assert artifact.notes["kept_float"] == ["head"] and artifact.notes["ignored_nodes"] == 1
     head_kernels = _kernels_of(runner, "__module.module.head/")
@@ -193,8 +198,8 @@ def test_keep_float_layer_stays_float_in_the_ir_and_at_runtime():
 def test_keep_float_maps_hf_module_names_for_both_passes():
     keep = ("encoder.layer.0.attention.self.query", "encoder.layer.1.output.dense")
     for label, config, quantized in [
-        ("openvino-int8", NncfQuantizeConfig(keep_float=keep), "i8"),
-        ("openvino-int4-weights", NncfCompressWeightsConfig(mode="int4_sym", keep_float=keep), "i4"),
+        ("openvino-int8", _proposed("openvino-int8", keep_float=keep), "i8"),
+        ("openvino-int4-weights", _proposed("openvino-int4-weights", keep_float=keep), "i4"),
     ]:
         runner, artifact, _, _ = _build(label, "bert", config)
         weights = _weights(artifact)

@@ -155,11 +155,12 @@ def test_pt2e_keep_float_leaves_the_named_layer_in_float():
     calibration = (torch.randn(32, 32),)
     both = Pt2eInt8().apply(Artifact("torch", flat), _ctx((x,), calibration))
     assert layer_quantization(both.module.graph_module) == {"fc1": (True, True), "fc2": (True, True)}
-    kept = Pt2eInt8(Pt2eInt8Config(keep_float=("fc1",))).apply(Artifact("torch", flat), _ctx((x,), calibration))
+    bits = 7 if this_cpu().int8_dot_saturates else 8  # as proposed here
+    kept = Pt2eInt8(Pt2eInt8Config(keep_float=("fc1",), weight_bits=bits)).apply(Artifact("torch", flat), _ctx((x,), calibration))
     # No quantize/dequantize around fc1 (float input, float weight); fc2 still int8.
     assert layer_quantization(kept.module.graph_module) == {"fc1": (False, False), "fc2": (True, True)}
     assert kept.notes["kept_float"] == ["fc1"] and kept.notes["qdq_ops"] < both.notes["qdq_ops"]
-    assert kept.notes["calibration_s"] >= 0
+    assert kept.notes["calibration_s"] > 0
     with torch.no_grad():
         (got,) = kept.module(x)
         assert _cosine(got, model(x)) > MIN_COSINE

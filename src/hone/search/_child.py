@@ -93,7 +93,8 @@ def run(job_path: str) -> int:
         status, reason = classify(exc, stage.now)
         # A traceback only for what nobody expected: an `unsupported` is a backend (or hone)
         # saying, on purpose, that it cannot take this model; its reason is the whole story.
-        result.update(status=status, reason=reason, log_tail=traceback.format_exc()[-4000:] if status in UNEXPECTED else "")
+        tail = traceback.format_exc()[-4000:] if status in UNEXPECTED else ""
+        result.update(status=status, reason=reason, log_tail=tail)
     result["wall_s"] = time.perf_counter() - started
     _write_atomic(Path(job.result_path), result)
     return 0
