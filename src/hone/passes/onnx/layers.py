@@ -36,6 +36,7 @@ def layer_nodes(path: Path, module: Any = None) -> dict[str, str]:
     constants |= set(source)
     known = set(layers(module)) if module is not None else None
     found: dict[str, str] = {}
+    scoped: dict[str, str] = {}  # node -> its scope, where that is no layer of the module
     unnamed: dict[str, str] = {}  # node -> the initializer holding its weight
     for node in graph.node:
         if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in constants:
@@ -45,8 +46,12 @@ def layer_nodes(path: Path, module: Any = None) -> dict[str, str]:
             found[node.name] = scope
         elif known is not None:
             unnamed[node.name] = source.get(node.input[1], node.input[1])
+            if scope:
+                scoped[node.name] = scope
     if unnamed:
         found.update(match_folded_weights(_initializers(path, set(unnamed.values()), unnamed), module))
+        # Not matched by value: still quantized under its scope, as without the module.
+        found.update({node: scope for node, scope in scoped.items() if node not in found})
     gemms = {n.name for n in graph.node if n.op_type == "Gemm"}
     for name in [n for n in found if n in gemms]:
         found[f"{name}_MatMul"] = found[name]  # the dynamic quantizer rewrites Gemm as "<name>_MatMul" + Add
