@@ -8,8 +8,8 @@ import torch
 
 from hone.errors import InputError
 from hone.models.workload import EvalSet, InputSet, Workload
-from hone.validate.batch_axes import another_batch, eval_outputs, infer_axis, join, take_valid
-from hone.validate.check import score
+from hone.validate.batch_axes import another_batch, infer_axis, join, take_valid
+from hone.validate.check import eval_outputs, score
 from hone.validate.reference import compute_reference
 from tiny_models import TimeMajorRecognizer, TinyMLP, ctc_greedy_decode, label_sequences, recognizer_data
 from tiny_models import sequence_accuracy
@@ -50,7 +50,7 @@ def test_eval_loop_keeps_a_time_major_output_whole_at_any_batch_size():
             return out["logits"], out["blank_prior"]
 
         with torch.no_grad():
-            got = eval_outputs(predict, ev.batches(batch), batch, names, axes)
+            got = eval_outputs(predict, ev, batch, names, axes)
         torch.testing.assert_close(got["logits"], whole["logits"], rtol=1e-5, atol=1e-5)
         assert torch.equal(got["blank_prior"], whole["blank_prior"])  # compared whole, not stacked
 

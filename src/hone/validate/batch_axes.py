@@ -14,7 +14,7 @@ output: k rows per sample); an output whose shape does not change has none. A de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -96,20 +96,3 @@ def batch_first(output: torch.Tensor, axis: BatchAxis) -> torch.Tensor:
     """A view with the batch axis moved to dim 0 (built-in metrics index samples there)."""
     return output if axis in (None, 0) else output.movedim(axis, 0)
 
-
-def eval_outputs(
-    predict: Callable[..., tuple[torch.Tensor, ...]],
-    batches,
-    batch_size: int,
-    output_names: list[str],
-    axes: Sequence[BatchAxis],
-) -> dict[str, torch.Tensor]:
-    """Run `predict` on each (inputs, valid) batch, drop the padding along each output's batch
-    axis and join the batches there: outputs over the whole set, laid out as the model lays
-    them out."""
-    chunks: list[list[torch.Tensor]] = [[] for _ in output_names]
-    for batch, valid in batches:
-        out = predict(*batch.values())
-        for i, (o, axis) in enumerate(zip(out, axes)):
-            chunks[i].append(take_valid(o.detach().cpu(), axis, batch_size, valid))
-    return {name: join(chunks[i], axis) for i, (name, axis) in enumerate(zip(output_names, axes))}

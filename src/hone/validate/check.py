@@ -8,8 +8,7 @@ import torch
 
 from hone.models.workload import EvalSet
 from hone.validate import metrics
-from hone.validate.batch_axes import BatchAxis, batch_first
-from hone.validate.batch_axes import eval_outputs as _eval_outputs
+from hone.validate.batch_axes import BatchAxis, batch_first, join, take_valid
 from hone.validate.compare import ADVISORY_DTYPES, compare_output
 from hone.validate.verdict import AccuracyBudget, MetricCheck, OutputCheck, Verdict
 
@@ -38,8 +37,13 @@ def eval_outputs(
     predict: Predict, eval_set: EvalSet, batch_size: int, output_names: list[str], axes: list[BatchAxis]
 ) -> dict[str, torch.Tensor]:
     """Run `predict` over the eval set in batches of the candidate's own batch size; padding is
-    dropped and batches joined along each output's batch axis (`axes`, in output order)."""
-    return _eval_outputs(predict, eval_set.batches(batch_size), batch_size, output_names, axes)
+    dropped and batches joined along each output's batch axis (`axes`, in output order), so the
+    outputs over the whole set are laid out as the model lays them out."""
+    chunks: list[list[torch.Tensor]] = [[] for _ in output_names]
+    for batch, valid in eval_set.batches(batch_size):
+        for i, (o, axis) in enumerate(zip(predict(*batch.values()), axes)):
+            chunks[i].append(take_valid(o.detach().cpu(), axis, batch_size, valid))
+    return {name: join(chunks[i], axis) for i, (name, axis) in enumerate(zip(output_names, axes))}
 
 
 def check_metric(

@@ -50,8 +50,6 @@ class Reference:
     score: float | None = None
     batch_axes: list[BatchAxis] = dataclasses.field(default_factory=list)  # per output, in name order
     batch_axes_note: str | None = None  # how they were found, when not from two batch sizes
-    # Outputs whose shape changes with the batch but not in proportion (name -> how): no axis.
-    unsplittable: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def batch_axes_by_name(self) -> dict[str, BatchAxis]:
@@ -95,7 +93,6 @@ def compute_reference(workload: Workload) -> Reference:
     _calibrate_with_fp64(workload, reference)
     if workload.eval is not None:
         _check_eval_set(workload)
-        _refuse_unsplittable(reference)
         flat = FlatIO(module, workload.input_names, names)
         # A model that runs only at its example batch size is evaluated at that size.
         eval_batch = EVAL_REFERENCE_BATCH if other_batches else workload.input_sets[0].batch_size
@@ -146,7 +143,6 @@ def _find_batch_axes(module: torch.nn.Module, workload: Workload, reference: Ref
             why = exc.message if isinstance(exc, InputError) else f"it returns outputs {list(produced)}"
             note = f"batch axes assumed (dim 0 where its size is the batch): at batch {second_batch} {why}"
     axes: list[BatchAxis] = []
-    unsplittable: dict[str, str] = {}
     for i, name in enumerate(reference.output_names):
         if name in declared:
             axes.append(declared[name])
@@ -154,22 +150,15 @@ def _find_batch_axes(module: torch.nn.Module, workload: Workload, reference: Ref
             axes.append(batch_axes.assumed_axis(outputs[i], first.batch_size))
         else:
             found = batch_axes.infer_axis(outputs[i], first.batch_size, second[i], second_batch)
-            if isinstance(found, str):
-                unsplittable[name] = found
-                found = None
-            axes.append(found)
-    reference.batch_axes, reference.batch_axes_note, reference.unsplittable = axes, note, unsplittable
+            if isinstance(found, str) and workload.eval is not None:
+                # Changes with the batch, but not per sample: the eval loop would join garbage.
+                raise InputError(
+                    f"output {name!r} {found}: hone cannot tell which of its rows belong to which sample",
+                    hint=f"declare its batch axis (EvalSet(batch_axes={{{name!r}: axis}})), or None if it has none",
+                )
+            axes.append(None if isinstance(found, str) else found)  # nothing cuts it without an eval set
+    reference.batch_axes, reference.batch_axes_note = axes, note
     return second is not None
-
-
-def _refuse_unsplittable(reference: Reference) -> None:
-    """An output whose shape changes with the batch, but not in proportion to it, cannot be cut
-    into samples: the eval loop would join garbage. Said before any candidate runs."""
-    for name, why in reference.unsplittable.items():
-        raise InputError(
-            f"output {name!r} {why}: hone cannot tell which of its rows belong to which sample",
-            hint=f"declare its batch axis (EvalSet(batch_axes={{{name!r}: axis}})), or None if it has none",
-        )
 
 
 def _calibrate_with_fp64(workload: Workload, reference: Reference) -> None:

@@ -70,8 +70,9 @@ def _initializers(path: Path, wanted: set[str], nodes: dict[str, str]) -> dict[s
 
 def select_nodes(path: Path, keep_float: tuple[str, ...], module: Any = None) -> tuple[list[str], list[str]]:
     """(nodes to quantize, nodes kept float) for `keep_float`; a name that is no layer of the
-    graph is an InputError before any quantization."""
-    nodes = layer_nodes(path, module)
+    graph is an InputError before any quantization. The layers' names matter only for
+    keep_float: without it, no weights are loaded to match folded nodes by value."""
+    nodes = layer_nodes(path, module if keep_float else None)
     if not nodes:
         return [], []  # no scope metadata (an ONNX file not from hone's export): quantizer's default
     require_layers(keep_float, sorted(set(nodes.values())), "Linear/Conv")

@@ -199,6 +199,8 @@ def weighted_ops(model: "ov.Model", module: Any = None) -> list[tuple[Any, Any, 
         if weight is not None:
             layer = layer_of_node(op.get_friendly_name()) or layer_of_weight(weight.get_friendly_name())
             found.append((op, weight, layer))
+    if module is None:
+        return found
     unnamed = {op.get_friendly_name(): weight.get_data() for op, weight, layer in found
                if layer is None and weight.get_element_type().is_real()}
     matched = match_folded_weights(unnamed, module)
