@@ -15,16 +15,22 @@ import torch
 from hone.errors import Unsupported
 from hone.plugin import Artifact, BuildContext
 from hone.registry import RUNTIMES
-from hone.runtimes.base import ModuleRunner, Runner, Runtime
+from hone.runtimes.base import ModuleRunner, Runner, Runtime, shapes_of
 from hone.search.recipe import Recipe, Step
 
 
 class _TestRuntime(Runtime):
     devices = ("cpu", "cuda")
+    runner_class: type[ModuleRunner] = ModuleRunner  # what `load` makes of a saved module
 
     @classmethod
     def recipe(cls) -> Recipe:
         return Recipe(cls.name, (), Step(cls.name, cls.Config()), origin="test")
+
+    def load(self, directory, files: list[str], ctx: BuildContext) -> Runner:
+        from hone.runtimes.base import load_exported_module
+
+        return self.runner_class(load_exported_module(directory, files, ctx.device), ctx.device, {}, ctx.example_inputs)
 
 
 @RUNTIMES.register
@@ -107,7 +113,162 @@ class PerturbedEagerRuntime(_TestRuntime):
 
     @classmethod
     def recipe(cls) -> Recipe:
-        return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test")
+        return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test", baseline=True)
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return ModuleRunner(_Affine(model.module, scale=1.001))
+
+
+# -- builds, counted: one worker builds once for every input set its runner serves ------------
+
+BUILD_LOG = "HONE_TEST_BUILD_LOG"  # the file each build appends a line to (workers inherit it)
+
+
+def _log_build(runtime: str, ctx: BuildContext) -> None:
+    path = os.environ.get(BUILD_LOG)
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{os.getpid()} {runtime} {list(ctx.example_inputs[0].shape)}\n")
+
+
+def logged_builds(path, runtime: str | None = None) -> list[tuple[int, list[int]]]:
+    """(process id, first input's shape) of every build (of `runtime`) logged to `path`."""
+    import json
+
+    if not os.path.exists(path):
+        return []
+    lines = [line.split(" ", 2) for line in open(path).read().splitlines()]
+    return [(int(pid), json.loads(shape)) for pid, name, shape in lines if runtime in (None, name)]
+
+
+@RUNTIMES.register
+class CountingRuntime(_TestRuntime):
+    """Eager, logging every build: its runner takes any batch, so one build serves every set."""
+
+    name = "test_counting"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        _log_build(self.name, ctx)
+        return ModuleRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+class _ShapeBoundRunner(ModuleRunner):
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        return Runner.serves(self, inputs)  # only the shapes it was built for
+
+
+@RUNTIMES.register
+class ShapeBoundRuntime(_TestRuntime):
+    """Eager, logging every build, whose runner serves only the shapes it was built for (a
+    static engine): every input set needs its own build."""
+
+    name = "test_shape_bound"
+    runner_class = _ShapeBoundRunner
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        _log_build(self.name, ctx)
+        return _ShapeBoundRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+class _AbortElsewhereRunner(ModuleRunner):
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if shapes_of(inputs) != self.built_for:
+            print(f"aborting at shapes {shapes_of(inputs)}", file=sys.stderr, flush=True)
+            os.abort()
+        return super().infer_impl(inputs)
+
+
+@RUNTIMES.register
+class AbortAtOtherShapeRuntime(_TestRuntime):
+    """Claims to serve any batch, then dies (SIGABRT) at the first call of another shape: a
+    worker that crashes at its second input set."""
+
+    name = "test_abort_at_other_shape"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return _AbortElsewhereRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+class _PlainRunner(Runner):
+    """Runs a module, and has no saved form (Runner.save raises Unsupported)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return self.module(*inputs)
+
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        return True
+
+
+@RUNTIMES.register
+class NoSaveRuntime(_TestRuntime):
+    """Eager whose runner cannot be saved: the result says why, and so does an export."""
+
+    name = "test_no_save"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return _PlainRunner(model.module)
+
+
+class _SlowRunner(ModuleRunner):
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        time.sleep(0.002)
+        return super().infer_impl(inputs)
+
+
+@RUNTIMES.register
+class SlowEagerRuntime(_TestRuntime):
+    """Eager, 2 ms slower per call: a baseline every real candidate beats, so a test decides
+    which recipe wins without depending on this machine's speed."""
+
+    name = "test_slow_eager"
+    runner_class = _SlowRunner
+
+    @classmethod
+    def recipe(cls) -> Recipe:
+        return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test: a slow control", baseline=True)
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return _SlowRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+class _RaisesElsewhereRunner(ModuleRunner):
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if shapes_of(inputs) != self.built_for:
+            raise RuntimeError(f"Guard failed: built for {self.built_for}")  # a program specialised to its shape
+        return super().infer_impl(inputs)
+
+
+@RUNTIMES.register
+class OverclaimingRuntime(_TestRuntime):
+    """Its runner claims to serve any batch (ModuleRunner.serves) but raises at any shape but
+    the one it was built for: the worker rebuilds for the next set."""
+
+    name = "test_overclaiming"
+    runner_class = _RaisesElsewhereRunner
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        _log_build(self.name, ctx)
+        return _RaisesElsewhereRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+class _WrongElsewhereRunner(ModuleRunner):
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        outputs = super().infer_impl(inputs)
+        if shapes_of(inputs) != self.built_for:  # a trace that does not generalise
+            return tuple(o + 1.0 for o in outputs)
+        return outputs
+
+
+@RUNTIMES.register
+class NotGeneralisingRuntime(_TestRuntime):
+    """Its runner claims to serve any batch but answers wrongly at any shape but its own."""
+
+    name = "test_not_generalising"
+    runner_class = _WrongElsewhereRunner
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        _log_build(self.name, ctx)
+        return _WrongElsewhereRunner(model.module, ctx.device, {}, ctx.example_inputs)

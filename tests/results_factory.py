@@ -79,20 +79,21 @@ def passing_verdict(max_err: float = 2e-7, dtype: str = "float32") -> Verdict:
 
 
 def make_recipe(label: str, runtime: str = "eager", passes: tuple[str, ...] = (), config: Config | None = None,
-                compute_dtype: str = "float32") -> Recipe:  # fmt: skip
+                compute_dtype: str = "float32", baseline: bool = False) -> Recipe:  # fmt: skip
     return Recipe(
         label=label,
         passes=tuple(Step(p, NoConfig()) for p in passes),
         runtime=Step(runtime, config if config is not None else NoConfig()),
         origin=f"planner: {label}",
         compute_dtype=compute_dtype,
+        baseline=baseline,
     )
 
 
-EAGER = make_recipe("eager")
+EAGER = make_recipe("eager", baseline=True)
 INDUCTOR = make_recipe("inductor", "fake_compile", config=FakeCompileConfig(mode="max-autotune", sizes=(1, 8, 32)))
 ORT_INT8 = make_recipe("ort-int8", "onnxruntime", ("onnx_export", "ort_static_quant"), compute_dtype="int8")
-BF16 = make_recipe("eager-bf16", "eager", ("bf16_autocast",), compute_dtype="bfloat16")
+BF16 = make_recipe("bf16", "eager", ("bf16_autocast",), compute_dtype="bfloat16")
 OPENVINO = make_recipe("openvino", "openvino", ("openvino_convert",))
 TVM = make_recipe("tvm", "tvm")
 TENSORRT = make_recipe("tensorrt", "tensorrt")
@@ -110,10 +111,17 @@ def make_results() -> list[CandidateResult]:
         base = EAGER_P50[s]
         results += [
             CandidateResult(EAGER, s, Status.OK, "reference", passing_verdict(0.0),
-                            make_measurement(base, bs), {"torch": "2.13.0"}, wall_s=3.0),
+                            make_measurement(base, bs), {"torch": "2.13.0"}, wall_s=3.0,
+                            build={"index": 0, "built_for": "bs1", "build_s": 0.5, "reused": s != "bs1"}),
             CandidateResult(INDUCTOR, s, Status.OK, "max abs err 2.0e-07", passing_verdict(2e-7),
                             make_measurement(base / 2, bs, build_s=12.0, first_call_s=3.0),
-                            {"mode": "max-autotune", "tf32": False}, wall_s=20.0),
+                            {"mode": "max-autotune", "tf32": False, "steps": {}}, wall_s=20.0,
+                            # one build at bs1, reused at bs8; the winner's artifact
+                            build={"index": 0, "built_for": "bs1", "build_s": 12.0, "reused": s != "bs1"},
+                            summary=["autotuned 14 kernels"],
+                            artifact={"dir": "/runs/artifacts/run-1/inductor/build0-bs1", "sha256": "ab" * 32,
+                                      "checksums": {"model.pt2": "cd" * 32}, "files": ["model.pt2"],
+                                      "input_sets": ["bs1", "bs8"]}),
             CandidateResult(
                 ORT_INT8, s, Status.OK, "top1 within budget",
                 Verdict(True, "top1 0.978 (-0.003) within budget 0.01", "int8",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,18 +21,36 @@ from tiny_models import TinyConv, tiny_mlp
 pytestmark = pytest.mark.slow
 
 
-def test_live_module_with_dict_outputs_and_rebuilt_winner():
+def test_live_module_with_dict_outputs_and_the_measured_winner_loaded(monkeypatch):
     torch.manual_seed(0)
     model, x = TinyConv().eval(), torch.randn(2, 3, 8, 8)
     result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3, include=["channels-last"])
     assert result.run.output_names == ["logits", "features"]
     assert {r.recipe.label for r in result.results} == {"eager", "channels-last"}
     assert all(r.status is Status.OK for r in result.results)
-    runner = result.runner()
+    best = result.best[0]
+    assert best.artifact["input_sets"] == ["bs2"] and len(best.artifact["sha256"]) == 64
+    import hone.search.build as build_module
+    from hone.runtimes.base import Runtime
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("the winner was rebuilt instead of loaded")
+
+    monkeypatch.setattr(Runtime, "build", rebuilt)
+    monkeypatch.setattr(build_module, "build_recipe", rebuilt)
+    runner = result.runner()  # the artifact its worker saved, checked and loaded
     logits, features = runner(x)
     expected = model(pixels=x)
     torch.testing.assert_close(logits, expected["logits"])
     assert "best:" in result.table()
+    # A run without a store keeps its artifacts as long as its result lives.
+    where = Path(best.artifact["dir"])
+    assert where.is_dir()
+    del result, runner
+    import gc
+
+    gc.collect()
+    assert not where.exists()
 
 
 def test_resume_skips_finished_candidates(tmp_path):
@@ -88,9 +107,9 @@ def test_optimize_follows_the_profile_and_says_why():
     assert labels[0] == "eager" and labels[1] == "onnxruntime"  # advice rank 1 runs right after the baseline
     ort = next(r for r in result.results if r.recipe.label == "onnxruntime")
     assert ort.recipe.origin.startswith("overhead-bound:")
-    assert "eager-bf16" not in labels and "overhead-bound" in result.run.pruned["eager-bf16"]
+    assert "bf16" not in labels and "overhead-bound" in result.run.pruned["bf16"]  # the composer labels it "bf16"
     table = result.table()
-    assert "planned because" in table and "not planned: eager-bf16" in table
+    assert "planned because" in table and "not planned: bf16" in table
 
 
 def test_quantized_recipes_without_a_calibration_set_are_warned_about():

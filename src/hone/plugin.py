@@ -1,17 +1,25 @@
-"""What passes and runtimes share: a name, a Config, declared metadata, an availability check.
+"""What passes and runtimes share: a name, a Config, static declarations, an availability check.
 
-Metadata is static (class attributes) so the planner and `hone doctor` can read it without
-importing any backend. `available()` must not import the backend either: it uses find_spec.
+Declarations are static (class attributes and `variants()`) so the composer, the planner and
+`hone doctor` read them without importing any backend; `available()` must not import the
+backend either: it uses find_spec. A plugin never names another plugin or its config: the
+composer (search/compose.py) builds chains from what each step consumes and produces.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from hone._optional import missing_reason
 from hone import config as _config
+from hone._optional import missing_reason
+from hone.errors import HoneError, Unsupported
 
 if TYPE_CHECKING:
     import torch
@@ -20,15 +28,71 @@ if TYPE_CHECKING:
     from hone.models.workload import TrainSet, Workload
     from hone.search.recipe import Recipe
 
+C = TypeVar("C", bound=_config.Config)
+T = TypeVar("T")
 
-class Plugin:
+
+# Stages order the passes of one chain within one artifact format: a model is rewritten, laid
+# out, pruned, set to a precision, quantized, then converted to another format (where the order
+# starts again for that format's passes). At most one pass per stage per format.
+STAGES = ("rewrite", "layout", "prune", "precision", "quantize", "convert")
+# What a profile can find: where the time goes (profiler.advice).
+FINDINGS = ("overhead", "memory", "compute")
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A step's claim on a finding of the profile: how much of it the step can address
+    (a weight in (0, 1], relative to the other steps' claims) and why."""
+
+    weight: float
+    reason: str
+    # The claim holds only where the profile finds this unit paying off here ("bf16": bf16
+    # units; "int8": int8 GEMMs measured faster than fp32). None: on any machine.
+    unit: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant(Generic[C]):
+    """One configuration of a pass or runtime worth trying on a workload and machine."""
+
+    config: C
+    tag: str  # its part of a recipe label ("pt2e-int8", "inductor-max-autotune"); "" adds nothing
+    origin: str  # what it does, in words (the report's "planned because" without a finding)
+    # Expected worker wall time this step adds, in units of an eager candidate's (the baseline
+    # runtime is 1.0); a recipe's cost is the sum of its steps' (search.budget plans with it).
+    cost: float = 0.0
+    compute_dtype: str | None = None  # what the model computes in after this step (None: unchanged)
+    addresses: Mapping[str, Claim] = dataclasses.field(default_factory=dict)  # finding -> claim
+    # Where overhead dominates, a step that pays only for memory or compute (lower precision:
+    # it adds casts and saves no dispatch) is left out of the plan.
+    pays_for: tuple[str, ...] = FINDINGS
+    gives: frozenset[str] = frozenset()  # traits of the artifact after it ("channels_last")
+    needs: frozenset[str] = frozenset()  # traits an earlier step must have given
+    alone: bool = True  # runtimes: planned by default without passes in front
+    stack: bool = True  # runtimes: passes are stacked onto it by default (False: on request only)
+
+
+class Plugin(Generic[C]):
+    """What passes and runtimes share: a name, a config, static declarations, an availability
+    check. `self.config` is typed by the subclass: `class Inductor(Runtime[InductorConfig])`."""
+
     name: ClassVar[str] = ""  # registry key, snake_case
-    Config: ClassVar[type[_config.Config]] = _config.NoConfig
+    Config: ClassVar[type] = _config.NoConfig
     description: ClassVar[str] = ""
     requires: ClassVar[tuple[str, ...]] = ()  # importable package names (find_spec-checked)
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    # The artifact formats it takes ("torch", "torch-quantized", "onnx", "openvino", ...) and
+    # the compute dtypes it can take them in ("*": any).
+    consumes: ClassVar[tuple[str, ...]] = ("torch",)
+    accepts_dtypes: ClassVar[tuple[str, ...]] = ("float32",)
+    # Traits of its input that it keeps in effect ("*": all). A trait an earlier step gave that
+    # a later one drops means that step's work is lost: the composer refuses such a chain.
+    keeps: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, config: _config.Config | None = None):
+    config: C
+
+    def __init__(self, config: C | None = None):
         config = config if config is not None else self.Config()
         if not isinstance(config, self.Config):
             raise TypeError(f"{self.name} takes a {self.Config.__name__}, not {type(config).__name__}")
@@ -48,14 +112,88 @@ class Plugin:
         return None
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list["Recipe"]:
-        """The recipes this plugin anchors for this workload (the planner asks every plugin)."""
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        """The configs worth trying on this workload and machine, given an artifact of `fmt`;
+        the first is the default. Empty: this plugin has nothing to offer here."""
         return []
+
+    @classmethod
+    def propose(cls, workload: "Workload | None", hw: "Hardware | None", device: str) -> list["Recipe"]:
+        """The recipes the composer makes of this plugin's variants alone: a runtime's on its
+        own, a pass's on the default runtime for what it produces (search.compose)."""
+        from hone.search.compose import anchored
+
+        return anchored(cls, workload, hw, device)
+
+    def backend_failure(self, exc: BaseException) -> str | None:
+        """The one-line reason when `exc` was raised inside the backend (its innermost frame in
+        neither hone nor this plugin's module): the candidate is then `unsupported`. None when
+        hone's own code (or the plugin's) raised it: that is a bug, the candidate `crashed`.
+        A plugin may override this to recognise more."""
+        return backend_failure(exc, type(self).__module__)
+
+    def _guarded(self, what: str, call: Callable[[], T]) -> tuple[T, float]:
+        """The template methods' shared part: run the step, time it, and map a backend's
+        exception to `Unsupported` with the backend's first line."""
+        start = time.perf_counter()
+        try:
+            out = call()
+        except (HoneError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+                raise
+            reason = self.backend_failure(exc)
+            if reason is None:
+                raise
+            raise Unsupported(f"{self.name} {what} failed: {reason}") from exc
+        return out, time.perf_counter() - start
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # "<function f at 0x7f...>": differs per process
+
+
+def first_line(exc: BaseException) -> str:
+    """`Type: first line` of the message, without object addresses: the same failure at two
+    input sets must read the same (the report folds identical reasons). hone's own errors
+    are their message alone."""
+    text = str(exc).strip()
+    line = _ADDRESS.sub("", next((part.strip() for part in text.splitlines() if part.strip()), ""))
+    if isinstance(exc, HoneError):
+        return line
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+_HONE_DIR = str(Path(__file__).resolve().parent)
+
+
+def backend_failure(exc: BaseException, plugin_module: str) -> str | None:
+    """See Plugin.backend_failure. Decided by where the exception was raised: its innermost
+    frame in a backend library is the backend's failure. Raised in hone's (or the plugin's)
+    own code, it is a bug unless its type is the backend's own (an onnxruntime `Fail`, a
+    Dynamo `Unsupported` raised from C++ under a call of ours): a builtin error there (a
+    TypeError, a KeyError, a RuntimeError from an op we called) stays a crash."""
+    tb = exc.__traceback__
+    if tb is None:
+        return first_line(exc)
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = str(Path(tb.tb_frame.f_code.co_filename).resolve())
+    module = sys.modules.get(plugin_module)
+    own = [_HONE_DIR]
+    if module is not None and getattr(module, "__file__", None):
+        own.append(str(Path(module.__file__).resolve()))
+    if not any(filename == p or filename.startswith(p + os.sep) for p in own):
+        return first_line(exc)
+    kind = type(exc).__module__
+    if kind != "builtins" and kind.split(".")[0] != "hone" and kind != plugin_module:
+        return first_line(exc)
+    return None
 
 
 @dataclasses.dataclass
 class Artifact:
-    """A model between steps of a recipe: a torch module (FlatIO I/O) or an ONNX file."""
+    """A model between steps of a recipe: a torch module (FlatIO I/O) or a file (ONNX, OpenVINO IR)."""
 
     format: str  # "torch" | "onnx"
     module: "torch.nn.Module | None" = None

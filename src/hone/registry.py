@@ -67,6 +67,11 @@ class Registry(Generic[T]):
         self._loaded[name] = cls
         return cls
 
+    def unregister(self, name: str) -> None:
+        """Remove a plugin added with `register` (tests that add one for a while)."""
+        self._discover().pop(name, None)
+        self._loaded.pop(name, None)
+
     def names(self) -> list[str]:
         return list(self._discover())
 

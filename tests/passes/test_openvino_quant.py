@@ -106,6 +106,12 @@ def _weights(artifact) -> dict[str, str]:
     return layer_weight_precisions(read(artifact.path))
 
 
+def _notes(artifact) -> dict:
+    """The NNCF pass's own notes (each step files its notes under its name)."""
+    (name,) = [n for n in artifact.notes if n.startswith("nncf_")]
+    return artifact.notes[name]
+
+
 CASES = [
     ("openvino-int8", "mlp"), ("openvino-int8", "conv"), ("openvino-int8-weights", "mlp"),
     ("openvino-int8-weights", "conv"), ("openvino-int4-weights", "mlp"),
@@ -124,7 +130,10 @@ def test_recipe_builds_runs_and_stays_close_to_fp32(label, model_name):
     assert min(_cosines(runner, named, expected)) > 0.99
     info = runner.info()
     assert info["device"] == ["CPU"] and info["inference_num_threads"] == 1
-    assert info["openvino_static_shapes"] is True  # the conversion's notes reach the runner's info
+    steps = runner.report()["steps"]  # the conversion's notes reach the runner's report, under its name
+    assert steps["openvino_convert"]["openvino_static_shapes"] is True
+    assert "openvino_static_shapes" not in info  # the runtime's info is its own
+    assert set(steps) == {"openvino_convert", _recipes()[label].passes[1].name}
 
 
 def test_proposals_name_what_they_do():
@@ -135,12 +144,28 @@ def test_proposals_name_what_they_do():
     for recipe in recipes.values():
         assert recipe.origin and recipe.describe().startswith("openvino_convert -> nncf_")
         assert recipe.describe().endswith("-> openvino")
+    assert {label: r.cost for label, r in recipes.items()} == {
+        "openvino-int8": 2.5, "openvino-int8-weights": 2.0, "openvino-int4-weights": 2.0,
+    }
     assert NncfQuantize.propose(None, None, "cuda") == []
+    assert NncfCompressWeights.propose(None, None, "cuda") == []
+
+
+def test_declarations():
+    for cls in (NncfQuantize, NncfCompressWeights):
+        assert (cls.consumes, cls.produces, cls.stage) == (("openvino",), "openvino", "quantize")
+    (int8,) = NncfQuantize.variants(None, None, "cpu", "openvino")
+    assert int8.config.overflow_fix == "first_layer" and int8.addresses["compute"].unit == "int8"
+    saturating = dataclasses.replace(this_cpu(), flags=frozenset(), arch="x86_64")  # no VNNI
+    assert NncfQuantize.variants(None, saturating, "cpu", "openvino")[0].config.overflow_fix == "enable"
+    weights = {v.tag: v for v in NncfCompressWeights.variants(None, None, "cpu", "openvino")}
+    assert set(weights) == {"openvino-int8-weights", "openvino-int4-weights"}
+    assert "memory" in weights["openvino-int8-weights"].addresses
 
 
 def test_int8_runs_int8_kernels_and_records_the_calibration():
     runner, artifact, _, _ = _build("openvino-int8", "conv")
-    notes = artifact.notes
+    notes = _notes(artifact)
     assert notes["fake_quantize_nodes"] > 0 and notes["weight_precisions"] == {"i8": 2}
     assert notes["model_type"] == "default" and notes["calibration_samples_used"] == 16
     assert notes["calibration_s"] > 0
@@ -152,8 +177,8 @@ def test_int8_runs_int8_kernels_and_records_the_calibration():
 @pytest.mark.slow
 def test_int8_on_attention_uses_transformer_mode_and_int8_kernels():
     runner, artifact, _, _ = _build("openvino-int8", "bert")
-    assert artifact.notes["model_type"] == "transformer"  # auto: the graph has attention
-    assert artifact.notes["weight_precisions"] == {"i8": 13}  # 12 encoder Linears + the pooler
+    assert _notes(artifact)["model_type"] == "transformer"  # auto: the graph has attention
+    assert _notes(artifact)["weight_precisions"] == {"i8": 13}  # 12 encoder Linears + the pooler
     # The runtime graph runs at least those in int8 kernels; how many more (attention's matmuls,
     # fused ops) depends on the CPU's kernels (15 on an AVX2-only EPYC, 13 on Zen 4).
     assert runner.info()["int8_compute_ops"] >= 13
@@ -161,8 +186,8 @@ def test_int8_on_attention_uses_transformer_mode_and_int8_kernels():
 
 def test_weight_compression_keeps_float_kernels_with_int8_weights():
     runner, artifact, _, _ = _build("openvino-int8-weights", "mlp")
-    assert artifact.notes["weight_precisions"] == {"u8": 2}  # int8_asym: unsigned with zero points
-    assert artifact.notes["calibration_s"] == 0.0
+    assert _notes(artifact)["weight_precisions"] == {"u8": 2}  # int8_asym: unsigned with zero points
+    assert _notes(artifact)["calibration_s"] == 0.0
     info = runner.info()
     assert info["int8_compute_ops"] == 0 and info["float_compute_ops"] == 2  # dequantized into f32 kernels
     assert all(key.startswith("FullyConnected/u8/") and key.endswith("f32") for key in info["compute_ops"])
@@ -173,7 +198,7 @@ def test_int4_compression_stores_int4_constants():
     # fc1 takes int4; NNCF keeps the last MatMul (fc2) in int8. 32 input features: the
     # default group of 128 does not divide them, so the ADJUST fallback uses 32.
     assert _weights(artifact) == {"fc1": "i4", "fc2": "u8"}
-    assert artifact.notes["int4_group_sizes"] == [32]
+    assert _notes(artifact)["int4_group_sizes"] == [32]
     assert any(key.startswith("FullyConnected/i4/") for key in runner.info()["compute_ops"])
 
 
@@ -186,7 +211,7 @@ def test_int4_with_no_eligible_layer_is_unsupported_not_a_crash():
 def test_keep_float_layer_stays_float_in_the_ir_and_at_runtime():
     runner, artifact, named, expected = _build("openvino-int8", "conv", _proposed("openvino-int8", keep_float=("head",)))
     assert _weights(artifact) == {"conv": "i8", "head": "f32"}
-    assert artifact.notes["kept_float"] == ["head"] and artifact.notes["ignored_nodes"] == 1
+    assert _notes(artifact)["kept_float"] == ["head"] and _notes(artifact)["ignored_nodes"] == 1
     head_kernels = _kernels_of(runner, "__module.module.head/")
     conv_kernels = _kernels_of(runner, "__module.module.conv/")
     assert head_kernels and all(k.lower().endswith("f32") for k in head_kernels if "gemm" in k)
@@ -238,9 +263,9 @@ def test_wrong_keep_float_name_is_an_input_error_before_any_work(pass_name, tmp_
 def test_calibration_changes_the_activation_ranges():
     _, plain, _, _ = _build("openvino-int8", "mlp")
     _, wide, _, _ = _build("openvino-int8", "mlp", scale=4.0)
-    first = next(iter(plain.notes["activation_ranges"]))  # the input's FakeQuantize
-    low, high = plain.notes["activation_ranges"][first]
-    wide_low, wide_high = wide.notes["activation_ranges"][first]
+    first = next(iter(_notes(plain)["activation_ranges"]))  # the input's FakeQuantize
+    low, high = _notes(plain)["activation_ranges"][first]
+    wide_low, wide_high = _notes(wide)["activation_ranges"][first]
     assert wide_high == pytest.approx(4 * high, rel=0.05) and wide_low == pytest.approx(4 * low, rel=0.05)
 
 

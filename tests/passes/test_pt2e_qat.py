@@ -87,7 +87,7 @@ def test_qat_fine_tunes_through_inductor_and_keeps_the_answers():
                           recipe.runtime, recipe.origin, recipe.compute_dtype)
     # Trains at batch 16, runs at the example batch 8: the batch dim is exported dynamic.
     runner, artifact, named, expected = build(recipe, model, held_out[:8], train=train)
-    notes = artifact.notes
+    notes = artifact.notes["pt2e_qat"]
     assert notes["steps"] == 30 and notes["batch_size"] == 16 and notes["dynamic_batch"] is True
     assert 0 < notes["final_loss"] < 10 and notes["initial_loss"] > 0 and notes["train_s"] > 0
     assert notes["qdq_ops"] > 0 and notes["kept_float"] == [] and artifact.compute_dtype == "int8"
@@ -115,7 +115,7 @@ def test_qat_keep_float_leaves_the_named_layer_in_float():
     cfg = Pt2eQatConfig(steps=5, batch_size=16, keep_float=("conv",))
     artifact = Pt2eQat(cfg).apply(_flat(model), _ctx((held_out[:8],), train))
     assert layer_quantization(artifact.module.graph_module) == {"conv": (False, False), "head": (True, True)}
-    assert artifact.notes["kept_float"] == ["conv"]
+    assert artifact.notes["pt2e_qat"]["kept_float"] == ["conv"]
     with pytest.raises(InputError, match=r"keep_float names \['bn'\]"):
         Pt2eQat(Pt2eQatConfig(keep_float=("bn",))).apply(_flat(model), _ctx((held_out[:8],), train))
 
@@ -124,8 +124,9 @@ def test_qat_keep_float_leaves_the_named_layer_in_float():
 def test_qat_with_a_batch_that_cannot_be_dynamic_trains_at_the_example_batch():
     model, train, held_out = _model_and_data(FixedBatch)
     artifact = Pt2eQat(Pt2eQatConfig(steps=4, batch_size=16)).apply(_flat(model), _ctx((held_out[:4],), train))
-    assert artifact.notes["dynamic_batch"] is False and artifact.notes["batch_size"] == 4
-    assert artifact.notes["static_batch_reason"]
+    notes = artifact.notes["pt2e_qat"]
+    assert notes["dynamic_batch"] is False and notes["batch_size"] == 4
+    assert notes["static_batch_reason"]
     with torch.no_grad():
         (got,) = artifact.module.eval()(held_out[:4])
     assert got.shape == (4, 4)
@@ -153,7 +154,7 @@ def test_qat_is_proposed_only_with_a_train_set_on_cpu():
     with_train = Workload("tiny", model, inputs, train=train)
     assert Pt2eQat.propose(with_train, None, "cuda") == []
     (recipe,) = Pt2eQat.propose(with_train, this_cpu(), "cpu")
-    assert (recipe.label, recipe.compute_dtype) == ("pt2e-int8-qat", "int8")
+    assert (recipe.label, recipe.compute_dtype, recipe.cost) == ("pt2e-int8-qat", "int8", 4.0)
     assert recipe.runtime == Step("inductor", InductorConfig(freezing=True))
     bits = 7 if this_cpu().int8_dot_saturates else 8  # 7-bit weights where int8 dot products saturate
     assert recipe.passes == (Step("pt2e_qat", Pt2eQatConfig(weight_bits=bits)),) and "train step" in recipe.origin

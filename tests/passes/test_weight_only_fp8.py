@@ -11,7 +11,6 @@ import torch
 
 import skips
 from hone._optional import is_available
-from hone.config import NoConfig
 from hone.errors import InputError, Unsupported
 from hone.hardware.probe import GpuInfo
 from hone.models.workload import FlatIO, InputSet, Workload, name_inputs, normalize_outputs
@@ -64,9 +63,22 @@ def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).norm() / want.norm()).item()
 
 
-def _eager(config: WeightOnlyConfig) -> Recipe:
-    """The pass alone, run eagerly: checks what it built without paying for a compile."""
-    return Recipe("t", (Step(WeightOnly.name, config),), Step("eager", NoConfig()))
+def _eager(config: WeightOnlyConfig, model: torch.nn.Module, x: torch.Tensor):
+    """The pass alone, its product called eagerly: checks what it built without paying for a
+    compile. (No runtime: the eager runtime takes no torch-quantized model.)"""
+    named = name_inputs(model, (x,))
+    with torch.inference_mode():
+        expected = normalize_outputs(model(**named))
+    flat = FlatIO(model, list(named), list(expected)).eval()
+    artifact = WeightOnly(config).apply(Artifact("torch", flat), _ctx(x))
+    assert artifact.format == "torch-quantized"
+    with torch.inference_mode():
+        (got,) = artifact.module(*named.values())
+    return artifact, got.float().cpu(), next(iter(expected.values()))
+
+
+def _notes(artifact) -> dict:
+    return artifact.notes[WeightOnly.name]
 
 
 def _ctx(x: torch.Tensor, device: str = "cpu") -> BuildContext:
@@ -104,18 +116,26 @@ def test_weight_only_recipes_are_proposed_with_inductor():
     assert {label: r.compute_dtype for label, r in cpu.items()} == {
         "torchao-int8-weight-only": "int8", "torchao-int4-weight-only": "int4"}
     assert all(r.runtime == Step("inductor", InductorConfig(freezing=True)) for r in cpu.values())
+    assert all(r.cost == 2.5 for r in cpu.values())
     assert cpu["torchao-int4-weight-only"].passes[0].config == WeightOnlyConfig(bits=4, group_size=128)
     cuda = WeightOnly.propose(None, None, "cuda")
     assert [r.label for r in cuda] == list(cpu) and all(r.runtime.name == "inductor" for r in cuda)
+    # CUDA: no freezing (it buys CPU weight prepacking; tensor-subclass weights need nothing folded).
+    assert all(r.runtime == Step("inductor", InductorConfig(freezing=False)) for r in cuda)
+    (fp8,) = Fp8.propose(None, None, "cuda")
+    assert fp8.runtime == Step("inductor", InductorConfig(freezing=False)) and fp8.cost == 2.5
+    assert WeightOnly.produces == Fp8.produces == "torch-quantized"
+    memory = WeightOnly.variants(None, None, "cpu")[0].addresses["memory"]
+    assert memory.weight == 0.5 and "bytes" in memory.reason
 
 
 @REQUIRES_TORCHAO
 def test_int8_weight_only_keeps_answers_and_counts_layers():
     model, x = tiny_mlp()
     before = copy.deepcopy(model.state_dict())
-    artifact, got, want = _build(_eager(WeightOnlyConfig(bits=8)), model, x)
+    artifact, got, want = _eager(WeightOnlyConfig(bits=8), model, x)
     assert artifact.compute_dtype == "int8"
-    notes = artifact.notes
+    notes = _notes(artifact)
     assert notes["quantized_layers"] == 2 and notes["skipped_layers"] == {} and notes["bits"] == 8
     assert notes["method"].startswith("Int8WeightOnlyConfig") and notes["quant_s"] >= 0
     inner = artifact.module.module
@@ -129,12 +149,12 @@ def test_int8_weight_only_keeps_answers_and_counts_layers():
 @REQUIRES_TORCHAO
 def test_keep_float_leaves_the_layer_a_plain_fp32_linear():
     model, x = tiny_mlp()
-    artifact, got, want = _build(_eager(WeightOnlyConfig(bits=8, keep_float=("fc2",))), model, x)
+    artifact, got, want = _eager(WeightOnlyConfig(bits=8, keep_float=("fc2",)), model, x)
     inner = artifact.module.module
     assert type(inner.fc2) is torch.nn.Linear and type(inner.fc2.weight) is torch.nn.Parameter
     assert inner.fc2.weight.dtype == torch.float32 and not inner.fc2._forward_pre_hooks
     assert type(inner.fc1.weight).__name__ == "Int8Tensor"
-    assert artifact.notes["quantized_layers"] == 1 and artifact.notes["kept_float"] == ["fc2"]
+    assert _notes(artifact)["quantized_layers"] == 1 and _notes(artifact)["kept_float"] == ["fc2"]
     assert _rel_err(got, want) < 0.02
 
 
@@ -152,8 +172,8 @@ def test_int4_weight_only_runs_the_cpu_kernel_and_skips_what_it_cannot_pack():
     # torchao 0.18 + torch 2.13: the CPU int4 kernel is aten._weight_int4pack_mm_for_cpu behind
     # the prototype Int4OpaqueTensor; it needs out_features divisible by 16 (the 10-way head is not).
     model, x = _wide()
-    artifact, got, want = _build(_eager(WeightOnlyConfig(bits=4, group_size=32)), model, x)
-    notes = artifact.notes
+    artifact, got, want = _eager(WeightOnlyConfig(bits=4, group_size=32), model, x)
+    notes = _notes(artifact)
     assert notes["kernel"] == "aten._weight_int4pack_mm_for_cpu" and artifact.compute_dtype == "int4"
     assert notes["quantized_layers"] == 2 and list(notes["skipped_layers"]) == ["head"]
     assert "not a multiple of 16" in notes["skipped_layers"]["head"]
@@ -179,8 +199,8 @@ def test_int4_without_a_cpu_kernel_is_unsupported_with_the_reason():
 @REQUIRES_TORCHAO
 def test_int8_with_float32_activations_says_it_dequantizes():
     model, x = tiny_mlp()
-    artifact, got, want = _build(_eager(WeightOnlyConfig(bits=8, activation_dtype="float32")), model, x)
-    assert artifact.notes["kernel"].startswith("dequantize-then-matmul")
+    artifact, got, want = _eager(WeightOnlyConfig(bits=8, activation_dtype="float32"), model, x)
+    assert _notes(artifact)["kernel"].startswith("dequantize-then-matmul")
     assert _rel_err(got, want) < 0.01
 
 
@@ -244,8 +264,9 @@ def test_fp8_runs_on_a_capable_gpu():
     model, x = _wide(batch=16)
     (recipe,) = Fp8.propose(None, None, "cuda")
     artifact, got, want = _build(recipe, model, x, "cuda")
-    assert artifact.compute_dtype == "fp8" and artifact.notes["quantized_layers"] == 2
-    assert list(artifact.notes["skipped_layers"]) == ["head"]  # 10 outputs: not a multiple of 16
+    notes = artifact.notes["fp8"]
+    assert artifact.compute_dtype == "fp8" and notes["quantized_layers"] == 2
+    assert list(notes["skipped_layers"]) == ["head"]  # 10 outputs: not a multiple of 16
     assert type(artifact.module.module.up.weight).__name__ == "Float8Tensor"
     assert _rel_err(got, want) < 0.1
 
@@ -262,4 +283,4 @@ def test_weight_only_runs_on_cuda():
         except Unsupported as exc:  # int4 tinygemm needs sm80+; the reason must say so
             assert recipe.compute_dtype == "int4" and "8.0 or higher" in str(exc)
             continue
-        assert artifact.notes["quantized_layers"] >= 2 and _rel_err(got, want) < 0.1
+        assert _notes(artifact)["quantized_layers"] >= 2 and _rel_err(got, want) < 0.1

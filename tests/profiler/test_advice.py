@@ -1,11 +1,11 @@
-"""Advice: each finding leads to the recipes that address it, ranked, with the figure behind it."""
+"""Advice: each finding leads to the steps that address it, ranked, with the figure behind it."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from hone.hardware import Peaks
-from hone.profiler.advice import advise, not_worth_trying
+from hone.profiler.advice import advise, findings, overhead_dominates
 from hone.profiler.records import BatchPoint, OpStat, Profile
 
 PEAKS = Peaks(fp32_gflops=100.0, bf16_gflops=200.0, int8_gops=400.0, bandwidth_gbs=20.0, threads=2, device="cpu")
@@ -29,12 +29,12 @@ def _hw(hardware, bf16=True, vnni=True):
 
 
 def _labels(advice):
-    return [a.recipe for a in advice]
+    return [a.step for a in advice]
 
 
 def test_compute_bound_on_a_bf16_cpu_puts_bf16_first(hardware):
     advice = advise(_profile(0.8, 0.1, 0.1), _hw(hardware))
-    assert _labels(advice)[0] == "eager-bf16"
+    assert _labels(advice)[0] == "bf16"
     assert advice[0].rank == 1 and "compute-bound: 80%" in advice[0].finding
     assert "200 vs 100 GFLOP/s" in advice[0].reason  # the measured peaks, not a datasheet
     assert {"pt2e-int8", "openvino-int8", "ort-int8-static"} <= set(_labels(advice))  # VNNI int8
@@ -44,31 +44,36 @@ def test_compute_bound_on_a_bf16_cpu_puts_bf16_first(hardware):
 
 
 def test_no_bf16_units_means_no_bf16_advice(hardware):
-    assert "eager-bf16" not in _labels(advise(_profile(0.8, 0.1, 0.1), _hw(hardware, bf16=False)))
+    assert "bf16" not in _labels(advise(_profile(0.8, 0.1, 0.1), _hw(hardware, bf16=False)))
 
 
-def test_overhead_bound_advises_runtimes_without_python_and_larger_batches(hardware):
+def test_overhead_bound_advises_runtimes_without_python(hardware):
     flat = [BatchPoint(1, 0.010), BatchPoint(16, 0.012)]
     advice = advise(_profile(0.05, 0.05, 0.9, flat), _hw(hardware))
     labels = _labels(advice)
-    assert labels[0] == "onnxruntime" and "larger-batch" in labels and "aoti" in labels
+    assert labels[0] == "onnxruntime" and "aoti" in labels and "torchscript-trace" in labels
     assert "latency grows only x1.2 from batch 1 to 16" in advice[0].finding
-    assert "eager-bf16" not in labels  # lower precision does not cut dispatch
+    assert "bf16" not in labels  # lower precision does not cut dispatch
 
 
-def test_overhead_dominated_model_prunes_bf16(hardware):
-    assert "eager-bf16" in not_worth_trying(_profile(0.1, 0.1, 0.8))
-    assert not_worth_trying(_profile(0.6, 0.3, 0.1)) == {}
+def test_findings_carry_their_share_and_the_units_that_pay_here(hardware):
+    found = findings(_profile(0.7, 0.1, 0.3), _hw(hardware, vnni=True))
+    assert [f.kind for f in found] == ["compute", "overhead"]  # memory's 10% is not significant
+    assert set(found[0].units) == {"bf16", "int8"} and "400 GOP/s" in found[0].units["int8"]
+    no_units = findings(_profile(0.7, 0.1, 0.3), _hw(hardware, bf16=False, vnni=False))
+    assert "bf16" not in no_units[0].units
+    assert overhead_dominates(findings(_profile(0.1, 0.1, 0.8), _hw(hardware))) is not None
+    assert overhead_dominates(findings(_profile(0.6, 0.3, 0.1), _hw(hardware))) is None
 
 
 def test_memory_bound_advises_fusion_and_smaller_bytes(hardware):
     advice = advise(_profile(0.1, 0.8, 0.1), _hw(hardware))
     labels = _labels(advice)
-    assert labels[0] == "inductor" and {"eager-bf16", "openvino-int8-weights", "torchao-int8-weight-only"} <= set(labels)
+    assert labels[0] == "inductor" and {"bf16", "openvino-int8-weights", "torchao-int8-weight-only"} <= set(labels)
     assert all("memory-bound: 80%" in a.finding for a in advice)
 
 
-def test_each_recipe_appears_once_with_its_strongest_finding(hardware):
+def test_each_step_appears_once_with_its_strongest_finding(hardware):
     advice = advise(_profile(0.4, 0.35, 0.25), _hw(hardware))
     labels = _labels(advice)
     assert len(labels) == len(set(labels))

@@ -43,7 +43,7 @@ def test_speedup_from_the_synthetic_times(result):
     assert all("1.00x" in row for row in _rows(text, "eager"))
     assert "5.00 ms" in inductor[0] and "50.0 ms" in inductor[1]
     assert "200.0/s" in inductor[0] and "160.0/s" in inductor[1]  # batch 1 / 5 ms, batch 8 / 50 ms
-    assert all("2.00x" not in row for row in _rows(text, "eager-bf16"))  # wrong answers get no speedup
+    assert all("2.00x" not in row for row in _rows(text, "bf16"))  # wrong answers get no speedup
 
 
 def test_winner_marked_and_explained(result):
@@ -67,7 +67,7 @@ def test_accuracy_column(result):
     text = render_text(result)
     assert "top1 0.9780 Δ-0.0030" in _rows(text, "ort-int8")[0]
     assert "max err 2e-07" in _rows(text, "inductor")[0]
-    assert "max err 3.1e-01 (atol 2e-02)" in _rows(text, "eager-bf16")[0]
+    assert "max err 3.1e-01 (atol 2e-02)" in _rows(text, "bf16")[0]
     assert "max abs err 3.1e-01 > atol 1.6e-02" in text  # the verdict's own words, below the table
 
 
@@ -130,7 +130,9 @@ def test_one_time_cost_pays_off_after_calls_with_the_compilers_notes(result):
 
     for r in result.results:
         if r.recipe.label == "inductor":
-            r.runner_info.update(graph_break_count=1, break_reasons=["model.py:12: Failed to trace builtin operator: print"])
+            r.summary = ["graph breaks 1 (first: model.py:12: Failed to trace builtin operator: print)"]
+            # The report reads the runner's summary, never its info keys.
+            r.runner_info.update(graph_break_count=7, tuning_s=99.0)
     text = render_text(result)
     assert "one-time cost and when it pays off against eager (bs8):" in text
     # bs8: (12 + 3) - (0.5 + 0.05) s = 14.45 s more than eager; 100 ms - 50 ms saved per call.
@@ -138,3 +140,21 @@ def test_one_time_cost_pays_off_after_calls_with_the_compilers_notes(result):
     assert re.search(r"pays off after 2(89|90) calls \(50\.0 ms saved per call\)", line)
     flat = " ".join(text.split())  # the line wraps at the console's width
     assert "graph breaks 1 (first: model.py:12: Failed to trace builtin operator: print)" in flat
+    assert "graph breaks 7" not in flat and "tuning 99" not in flat
+
+
+def test_the_baseline_is_the_flagged_recipe_whatever_its_label():
+    import dataclasses
+
+    from results_factory import EAGER
+
+    control = dataclasses.replace(EAGER, label="reference")
+    results = [dataclasses.replace(r, recipe=control) if r.recipe.key == EAGER.key else r for r in make_results()]
+    text = render_text(make_optimize_result(results))
+    assert all("2.00x" in row for row in _rows(text, "inductor"))
+    assert all("1.00x" in row for row in _rows(text, "reference"))
+
+
+def test_the_footer_counts_builds_for_candidates(result):
+    assert "2 builds for 4 candidates" in render_text(result)  # eager and inductor: one build for both sets
+    assert "builds for" not in render_text(make_optimize_result([r for r in make_results() if r.build is None]))

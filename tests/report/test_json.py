@@ -29,6 +29,9 @@ def test_json_has_every_candidate():
     assert data["selection"]["ranking"][0]["speedup"] == 2.0
     ok = next(c for c in data["candidates"] if c["recipe"]["label"] == "inductor")
     assert ok["measurement"]["stats"]["p50_s"] == 0.005
+    assert ok["build"]["built_for"] == "bs1" and ok["summary"] == ["autotuned 14 kernels"]
+    assert ok["artifact"]["input_sets"] == ["bs1", "bs8"]
+    assert data["builds"] == {"builds": 2, "candidates": 4}
 
 
 def test_nan_and_inf_become_null():

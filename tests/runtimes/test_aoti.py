@@ -59,7 +59,10 @@ def test_package_keeps_answers_and_reports_what_ran(conv_package):
 def test_one_package_runs_at_other_batch_sizes(conv_package):
     model, runner, _, _ = conv_package
     for batch in (3, 8):
+        assert runner.serves((torch.randn(batch, 3, 8, 8),))  # read from the package's batch range
         _assert_matches_eager(model, runner, torch.randn(batch, 3, 8, 8))
+    assert not runner.serves((torch.randn(3, 3, 9, 9),))  # only the batch is dynamic
+    assert not runner.serves((torch.randn(3, 3, 8, 8), torch.randn(3, 3, 8, 8)))
 
 
 @pytest.mark.slow
@@ -126,3 +129,4 @@ def test_proposes_one_recipe(hardware):
     model, x = tiny_mlp()
     (recipe,) = Aoti.propose(Workload("mlp", model, [InputSet("bs4", {"x": x})]), hardware, "cpu")
     assert recipe.label == "aoti" and recipe.cost == 3.0 and recipe.runtime.config == AotiConfig()
+    assert Aoti.consumes == ("torch", "torch-quantized") and "overhead" in Aoti.variants(None, None, "cpu")[0].addresses

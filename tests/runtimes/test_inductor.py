@@ -65,6 +65,16 @@ def test_graph_breaks_are_counted_and_explained():
     assert info["graph_break_count"] == 2 and info["graph_count"] == 3
     assert "print" in info["break_reasons"][0] and "test_inductor.py" in info["break_reasons"][0]
     assert info["compile_s"] > 0
+    (summary,) = runner.summary()  # what reports show: the first reason, on one line, cut at 120
+    first = " ".join(info["break_reasons"][0].split())
+    assert summary == f"graph breaks 2 (first: {first if len(first) <= 120 else first[:119] + '…'})"
+
+
+def test_a_model_without_breaks_says_so_in_its_summary():
+    model, x = tiny_mlp()
+    runner = assert_recipe_preserves_outputs(Recipe("inductor", (), Step("inductor", InductorConfig())), model, x)
+    assert runner.summary() == ["graph breaks 0"]
+    assert runner.serves((torch.randn(7, 32),))  # a compiled module recompiles for a new shape
 
 
 def test_fullgraph_refuses_a_model_with_graph_breaks_naming_the_first():
@@ -82,6 +92,22 @@ def test_proposals_per_device_and_their_costs(hardware):
     assert cpu["inductor-max-autotune"].cost > cpu["inductor"].cost  # the budget plans autotuning as expensive
     cuda = {r.label for r in Inductor.propose(None, hardware, "cuda")}
     assert {"inductor-reduce-overhead", "inductor-max-autotune-no-cudagraphs"} <= cuda
+    assert {label: r.cost for label, r in cpu.items()} == {
+        "inductor": 2.5, "inductor-dynamic": 2.5, "inductor-max-autotune": 8.0}
+
+
+def test_variants_declare_what_they_take_and_address():
+    assert Inductor.consumes == ("torch", "torch-quantized") and Inductor.default_for == ("torch-quantized",)
+    assert "channels_last" in Inductor.keeps and Inductor.accepts_dtypes == ("*",)
+    default, *others = Inductor.variants(None, None, "cpu", "torch")
+    assert default.tag == "inductor" and default.stack and not any(v.stack for v in others)
+    assert set(default.addresses) == {"overhead", "memory", "compute"}
+    cuda = {v.tag: v for v in Inductor.variants(None, None, "cuda", "torch")}
+    assert cuda["inductor-reduce-overhead"].addresses["overhead"].weight == 1.0
+    assert all(v.config.freezing for v in cuda.values())
+    # A quantized model on CUDA: torchao's tensor-subclass weights need nothing folded.
+    assert not any(v.config.freezing for v in Inductor.variants(None, None, "cuda", "torch-quantized"))
+    assert all(v.config.freezing for v in Inductor.variants(None, None, "cpu", "torch-quantized"))
 
 
 def test_dynamic_compile_serves_a_second_batch_size_without_recompiling():

@@ -18,7 +18,31 @@ def test_export_and_run_keeps_answers_and_reads_back_providers():
     runner = assert_recipe_preserves_outputs(_recipe(), model, x)
     info = runner.info()
     assert info["providers"] == ["CPUExecutionProvider"]
-    assert info["intra_op_num_threads"] == 1 and info["onnx_opset"] == 18
+    assert info["intra_op_num_threads"] == 1 and "onnx_opset" not in info  # the export's notes are its own
+    assert runner.report()["steps"]["onnx_export"]["onnx_opset"] == 18
+
+
+def test_the_static_exported_graph_serves_only_its_own_shapes():
+    model, x = tiny_mlp()
+    runner, _, named, _ = build(_recipe(), model, x)
+    assert runner.serves(tuple(named.values()))
+    assert not runner.serves((torch.randn(3, 32),))  # the export fixed the batch
+    assert not runner.serves((x, x))
+
+
+def test_variants_on_cpu_and_cuda():
+    cpu = OnnxRuntime.variants(None, None, "cpu", "onnx")
+    assert [v.tag for v in cpu] == ["onnxruntime", "onnxruntime-extended", "onnxruntime-basic", "onnxruntime-disable"]
+    assert [v.config.graph_optimization_level for v in cpu] == ["all", "extended", "basic", "disable"]
+    assert cpu[0].alone and not any(v.alone for v in cpu[1:])  # the lower levels: stacked on quantizers only
+    assert "overhead" in cpu[0].addresses
+    assert [r.label for r in OnnxRuntime.propose(None, None, "cpu")] == ["onnxruntime"]
+    assert _recipe().cost == 1.5 and _recipe().describe() == "onnx_export -> onnxruntime"
+    cuda = {r.label: r for r in OnnxRuntime.propose(None, None, "cuda")}
+    assert set(cuda) == {"onnxruntime-cuda", "onnxruntime-tensorrt"}
+    assert cuda["onnxruntime-tensorrt"].compute_dtype == "float16" and cuda["onnxruntime-tensorrt"].cost == 4.0
+    assert cuda["onnxruntime-cuda"].cost == 1.5
+    assert OnnxRuntime.default_for == ("onnx",) and OnnxRuntime.consumes == ("onnx",)
 
 
 def test_named_dict_outputs_survive_export():

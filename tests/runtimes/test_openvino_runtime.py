@@ -7,6 +7,8 @@ import dataclasses
 
 import pytest
 
+import torch
+
 from hone._optional import is_available
 from hone.runtimes.openvino import OpenVino
 from harness import assert_recipe_preserves_outputs
@@ -26,6 +28,9 @@ def test_candidates_per_hardware(hardware):
     assert set(_recipes(with_bf16)) == set(_recipes(without)) == {"openvino", "openvino-throughput", "openvino-bf16"}
     assert _recipes(with_bf16)["openvino-bf16"].compute_dtype == "bfloat16"  # declared, not silent
     assert OpenVino.propose(None, hardware, "cuda") == []  # OpenVINO's GPU plugin is Intel's
+    assert {label: r.cost for label, r in _recipes(hardware).items()} == {
+        "openvino": 2.0, "openvino-throughput": 2.0, "openvino-bf16": 2.0}
+    assert [v.stack for v in OpenVino.variants(None, None, "cpu", "openvino")] == [True, False, False]
 
 
 @pytest.mark.parametrize("label, hint", [("openvino", "LATENCY"), ("openvino-throughput", "THROUGHPUT")])
@@ -37,6 +42,7 @@ def test_f32_candidates_are_exact_and_read_back_their_hint(hardware, label, hint
     assert runner.compute_dtype is None  # validated at fp32 tolerance
     if hint == "THROUGHPUT":
         assert info["num_streams"] >= 1
+    assert runner.serves((x,)) and not runner.serves((torch.randn(3, 32),))  # the IR's shapes are static
 
 
 def test_bf16_candidate_runs_bf16_where_the_plugin_can_and_says_so_where_it_cannot(hardware):

@@ -48,19 +48,27 @@ def test_dynamic_int8_quantizes_and_keeps_the_answers():
     model, x = tiny_mlp()
     runner, artifact, named, expected = build(OrtQuantizeDynamic.propose(None, this_cpu(), "cpu")[0], model, x)
     assert artifact.compute_dtype == "int8"
-    assert artifact.notes["quantized_nodes"] > 0  # MatMulInteger etc. really in the graph
-    assert artifact.notes["quantization"]["weight_type"] == "qint8"
+    notes = artifact.notes["ort_quantize_dynamic"]  # each step's notes under its own name
+    assert notes["quantized_nodes"] > 0  # MatMulInteger etc. really in the graph
+    assert notes["quantization"]["weight_type"] == "qint8"
+    assert set(artifact.notes) == {"onnx_export", "ort_quantize_dynamic"}
     assert runner.info()["providers"] == ["CPUExecutionProvider"]
+    assert "quantized_nodes" not in runner.info()  # the runtime's info is its own
+    assert runner.report()["steps"]["ort_quantize_dynamic"]["quantized_nodes"] == notes["quantized_nodes"]
     (got,) = runner(*named.values())
     assert not torch.equal(got, expected["output"])  # really quantized, not a float passthrough
     assert _cosine(runner, named, expected) > 0.99
 
 
+def _notes(artifact) -> dict:
+    return artifact.notes["ort_quantize_static"]
+
+
 def test_static_int8_on_clean_calibration_keeps_the_answers():
     runner, artifact, named, expected = _static(outliers=False)
-    assert artifact.notes["calibrate_method"] == "minmax"
-    assert artifact.notes["calibration_samples_used"] == 64
-    assert artifact.notes["quantized_nodes"] > 0
+    assert _notes(artifact)["calibrate_method"] == "minmax"
+    assert _notes(artifact)["calibration_samples_used"] == 64
+    assert _notes(artifact)["quantized_nodes"] > 0
     assert _cosine(runner, named, expected) > 0.99
 
 
@@ -68,10 +76,10 @@ def test_each_calibration_method_is_selectable_and_changes_the_scales():
     scales = {}
     for method, fields in [("minmax", {}), ("percentile", {"percentile": 99.0}), ("entropy", {})]:
         runner, artifact, named, expected = _static(calibrate_method=method, **fields)
-        assert artifact.notes["calibrate_method"] == method
+        assert _notes(artifact)["calibrate_method"] == method
         (got,) = runner(*named.values())
         assert torch.isfinite(got).all()
-        scales[method] = artifact.notes["activation_scales"]
+        scales[method] = _notes(artifact)["activation_scales"]
     assert all(scales.values()) and scales["minmax"].keys() == scales["percentile"].keys() == scales["entropy"].keys()
     first = next(iter(scales["minmax"]))  # the input's scale: where the outliers are
     assert scales["minmax"][first] > scales["percentile"][first]  # percentile clips the outliers
@@ -81,12 +89,12 @@ def test_each_calibration_method_is_selectable_and_changes_the_scales():
 
 def test_calibration_samples_caps_whole_batches():
     _, artifact, _, _ = _static(outliers=False, calibration_samples=10)
-    assert artifact.notes["calibration_samples_used"] == 8  # two batches of 4; a third would exceed 10
+    assert _notes(artifact)["calibration_samples_used"] == 8  # two batches of 4; a third would exceed 10
 
 
 def test_per_channel_gives_one_weight_scale_per_output_channel():
-    per_tensor = _static(outliers=False, per_channel=False)[1].notes["weight_scale_count"]
-    per_channel = _static(outliers=False, per_channel=True)[1].notes["weight_scale_count"]
+    per_tensor = _notes(_static(outliers=False, per_channel=False)[1])["weight_scale_count"]
+    per_channel = _notes(_static(outliers=False, per_channel=True)[1])["weight_scale_count"]
     assert per_tensor == 2  # fc1, fc2
     assert per_channel == 64 + 10
 
@@ -124,9 +132,38 @@ def test_quantizer_failure_is_unsupported_naming_the_op(monkeypatch):
 
 
 def test_proposed_on_cpu_only():
-    for cls, label in ((OrtQuantizeDynamic, "ort-int8-dynamic"), (OrtQuantizeStatic, "ort-int8-static")):
+    for cls, label, cost in ((OrtQuantizeDynamic, "ort-int8-dynamic", 1.5), (OrtQuantizeStatic, "ort-int8-static", 2.0)):
         (recipe,) = cls.propose(None, this_cpu(), "cpu")
-        assert recipe.label == label and recipe.compute_dtype == "int8"
+        assert recipe.label == label and recipe.compute_dtype == "int8" and recipe.cost == cost
         assert recipe.describe() == f"onnx_export -> {cls.name} -> onnxruntime"
         assert Recipe.from_dict(recipe.to_dict()) == recipe
         assert cls.propose(None, None, "cuda") == []
+
+
+def test_declarations_and_the_configs_for_int8_that_saturates(hardware):
+    saturating = dataclasses.replace(hardware, flags=hardware.flags - {"avx512_vnni", "avx_vnni"}, arch="x86_64")
+    for cls in (OrtQuantizeDynamic, OrtQuantizeStatic):
+        assert cls.consumes == ("onnx",) and cls.produces == "onnx" and cls.stage == "quantize"
+        (variant,) = cls.variants(None, saturating, "cpu", "onnx")
+        assert variant.config.reduce_range is True and variant.config.per_channel is True  # 7-bit weights
+        assert variant.compute_dtype == "int8" and not variant.gives
+        (plain,) = cls.variants(None, None, "cpu", "onnx")  # an unknown machine: full range
+        assert plain.config.reduce_range is False
+    assert OrtQuantizeStatic.variants(None, None, "cpu", "onnx")[0].addresses["compute"].unit == "int8"
+    assert OrtQuantizeDynamic.variants(None, None, "cuda", "onnx") == []
+
+
+def test_on_cuda_static_offers_the_symmetric_qdq_graph_tensorrt_takes():
+    (variant,) = OrtQuantizeStatic.variants(None, None, "cuda", "onnx")
+    config = variant.config
+    assert variant.tag == "ort-int8-qdq" and variant.gives == frozenset({"int8-qdq-symmetric"})
+    assert (config.activation_type, config.weight_type) == ("qint8", "qint8")
+    assert config.activation_symmetric and config.weight_symmetric and config.per_channel
+
+
+def test_quantized_graphs_stack_onto_the_lower_optimization_levels():
+    from hone.search.compose import Composer
+
+    labels = {s.recipe.label for s in Composer(None, this_cpu(), "cpu").stacked(OrtQuantizeStatic)}
+    assert {"ort-int8-static+onnxruntime-extended", "ort-int8-static+onnxruntime-basic",
+            "ort-int8-static+onnxruntime-disable"} <= labels

@@ -39,6 +39,7 @@ from skips import REQUIRES_CUDA, REQUIRES_MODELOPT, REQUIRES_TENSORRT, REQUIRES_
 from tiny_models import TinyMLP, tiny_mlp
 
 SOFTMAX = "torch.ops.aten._softmax.default"
+INT8_QDQ = "ort-int8-qdq+onnx-tensorrt-int8"  # the symmetric QDQ quantizer, then the int8 engine
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason=REQUIRES_CUDA)
 TORCH_TENSORRT = pytest.mark.skipif(not is_available("torch_tensorrt"), reason=REQUIRES_TORCH_TENSORRT)
 TENSORRT = pytest.mark.skipif(not is_available("tensorrt"), reason=REQUIRES_TENSORRT)
@@ -136,12 +137,22 @@ def test_fp8_is_gated_on_compute_capability_and_proposed_only_where_it_runs(hard
     assert all(r.cost >= 4 for r in by_label.values())
 
 
+def test_variants_on_an_unknown_machine_leave_fp8_out_and_the_summary_counts_subgraphs():
+    assert [v.tag for v in TensorRT.variants(None, None, "cuda")] == ["tensorrt-fp16", "tensorrt-fp32", "tensorrt-int8"]
+    assert TensorRT.variants(None, None, "cpu") == []
+    from hone.runtimes.tensorrt import TensorRTRunner
+
+    info = {"precision": "fp16", "trt_subgraphs": 2, "torch_subgraphs": 1}
+    assert TensorRTRunner(torch.nn.Identity(), "cpu", info).summary() == ["TensorRT subgraphs 2, PyTorch subgraphs 1"]
+    assert TensorRTRunner(torch.nn.Identity(), "cpu", {"precision": "fp16"}).summary() == []
+
+
 def test_the_plan_on_a_gpu_keeps_tensorrt_recipes_with_the_install_hint(hardware, monkeypatch):
     _without(monkeypatch, "torch_tensorrt", "tensorrt")
     workload = Workload("t", TinyMLP(), [InputSet("bs2", {"x": torch.randn(2, 32)})])
     planned = {p.recipe.label: p for p in plan(workload, _gpu_hw(hardware), "cuda")}
     assert planned["tensorrt-fp16"].unavailable.startswith("tensorrt: torch_tensorrt is not installed")
-    assert planned["onnx-tensorrt-int8"].unavailable  # the engine runtime (or its ONNX passes) says why
+    assert planned[INT8_QDQ].unavailable  # the engine runtime (or its ONNX passes) says why
 
 
 def test_compile_settings_use_torch_tensorrt_2_13_names(tmp_path):
@@ -302,7 +313,7 @@ def test_int8_needs_a_qdq_graph_tensorrt_can_take(tmp_path):
     default_qdq = _onnx(model, x, Step("ort_quantize_static", OrtQuantizeStaticConfig()), calibration=calibration)
     with pytest.raises(Unsupported, match="signed int8 Q/DQ with zero points of 0; this graph has [1-9]"):
         require_int8_qdq(default_qdq)
-    (recipe,) = [r for r in TensorRTEngine.propose(None, None, "cuda") if r.label == "onnx-tensorrt-int8"]
+    recipe = _int8_qdq_recipe()
     assert [s.name for s in recipe.passes] == ["onnx_export", "ort_quantize_static"] and recipe.compute_dtype == "int8"
     qdq = _onnx(model, x, recipe.passes[1], calibration=calibration)
     summary = require_int8_qdq(qdq)
@@ -313,6 +324,34 @@ def test_int8_needs_a_qdq_graph_tensorrt_can_take(tmp_path):
     assert count == 2 and qdq_summary(folded)["dequantize_linear"] == qdq_summary(qdq)["dequantize_linear"] - 2
     torch.testing.assert_close(_ort(folded, x), _ort(qdq, x), rtol=0, atol=0)
     assert fold_int32_dequantize(folded, tmp_path) == (folded, 0)
+
+
+def _int8_qdq_recipe() -> Recipe:
+    """The int8 engine's recipe as the composer stacks it in the default CUDA plan."""
+    from hone.search.compose import Composer
+
+    (stack,) = [s for s in Composer(None, None, "cuda").default_stacks() if s.recipe.label == INT8_QDQ]
+    return stack.recipe
+
+
+def test_the_int8_engine_needs_the_symmetric_qdq_graph_and_is_composed_with_it():
+    from hone.passes.onnx.ort_quantize_static import OrtQuantizeStatic
+    from hone.search.compose import Composer
+
+    fp16, int8 = TensorRTEngine.variants(None, None, "cuda", "onnx")
+    assert (fp16.tag, fp16.compute_dtype, fp16.cost) == ("onnx-tensorrt-fp16", "float16", 3.5)
+    assert int8.needs == frozenset({"int8-qdq-symmetric"}) and not int8.alone
+    (qdq,) = OrtQuantizeStatic.variants(None, None, "cuda", "onnx")
+    assert qdq.gives == int8.needs
+    # Alone, only the fp16 engine: int8 takes a graph quantized for it.
+    assert [r.label for r in TensorRTEngine.propose(None, None, "cuda")] == ["onnx-tensorrt-fp16"]
+    assert TensorRTEngine.propose(None, None, "cuda")[0].cost == 4.0
+    recipe = _int8_qdq_recipe()
+    assert recipe.cost == 4.5 and recipe.runtime == Step("tensorrt_engine", TensorRTEngineConfig(precision="int8"))
+    assert recipe.passes[1].config == qdq.config
+    # ONNX Runtime does not keep the symmetric form's purpose: no QDQ recipe on its CUDA providers.
+    assert OrtQuantizeStatic.propose(None, None, "cuda") == []
+    assert Composer(None, None, "cuda").parse(INT8_QDQ).recipe == recipe
 
 
 def _fake_trt(version="11.0.0.114", parses=True, builds=True):
@@ -493,7 +532,7 @@ def test_engine_from_onnx_keeps_answers_and_loads_back(precision, tmp_path):
 @CUDA
 def test_engine_from_the_qdq_chain_runs_int8_layers():
     model, x = tiny_mlp(batch=8)
-    (recipe,) = [r for r in TensorRTEngine.propose(None, None, "cuda") if r.label == "onnx-tensorrt-int8"]
+    recipe = _int8_qdq_recipe()
     runner, _, check = _build_on_cuda(recipe, model, x, calibration=(torch.randn(64, 32),))
     assert runner.info()["layers_by_precision"].get("int8", 0) > 0
     assert check.cosine > 0.99, check

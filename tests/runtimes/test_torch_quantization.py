@@ -67,8 +67,11 @@ def test_dynamic_int8_quantizes_linears_and_keeps_answers():
     recipe = DynamicInt8.propose(None, this_cpu(), "cpu")[0]
     assert (recipe.label, recipe.runtime.name, recipe.compute_dtype) == ("torch-int8-dynamic", "eager", "int8")
     runner, artifact, named, expected = build(recipe, model, x)
-    assert artifact.compute_dtype == "int8" and artifact.notes["quantized_modules"] == 2
-    assert artifact.notes["engine"] == "x86" and runner.info()["quantized_modules"] == 2
+    notes = artifact.notes["dynamic_int8"]
+    assert artifact.compute_dtype == "int8" and notes["quantized_modules"] == 2
+    assert artifact.format == "torch-eager-only"  # quantized eager modules: no Dynamo, no export
+    assert notes["engine"] == "x86" and runner.report()["steps"]["dynamic_int8"]["quantized_modules"] == 2
+    assert "quantized_modules" not in runner.info()
     # The reference module is untouched: same classes, same weights.
     assert type(model.fc1) is torch.nn.Linear and type(model.fc2) is torch.nn.Linear
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -85,6 +88,7 @@ def test_dynamic_int8_without_linear_is_unsupported():
 def test_dynamic_int8_is_proposed_on_cpu_only():
     assert DynamicInt8.propose(None, None, "cuda") == []
     assert DynamicInt8.propose(None, this_cpu(), "cpu")[0].runtime == Step("eager", NoConfig())
+    assert (DynamicInt8.stage, DynamicInt8.produces) == ("quantize", "torch-eager-only")
 
 
 def test_configs_validate_and_round_trip():
@@ -106,6 +110,7 @@ def test_pt2e_runs_without_vnni_with_7_bit_weights(hardware):
     assert Pt2eInt8.available(no_vnni, "cpu") is None
     (recipe,) = Pt2eInt8.propose(None, no_vnni, "cpu")
     assert recipe.runtime == Step("inductor", InductorConfig(freezing=True)) and recipe.compute_dtype == "int8"
+    assert recipe.label == "pt2e-int8" and recipe.cost == 3.0  # inductor is the default for quantized graphs
     assert recipe.passes[0].config.weight_bits == 7
     assert Pt2eInt8(recipe.passes[0].config).scheme().weight_bits == 7  # the ranking simulates it too
     assert Pt2eInt8.propose(None, no_vnni, "cuda") == []
@@ -135,7 +140,9 @@ def test_pt2e_int8_through_inductor_keeps_answers(make):
     runner, artifact, named, expected = _build_calibrated(recipe, model, x, calibration)
     targets = {str(n.target) for n in artifact.module.graph_module.graph.nodes}
     assert any("quantize_per_tensor" in t for t in targets) and any("dequantize" in t for t in targets)
-    assert artifact.notes["qdq_ops"] > 0 and artifact.notes["calibration_samples"] >= 32
+    notes = artifact.notes["pt2e_int8"]
+    assert notes["qdq_ops"] > 0 and notes["calibration_samples"] >= 32 and notes["seconds"] > 0
+    assert artifact.format == "torch-quantized"
     assert runner.info()["backend"] == "inductor" and runner.info()["freezing"] is True
     outputs = runner(*named.values())
     for got, want in zip(outputs, expected.values()):
@@ -159,8 +166,9 @@ def test_pt2e_keep_float_leaves_the_named_layer_in_float():
     kept = Pt2eInt8(Pt2eInt8Config(keep_float=("fc1",), weight_bits=bits)).apply(Artifact("torch", flat), _ctx((x,), calibration))
     # No quantize/dequantize around fc1 (float input, float weight); fc2 still int8.
     assert layer_quantization(kept.module.graph_module) == {"fc1": (False, False), "fc2": (True, True)}
-    assert kept.notes["kept_float"] == ["fc1"] and kept.notes["qdq_ops"] < both.notes["qdq_ops"]
-    assert kept.notes["calibration_s"] > 0
+    kept_notes, both_notes = kept.notes["pt2e_int8"], both.notes["pt2e_int8"]
+    assert kept_notes["kept_float"] == ["fc1"] and kept_notes["qdq_ops"] < both_notes["qdq_ops"]
+    assert kept_notes["calibration_s"] > 0
     with torch.no_grad():
         (got,) = kept.module(x)
         assert _cosine(got, model(x)) > MIN_COSINE
@@ -176,7 +184,7 @@ def test_pt2e_7_bit_weights_stay_in_minus_64_to_63():
         graph = artifact.module.graph_module.graph
         weights = [n for n in graph.nodes if "quantize_per_channel" in str(n.target)]  # weights are per channel
         ranges.append({tuple(n.args[4:6]) for n in weights})
-        assert artifact.notes["weight_bits"] == bits
+        assert artifact.notes["pt2e_int8"]["weight_bits"] == bits
     assert ranges == [{(-128, 127)}, {(-64, 63)}]
 
 

@@ -43,6 +43,9 @@ def test_mlp_keeps_answers_frozen_and_round_trips(method, tmp_path):
     if method == "trace":
         assert info["trace_generalizes"] is True and "batch 5" in info["trace_check"]
         assert info["tracer_warnings"] == 0
+        assert runner.summary() == []
+    assert runner.serves((torch.randn(9, 32),))  # checked at another batch (trace), or scripted
+    assert not runner.serves((torch.randn(4, 31),)) or method == "script"  # a trace varies the batch only
     loaded = _load(runner, tmp_path, method)
     torch.testing.assert_close(loaded(x)[0], runner(x)[0], rtol=0, atol=0)
     assert loaded.info()["weights_as_attributes"] == 0  # freezing re-applied on load
@@ -86,6 +89,9 @@ def test_trace_check_catches_shape_specialised_control_flow(caplog):
     info = traced.info()
     assert info["trace_generalizes"] is False
     assert "batch 5 differ from eager" in info["trace_check"] and "specialised" in info["trace_check"]
+    (summary,) = traced.summary()
+    assert summary.startswith("trace does not generalise: outputs at batch 5 differ") and len(summary) <= 108
+    assert traced.serves((x,)) and not traced.serves((torch.randn(5, 3),))  # only the traced shape
     assert info["tracer_warnings"] >= 1  # the tracer saw the branch on a traced size
     assert "trace" in info["tracer_warning_samples"][0] and "tiny_models.py" in info["tracer_warning_samples"][0]
     assert "valid only at the example's shape" in caplog.text
@@ -93,7 +99,8 @@ def test_trace_check_catches_shape_specialised_control_flow(caplog):
     assert not torch.equal(traced(x5)[0], BatchBranch()(x5))  # the check was right: the trace is wrong there
 
     scripted = assert_recipe_preserves_outputs(_recipe("script"), BatchBranch(), x)
-    assert "trace_generalizes" not in scripted.info()
+    assert "trace_generalizes" not in scripted.info() and scripted.summary() == []
+    assert scripted.serves((torch.randn(5, 3),))  # the script kept the control flow
     torch.testing.assert_close(scripted(x5)[0], BatchBranch()(x5))  # scripting kept the branch
 
 
@@ -145,6 +152,9 @@ def test_proposes_trace_and_script(hardware):
     recipes = TorchScript.propose(workload, hardware, "cpu")
     assert [r.label for r in recipes] == ["torchscript-trace", "torchscript-script"]
     assert all(r.cost == 1.5 for r in recipes)
+    variants = TorchScript.variants(workload, hardware, "cpu")
+    assert not any(v.stack for v in variants) and "overhead" in variants[0].addresses
+    assert TorchScript.consumes == ("torch", "torch-eager-only")  # it runs dynamic int8's modules
     assert TorchScript.available(hardware, "cpu") is None
 
 

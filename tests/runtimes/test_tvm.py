@@ -73,7 +73,8 @@ def test_inputs_that_are_not_contiguous_or_another_shape():
 def test_tuning_writes_a_database_that_the_next_build_reuses_and_tops_up(tmp_path):
     model, x = tiny_mlp()
     start = time.perf_counter()
-    first = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=4), model, x).info()
+    first_runner = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=4), model, x)
+    first = first_runner.info()
     first_s = time.perf_counter() - start
     db = Path(first["tuning_db"])
     assert db.is_relative_to(Path(os.environ["HONE_CACHE_DIR"]) / "tvm")  # conftest points it at tmp_path
@@ -81,20 +82,25 @@ def test_tuning_writes_a_database_that_the_next_build_reuses_and_tops_up(tmp_pat
     assert first["tuning_db_reused"] is False and first["tuning_trials_run"] == 4 and first["tuning_records"] == 4
     assert first["tuning_s"] > 0 and first["tuned_functions"] >= 1
     assert first["tuning_cost_model"] in ("xgb", "random")
+    assert first_runner.summary() == [f"tuning {first['tuning_s']:.0f} s"]  # what reports show
 
     start = time.perf_counter()
-    second = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=4), model, x).info()
+    second_runner = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=4), model, x)
+    second = second_runner.info()
     assert time.perf_counter() - start < first_s
     assert second["tuning_db"] == first["tuning_db"] and second["tuning_db_reused"] is True
     assert second["tuning_trials_run"] == 0 and second["tuning_s"] == 0
     assert second["tuned_functions"] == first["tuned_functions"]
+    assert second_runner.summary() == []  # nothing tuned this time
 
     torch.manual_seed(1)  # the same architecture with other weights: schedules do not depend on them
     retrained = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=4), TinyMLP().eval(), x).info()
     assert retrained["tuning_db"] == first["tuning_db"] and retrained["tuning_trials_run"] == 0
 
-    topped = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=6), model, x).info()
+    topped_runner = assert_recipe_preserves_outputs(tvm_recipe(tuning_trials=6), model, x)
+    topped = topped_runner.info()
     assert topped["tuning_db"] == first["tuning_db"] and topped["tuning_trials_run"] == 2
+    assert topped_runner.summary()[0].startswith("tuning ") and topped_runner.summary()[0].endswith("(database reused)")
     assert topped["tuning_records"] == 6
 
 

@@ -60,7 +60,7 @@ class InProcess:
         metric = check_metric(produced, {"output": self.eval_ref}, self.eval, 1.0, BUDGET)
         verdict = verdict_of(checks, metric, artifact.compute_dtype)
         status = Status.OK if verdict.passed else Status.WRONG_ANSWER
-        return [CandidateResult(recipe, "bs8", status, verdict.reason, verdict, runner_info=artifact.notes)]
+        return [CandidateResult(recipe, "bs8", status, verdict.reason, verdict, runner_info=runner.report())]
 
     def rank(self, quant_pass):
         return rank_layers(self.model, self.calibration, ["x"], ["output"], quant_pass.scheme(), quant_pass.layer_types)
@@ -93,7 +93,7 @@ def test_harmful_quantization_fails_then_fallback_restores_accuracy(label):
     step = next(s for s in last.recipe.passes if s.name == recipe.passes[-1].name)
     assert step.config.keep_float == ("fc2",)  # the outlier layer, found by ranking, nothing else
     assert last.recipe.label == f"{label}+keep1" and "most sensitive" in last.recipe.origin
-    assert last.runner_info.get("kept_float") == ["fc2"]  # the pass reports what it kept
+    assert last.runner_info["steps"][step.name]["kept_float"] == ["fc2"]  # the pass reports what it kept
 
 
 def test_sensitivity_ranks_the_outlier_layer_first_for_activation_schemes_only():
@@ -155,7 +155,8 @@ def test_optimize_runs_the_fallback_in_workers_and_reports_the_kept_layers():
     assert by_label["torch-int8-dynamic"].status is Status.WRONG_ANSWER
     retried = by_label["torch-int8-dynamic+keep1"]
     assert retried.ok and retried.recipe.kept_float == ("fc2",)
-    assert retried.runner_info["kept_float"] == ["fc2"]  # read back from the worker's pass
+    step = retried.recipe.passes[0].name
+    assert retried.runner_info["steps"][step]["kept_float"] == ["fc2"]  # read back from the worker's pass
     text = render_text(result)
     assert "torch-int8-dynamic+keep1: fc2" in text and "accuracy fallback for torch-int8-dynamic" in text
 

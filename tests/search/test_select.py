@@ -10,7 +10,7 @@ from hone.search.select import select
 
 
 def _recipe(label):
-    return Recipe(label, (), Step(label, NoConfig()))
+    return Recipe(label, (), Step(label, NoConfig()), baseline=label == "eager")  # the control is flagged
 
 
 def _ok(label, input_set, ms, spread=0.0):

@@ -302,3 +302,30 @@ def test_broken_plugin_does_not_stop_loading(monkeypatch):
     monkeypatch.setattr(RUNTIMES, "get", broken)
     rebuilt = recipe_from_dict(INDUCTOR.to_dict())
     assert isinstance(rebuilt.runtime.config, StoredConfig) and rebuilt.key == INDUCTOR.key
+
+
+# -- builds and artifacts -----------------------------------------------------------------------
+
+
+def test_build_records_summaries_and_artifacts_are_stored(store):
+    run_id = _run(store)
+    loaded = {(r.recipe.label, r.input_set): r for r in store.load_run(run_id).results}
+    bs8 = loaded[("inductor", "bs8")]
+    assert bs8.build == {"index": 0, "built_for": "bs1", "build_s": 12.0, "reused": True}
+    assert bs8.summary == ["autotuned 14 kernels"]
+    assert bs8.artifact["sha256"] == "ab" * 32 and bs8.artifact["input_sets"] == ["bs1", "bs8"]
+    assert loaded[("openvino", "bs1")].build is None and loaded[("openvino", "bs1")].artifact is None
+    assert store.load_run(run_id).build_count() == (2, 4)  # eager and inductor, one build each for two sets
+
+
+def test_artifacts_live_beside_the_store(store):
+    assert store.artifacts_dir(3) == store.path.parent / "artifacts" / "run-3"
+
+
+def test_the_baseline_flag_survives_and_old_runs_mark_it_by_label():
+    assert recipe_from_dict(EAGER.to_dict()).baseline is True
+    assert recipe_from_dict(INDUCTOR.to_dict()).baseline is False
+    old = {k: v for k, v in EAGER.to_dict().items() if k != "baseline"}  # stored before the flag existed
+    assert recipe_from_dict(old).baseline is True and recipe_from_dict(old, resolve=False).baseline is True
+    relabelled = {**old, "label": "reference"}
+    assert recipe_from_dict(relabelled).baseline is False

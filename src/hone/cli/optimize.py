@@ -42,7 +42,12 @@ def optimize(
         help="seconds for the whole run; recipes that no longer fit are left out and listed (0: no limit)",
     ),
     measure_time: float = typer.Option(8.0, help="seconds of timing per candidate at most"),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="recipe labels to run (eager always runs)"),
+    recipe: Optional[list[str]] = typer.Option(
+        None, "--recipe",
+        help="run exactly this stack of steps (repeatable), e.g. channels-last+inductor or pt2e-int8+aoti; eager always runs",
+    ),
+    list_recipes: bool = typer.Option(False, "--list-recipes", help="print what this machine composes for the model, run nothing"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="recipe labels of the default plan to run (eager always runs)"),
     skip: Optional[list[str]] = typer.Option(None, "--skip", help="recipe labels to leave out"),
     db: Optional[Path] = typer.Option(None, "--db", help="run store (default ./hone-runs/hone.db or $HONE_DB)"),
     no_store: bool = typer.Option(False, "--no-store", help="keep results in memory only"),
@@ -58,6 +63,11 @@ def optimize(
     from hone.report.console import render
     from hone.report.json import to_json
 
+    stacks = _labels(recipe)
+    if list_recipes:
+        planned = hone.list_recipes(model, device=device, batch_sizes=_batch_sizes(batch_sizes), stacks=stacks or ())
+        _print_recipes(planned, json_out)
+        return
     result = hone.optimize(
         model,
         device=device,
@@ -69,6 +79,7 @@ def optimize(
         time_budget_s=time_budget or None,
         measure_time_s=measure_time,
         include=_labels(only),
+        recipes=stacks,
         exclude=_labels(skip),
         store=False if no_store else (db or None),
         resume=resume,
@@ -84,3 +95,19 @@ def optimize(
             raise InputError("nothing to export: no candidate passed validation")
         where = result.export(export)
         typer.echo(f"exported {result.selection.best.label} to {where} (load it with hone.load)", err=json_out)
+
+
+def _print_recipes(planned: list, json_out: bool) -> None:
+    """One line per recipe: label, steps, cost, and why it cannot run here if it cannot."""
+    import json
+
+    if json_out:
+        typer.echo(json.dumps([{"label": p.recipe.label, "steps": p.recipe.describe(), "cost": p.recipe.cost,
+                                "compute_dtype": p.recipe.compute_dtype, "unavailable": p.unavailable} for p in planned],
+                              indent=2))
+        return
+    width = max(len(p.recipe.label) for p in planned)
+    for p in planned:
+        where = f"  [not here: {p.unavailable}]" if p.unavailable else ""
+        typer.echo(f"{p.recipe.label:<{width}}  {p.recipe.describe()}  (cost {p.recipe.cost:g}){where}")
+    typer.echo(f"{len(planned)} recipes; name any stack of steps with --recipe, e.g. channels-last+inductor")

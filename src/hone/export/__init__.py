@@ -1,22 +1,37 @@
 """Saving a built candidate as a deployable artifact, and loading it back.
 
     hone.export.save(runner, recipe, "out/", ...)   # the runtime's own product + manifest.json
-    runner = hone.load("out/")                       # rebuilt by the recipe's runtime
+    runner = hone.load("out/")                       # checked, loaded by the recipe's runtime
 
 Each runtime writes its own product (`Runner.save`): an ONNX file, an OpenVINO IR, a
 TorchScript archive, an AOTInductor .pt2 package, a TVM library, a TensorRT engine; eager and
-torch.compile candidates save a torch.export program. `manifest.json` says which runtime and
-config read it back, the input and output names, the example input shapes, and what ran when
-it was built. Loading reads only the manifest (JSON) and the runtime's own format: no pickle.
+torch.compile candidates save a torch.export program. Beside it, `examples.safetensors` holds
+the example inputs it was built for and the outputs they must give, and `manifest.json` says
+which runtime and config read it back, the input and output names and shapes, the tolerances
+its outputs were validated with, the measured p50, and a sha256 of every file.
+
+`examples.safetensors`: `input.<i>` (the example inputs, in input order), `reference.<i>` (eager
+fp32's outputs for them, per output) and, for an output whose tensor check was advisory
+(quantized compute, where the task metric decided), `measured.<i>`: what the build itself gave.
+Each manifest output names which of the two a load must meet (`against`) within its atol/rtol.
+
+`load` refuses an artifact whose files do not match their checksums, and one whose outputs on
+the saved example inputs miss the recorded ones by more than the recorded tolerances. It reads
+only the manifest (JSON), safetensors and the runtime's own format: no pickle.
+
+In a sweep the worker that measured a candidate saves it (`save`, into the run's artifact
+directory), so what `OptimizeResult.export` copies out is the very build that was measured.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hone.errors import InputError
+from hone.errors import HoneError, InputError
 
 if TYPE_CHECKING:
     import torch
@@ -25,8 +40,36 @@ if TYPE_CHECKING:
     from hone.search.recipe import Recipe
 
 MANIFEST = "manifest.json"
+EXAMPLES = "examples.safetensors"
 FORMAT = "hone-artifact"
-VERSION = 1
+VERSION = 2  # 2: checksums, example inputs and expected outputs, tolerances
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checksums(directory: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of each named file (a named folder: of every file inside it, by relative path)."""
+    found: dict[str, str] = {}
+    for name in names:
+        path = directory / name
+        if path.is_dir():
+            for inner in sorted(p for p in path.rglob("*") if p.is_file()):
+                found[inner.relative_to(directory).as_posix()] = sha256_of(inner)
+        else:
+            found[name] = sha256_of(path)
+    return found
+
+
+def digest(sums: dict[str, str]) -> str:
+    """One checksum over every file's: what a stored result keeps of its artifact."""
+    text = "".join(f"{name}\0{sums[name]}\n" for name in sorted(sums))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save(
@@ -37,27 +80,100 @@ def save(
     input_names: list[str],
     output_names: list[str],
     example_inputs: "tuple[torch.Tensor, ...]",
+    reference: "tuple[torch.Tensor, ...] | None" = None,
+    outputs: "tuple[torch.Tensor, ...] | None" = None,
+    checks: list[dict[str, Any]] | None = None,
+    p50_s: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write the runner's product and a manifest into `directory` (created; must be empty)."""
+    """Write the runner's product, its examples and a manifest into `directory` (created; must
+    be empty). `outputs`: what the runner gave for `example_inputs` (run here when not given);
+    `reference`: eager fp32's outputs for them; `checks`: the verdict's per-output checks
+    (OutputCheck.to_dict()), whose atol/rtol a load must meet again. An output whose check
+    passed is held to the reference; one whose check was advisory (quantized compute, the task
+    metric decided) to the outputs the build gave. Without checks, the tolerance of the
+    runner's compute dtype. Raises Unsupported when the runtime has no saved form."""
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()):
         raise InputError(f"{directory} is not empty", hint="export into a new or empty directory")
     directory.mkdir(parents=True, exist_ok=True)
+    write_artifact(runner, recipe, directory, input_names=input_names, output_names=output_names,
+                   example_inputs=example_inputs, reference=reference, outputs=outputs, checks=checks,
+                   p50_s=p50_s, extra=extra)
+    return directory
+
+
+def write_artifact(runner: "Runner", recipe: "Recipe", directory: Path, **kw: Any) -> dict[str, Any]:
+    """`save` into an existing directory; returns the manifest."""
+    import torch
+    from safetensors.torch import save_file
+
+    from hone.validate.compare import tolerance
+
+    input_names, output_names = kw["input_names"], kw["output_names"]
+    inputs = tuple(kw["example_inputs"])
     files = runner.save(directory)
+    outputs = kw.get("outputs")
+    if outputs is None:
+        outputs = runner(*inputs)
+    reference = kw.get("reference")
+    checks = kw.get("checks")
+    tensors: dict[str, torch.Tensor] = {}
+    for i, t in enumerate(inputs):
+        tensors[f"input.{i}"] = _plain(t)
+    described = []
+    for i, (name, out) in enumerate(zip(output_names, outputs)):
+        want = reference[i] if reference is not None else out
+        if reference is None:
+            against = "measured"
+        else:
+            against = "reference" if checks is None or checks[i]["passed"] else "measured"
+        if checks is not None:
+            atol, rtol = float(checks[i]["atol"]), float(checks[i]["rtol"])
+        elif want.is_floating_point():
+            rtol, floor = tolerance(runner.compute_dtype or "float32")
+            atol = max(floor, rtol * float(want.detach().abs().max())) if want.numel() else floor
+        else:  # integer outputs (token ids, argmax): exact
+            atol = rtol = 0.0
+        if reference is not None:
+            tensors[f"reference.{i}"] = _plain(want)
+        if against == "measured":
+            tensors[f"measured.{i}"] = _plain(out)
+        described.append({"name": name, "shape": list(out.shape), "dtype": _dtype(out), "atol": atol, "rtol": rtol,
+                          "against": against})
+    save_file(tensors, str(directory / EXAMPLES))
+    sums = checksums(directory, [*files, EXAMPLES])
     manifest = {
         "format": FORMAT,
         "version": VERSION,
         "recipe": recipe.to_dict(),
         "files": files,
+        "examples": EXAMPLES,
+        "checksums": sums,
+        "sha256": digest(sums),
         "input_names": input_names,
         "output_names": output_names,
-        "inputs": [{"shape": list(t.shape), "dtype": str(t.dtype).removeprefix("torch.")} for t in example_inputs],
-        "runner_info": runner.info(),
-        **(extra or {}),
+        "inputs": [{"name": n, "shape": list(t.shape), "dtype": _dtype(t)} for n, t in zip(input_names, inputs)],
+        "outputs": described,
+        "p50_s": kw.get("p50_s") or {},
+        "runner_info": runner.report(),
+        "summary": runner.summary(),
+        **(kw.get("extra") or {}),
     }
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-    return directory
+    write_manifest(directory, manifest)
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+
+
+def _plain(t: "torch.Tensor") -> "torch.Tensor":
+    return t.detach().to("cpu").contiguous().clone()
+
+
+def _dtype(t: "torch.Tensor") -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:
@@ -66,12 +182,70 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise InputError(f"{directory} has no {MANIFEST}", hint="point at a directory written by `hone optimize --export`")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise InputError(f"{path} is not a hone artifact of version {VERSION}")
+        raise InputError(f"{path} is not a hone artifact of version {VERSION}",
+                         hint="export it again with this hone" if manifest.get("format") == FORMAT else None)
     return manifest
 
 
-def load(directory: str | Path, *, threads: int | None = None, device: str = "cpu") -> "Runner":
-    """The saved candidate, ready to call with inputs in `manifest["input_names"]` order."""
+def verify(directory: str | Path, manifest: dict[str, Any] | None = None, sha256: str | None = None) -> dict[str, Any]:
+    """Check every file against the manifest's checksums (and the whole against `sha256`, the
+    checksum a stored result keeps); raise InputError naming the file that changed."""
+    directory = Path(directory)
+    manifest = manifest if manifest is not None else read_manifest(directory)
+    recorded: dict[str, str] = manifest.get("checksums") or {}
+    for name, want in sorted(recorded.items()):
+        path = directory / name
+        if not path.is_file():
+            raise InputError(f"artifact {directory}: {name} is missing", hint="export the run's winner again")
+        got = sha256_of(path)
+        if got != want:
+            raise InputError(
+                f"artifact {directory}: {name} changed since it was saved (sha256 {got[:16]}..., recorded {want[:16]}...)",
+                hint="the file was modified or corrupted; export the run's winner again",
+            )
+    if digest(recorded) != manifest.get("sha256") or (sha256 is not None and sha256 != manifest.get("sha256")):
+        raise InputError(f"artifact {directory}: {MANIFEST} does not match the checksum recorded for it",
+                         hint="the manifest was edited or belongs to another artifact")
+    return manifest
+
+
+def copy_artifact(source: str | Path, target: str | Path, sha256: str, extra: dict[str, Any] | None = None) -> Path:
+    """Copy a saved artifact (checked against `sha256`, its stored checksum) into `target`
+    (created; must be empty), adding `extra` to its manifest."""
+    source, target = Path(source), Path(target)
+    manifest = verify(source, sha256=sha256)
+    if target.exists() and any(target.iterdir()):
+        raise InputError(f"{target} is not empty", hint="export into a new or empty directory")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in [*manifest["files"], manifest["examples"]]:
+        src = source / name
+        if src.is_dir():
+            shutil.copytree(src, target / name)
+        else:
+            shutil.copyfile(src, target / name)
+    write_manifest(target, {**manifest, **(extra or {})})
+    verify(target, sha256=sha256)  # what was written is what was measured
+    return target
+
+
+def load_examples(directory: Path, manifest: dict[str, Any]) -> "tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]":
+    """The saved example inputs and the outputs they must give."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(directory / manifest["examples"]))
+    inputs = tuple(tensors[f"input.{i}"] for i in range(len(manifest["inputs"])))
+    expected = tuple(tensors[f"{spec['against']}.{i}"] for i, spec in enumerate(manifest["outputs"]))
+    return inputs, expected
+
+
+def load(directory: str | Path, *, threads: int | None = None, device: str = "cpu", check: bool = True,
+         sha256: str | None = None) -> "Runner":
+    """The saved candidate, ready to call with inputs in `manifest["input_names"]` order.
+
+    Refuses (InputError) an artifact whose files do not match their checksums (or, given
+    `sha256`, the checksum a stored result recorded for it); with `check`, runs the saved
+    example inputs and refuses (HoneError) outputs that miss the recorded ones by more than the
+    recorded tolerances."""
     import tempfile
 
     import torch
@@ -80,15 +254,41 @@ def load(directory: str | Path, *, threads: int | None = None, device: str = "cp
     from hone.registry import RUNTIMES
 
     directory = Path(directory)
-    manifest = read_manifest(directory)
+    manifest = verify(directory, sha256=sha256)
     step = manifest["recipe"]["runtime"]
     runtime = RUNTIMES.get(step["name"])
     config = runtime.Config.from_dict(step["config"])
-    # Example inputs of the saved shapes (ones: valid token ids and attention masks) for the
-    # runtimes that compile on a first call.
-    examples = tuple(torch.ones(i["shape"], dtype=getattr(torch, i["dtype"]), device=device) for i in manifest["inputs"])
+    inputs, expected = load_examples(directory, manifest)
+    inputs = tuple(t.to(device) for t in inputs)
     ctx = BuildContext(
-        examples, manifest["input_names"], manifest["output_names"], Path(tempfile.mkdtemp(prefix="hone-load-")),
+        inputs, manifest["input_names"], manifest["output_names"], Path(tempfile.mkdtemp(prefix="hone-load-")),
         threads or torch.get_num_threads(), device,
     )
-    return runtime(config).load(directory, manifest["files"], ctx)
+    runner = runtime(config).load(directory, manifest["files"], ctx)
+    if check:
+        check_outputs(directory, manifest, runner(*inputs), expected)
+    return runner
+
+
+def check_outputs(directory: Path, manifest: dict[str, Any], outputs, expected) -> None:
+    import torch
+
+    if len(outputs) != len(expected):
+        raise HoneError(f"artifact {directory} gave {len(outputs)} outputs for its example inputs, not {len(expected)}")
+    for spec, got, want in zip(manifest["outputs"], outputs, expected):
+        name, atol, rtol = spec["name"], spec["atol"], spec["rtol"]
+        what = "eager fp32 reference" if spec["against"] == "reference" else "outputs measured when it was built"
+        if tuple(got.shape) != tuple(want.shape):
+            raise HoneError(f"artifact {directory}: output {name!r} has shape {list(got.shape)} on its example "
+                            f"inputs, the recorded {what} {list(want.shape)}")
+        a, e = got.detach().to("cpu", torch.float64), want.to(torch.float64)
+        diff = (a - e).abs()
+        within = (diff <= atol + rtol * e.abs()) | (a == e)
+        if not bool(within.all()):
+            worst = float(diff[torch.isfinite(diff)].max()) if torch.isfinite(diff).any() else float("nan")
+            raise HoneError(
+                f"artifact {directory}: output {name!r} misses the {what} on its example inputs "
+                f"(max abs err {worst:.3g}, atol {atol:.3g}, rtol {rtol:.3g})",
+                hint="it does not compute what was measured (another machine or library version?); "
+                     "hone.load(..., check=False) loads it anyway",
+            )

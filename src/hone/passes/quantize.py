@@ -13,7 +13,7 @@ ones kept in float. `Scheme` says how a pass quantizes, so the ranking simulates
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -63,10 +63,15 @@ class QuantConfig(Config):
         super().__post_init__()
 
 
-class QuantizationPass(Pass):
-    """A pass whose output computes in lower precision; its Config is a QuantConfig."""
+QC = TypeVar("QC", bound=QuantConfig)
 
-    Config: ClassVar[type[QuantConfig]] = QuantConfig
+
+class QuantizationPass(Pass[QC]):
+    """A pass whose output computes in lower precision; its Config is a QuantConfig:
+    `class Pt2eInt8(QuantizationPass[Pt2eInt8Config])`."""
+
+    Config: ClassVar[type] = QuantConfig
+    stage: ClassVar[str] = "quantize"
     # Torch module class names this pass quantizes (the layers sensitivity ranks).
     layer_types: ClassVar[tuple[str, ...]] = WEIGHT_LAYER_TYPES
     # Whether it fits activation ranges to calibration samples (the no-calibration-set warning

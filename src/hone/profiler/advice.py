@@ -1,19 +1,21 @@
-"""From findings to recipes: what to try first, and the measured reason for each.
+"""From the profile to findings, and from findings to the steps that address them.
 
-The planner orders (and prunes) candidates by this list, and the report shows the finding next
-to each candidate, so a user sees why hone tried what it tried. Under a time budget the order
-decides what runs: expensive recipes (autotuning, TVM tuning) run early only when advised here.
-Advice naming a recipe the planner has not proposed on this machine is simply not followed.
+`findings()` turns the profile's shares into ranked findings, each with its measured figure and
+the units that pay off on this machine for it (bf16 units; int8 GEMMs measured faster than
+fp32). Which steps address a finding is declared by the steps themselves (`Variant.addresses`,
+a Claim per finding): the planner scores whole recipes from their steps' claims
+(search.planner), and `advise()` lists the steps for the user. Nothing here names a recipe.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hone.profiler.records import Advice, Profile
+from hone.profiler.records import Advice, Finding, Profile
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
+    from hone.plugin import Claim
 
 # A bound matters when it holds at least this share of wall time.
 SIGNIFICANT_SHARE = 0.25
@@ -25,65 +27,67 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
-def advise(profile: Profile, hw: "Hardware") -> list[Advice]:
-    """Ranked advice; rank 1 first. Each item names the finding (with its figure) behind it."""
+def findings(profile: Profile, hw: "Hardware") -> list[Finding]:
+    """The significant bounds of this profile, largest share first."""
     shares = profile.shares
     overhead, memory, compute = shares.get("overhead", 0.0), shares.get("memory", 0.0), shares.get("compute", 0.0)
     gpu = profile.device.startswith("cuda")
-    items: list[tuple[float, str, str, str]] = []  # (weight, recipe, finding, reason)
-
+    found: list[Finding] = []
     if overhead >= SIGNIFICANT_SHARE:
-        finding = f"overhead-bound: {_pct(overhead)} of wall time is outside arithmetic (dispatch, Python, tiny ops)"
+        text = f"overhead-bound: {_pct(overhead)} of wall time is outside arithmetic (dispatch, Python, tiny ops)"
         scaling = _flat_scaling(profile)
-        if scaling:
-            finding += f"; {scaling}"
-        if gpu:
-            items.append((overhead, "inductor-reduce-overhead", finding, "CUDA graphs replay the whole forward as one launch"))
-        items.append((overhead, "onnxruntime", finding, "a C++ session runs the graph without Python dispatch per op"))
-        items.append((overhead * 0.9, "inductor", finding, "fusion cuts the number of ops dispatched per call"))
-        items.append((overhead * 0.5, "aoti", finding, "AOTInductor runs a compiled .so with no Python at all"))
-        items.append((overhead * 0.45, "openvino", finding, "OpenVINO's C++ plugin runs the whole graph"))
-        items.append((overhead * 0.4, "torchscript-trace", finding, "the TorchScript interpreter skips Python per module"))
-        items.append((overhead * 0.4, "larger-batch", finding, "the same overhead is shared by more samples per call"))
-
+        found.append(Finding("overhead", overhead, text + (f"; {scaling}" if scaling else "")))
     if memory >= SIGNIFICANT_SHARE:
-        finding = f"memory-bound: {_pct(memory)} of wall time in ops below the ridge point (bytes, not FLOPs, set their speed)"
-        items.append((memory, "inductor", finding, "fusion keeps intermediates in cache instead of writing them out"))
-        if _bf16_units(hw, gpu):
-            items.append((memory * 0.9, "eager-bf16", finding, "bf16 activations halve the bytes each op moves"))
-        items.append((memory * 0.6, "openvino-int8-weights", finding, "int8 weights quarter the bytes of weight-streaming GEMMs"))
-        items.append((memory * 0.5, "torchao-int8-weight-only", finding, "int8 weights quarter the bytes of weight-streaming GEMMs"))
-
+        text = f"memory-bound: {_pct(memory)} of wall time in ops below the ridge point (bytes, not FLOPs, set their speed)"
+        units = {"bf16": "bf16 halves the bytes"} if _bf16_units(hw, gpu) else {}
+        found.append(Finding("memory", memory, text, units))
     if compute >= SIGNIFICANT_SHARE and overhead < OVERHEAD_DOMINATES:
-        finding = f"compute-bound: {_pct(compute)} of wall time in ops above the ridge point"
+        text = f"compute-bound: {_pct(compute)} of wall time in ops above the ridge point"
+        units = {}
         if _bf16_units(hw, gpu):
-            items.append((compute, "eager-bf16", finding, _bf16_reason(hw, gpu)))
+            units["bf16"] = _bf16_reason(hw, gpu)
         int8 = None if gpu else _int8_reason(hw)
         if int8:
-            for share, recipe in ((0.8, "pt2e-int8"), (0.75, "openvino-int8"), (0.7, "ort-int8-static")):
-                items.append((compute * share, recipe, finding, int8))
-        items.append((compute * 0.5, "inductor", finding, "freezing pre-packs weights for the fastest GEMM kernels"))
-        items.append((compute * 0.35, "inductor-max-autotune", finding, "GEMM templates benchmarked for these shapes"))
-        items.append((compute * 0.3, "tvm-tuned", finding, "MetaSchedule tunes the compute-bound kernels for this CPU"))
+            units["int8"] = int8
+        found.append(Finding("compute", compute, text, units))
+    return sorted(found, key=lambda f: f.share, reverse=True)
 
-    # One entry per recipe: its strongest finding decides its rank.
+
+def claim_reason(claim: "Claim", finding: Finding) -> str | None:
+    """Why a step's claim holds for this finding here, or None when it does not (its unit does
+    not pay off on this machine)."""
+    if claim.unit is not None and claim.unit not in finding.units:
+        return None
+    return claim.reason or finding.units.get(claim.unit or "", "")
+
+
+def overhead_dominates(found: list[Finding]) -> Finding | None:
+    """The overhead finding when it leaves lower precision nothing to gain."""
+    return next((f for f in found if f.kind == "overhead" and f.share >= OVERHEAD_DOMINATES), None)
+
+
+def advise(profile: Profile, hw: "Hardware") -> list[Advice]:
+    """Every step variant (by tag) that addresses a finding here, ranked by share x claim, each
+    once with its strongest finding; rank 1 first."""
+    from hone.search.compose import Composer
+    from hone.registry import PASSES, RUNTIMES
+
+    found = profile.findings or findings(profile, hw)
+    composer = Composer(None, hw, profile.device)
     best: dict[str, tuple[float, str, str]] = {}
-    for weight, recipe, finding, reason in items:
-        if recipe not in best or weight > best[recipe][0]:
-            best[recipe] = (weight, finding, reason)
+    for cls in [*RUNTIMES, *PASSES]:
+        for fmt in cls.consumes:
+            for variant in composer.variants(cls, fmt):
+                for finding in found:
+                    claim = variant.addresses.get(finding.kind)
+                    reason = claim_reason(claim, finding) if claim else None
+                    if claim is None or reason is None or not variant.tag:
+                        continue
+                    weight = finding.share * claim.weight
+                    if variant.tag not in best or weight > best[variant.tag][0]:
+                        best[variant.tag] = (weight, finding.text, reason)
     ranked = sorted(best.items(), key=lambda kv: kv[1][0], reverse=True)
-    return [Advice(recipe, finding, reason, rank) for rank, (recipe, (_, finding, reason)) in enumerate(ranked, 1)]
-
-
-def not_worth_trying(profile: Profile) -> dict[str, str]:
-    """Recipes the profile shows cannot pay off here -> why (the planner leaves them out)."""
-    overhead = profile.shares.get("overhead", 0.0)
-    if overhead >= OVERHEAD_DOMINATES:
-        return {
-            "eager-bf16": f"overhead-bound ({_pct(overhead)} of wall time outside arithmetic): "
-            "lower precision adds casts and saves no dispatch"
-        }
-    return {}
+    return [Advice(tag, finding, reason, rank) for rank, (tag, (_, finding, reason)) in enumerate(ranked, 1)]
 
 
 def _bf16_units(hw: "Hardware", gpu: bool) -> bool:

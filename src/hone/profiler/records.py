@@ -73,12 +73,26 @@ class MemoryProfile:
 
 
 @dataclasses.dataclass(frozen=True)
-class Advice:
-    """One recommended recipe and the finding behind it, for the planner and the user."""
+class Finding:
+    """Where the time goes, as the planner reads it: one bound and its share of wall time."""
 
-    recipe: str  # a planner recipe label ("eager-bf16", "inductor", ...) or a technique not yet planned
+    kind: str  # "overhead" | "memory" | "compute" (plugin.FINDINGS)
+    share: float
+    text: str  # "memory-bound: 71% of wall time in ops below the ridge point ..."
+    # Units that pay off here for this finding -> why ("bf16": "this CPU has AMX ..."): a step's
+    # claim that names a unit holds only where it is listed.
+    units: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Advice:
+    """One step that addresses a finding, for the user (hone profile) and the run record. The
+    planner ranks whole recipes from the findings and every step's claims; advice names steps,
+    never recipes."""
+
+    step: str  # the step variant's tag ("bf16", "inductor", "pt2e-int8")
     finding: str  # "memory-bound: 71 % of op time in ops below the ridge point"
-    reason: str  # why this recipe addresses the finding
+    reason: str  # why this step addresses the finding
     rank: int  # 1 = try first
 
 
@@ -96,6 +110,7 @@ class Profile:
     verdict: str  # the largest share's bound: "compute" | "memory" | "overhead"
     scaling: list[BatchPoint] = dataclasses.field(default_factory=list)
     memory: MemoryProfile | None = None
+    findings: list[Finding] = dataclasses.field(default_factory=list)
     advice: list[Advice] = dataclasses.field(default_factory=list)
     peaks: dict[str, Any] = dataclasses.field(default_factory=dict)  # Peaks.to_dict() used for the roofline
     notes: list[str] = dataclasses.field(default_factory=list)

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from hone.search.result import CandidateResult, Status
 from hone.search.run import OptimizeResult
-from hone.search.select import BASELINE_LABEL, payoffs, speedup_of
+from hone.search.select import payoffs, speedup_of
 from hone.validate.verdict import Verdict
 
 TEXT_WIDTH = 140  # render_text(): wide enough for every column without wrapping reasons
@@ -169,7 +169,7 @@ def _table(result: OptimizeResult, width: int) -> Table:
     rows: list[tuple[dict[str, Text], bool]] = []
     groups = _groups(result)
     for g, (label, group) in enumerate(groups):
-        baseline = next((r for r in group if r.recipe.label == BASELINE_LABEL), None)
+        baseline = next((r for r in group if r.recipe.baseline), None)
         for i, r in enumerate(group):
             cells = _cells(r, label if i == 0 else "", r.recipe.key == best_key, baseline)
             rows.append((cells, i == len(group) - 1 and g < len(groups) - 1))
@@ -259,6 +259,9 @@ def _footer(result: OptimizeResult) -> Text:
     for r in result.results:
         if r.measurement is not None and r.measurement.noise_warning:
             lines.append(Text(f"noise: {r.recipe.label} at {r.input_set}: {r.measurement.noise_warning}", "yellow"))
+    builds = _builds_line(result)
+    if builds is not None:
+        lines.append(builds)
     return Text("\n").join(lines)
 
 
@@ -277,24 +280,23 @@ def _compiler_lines(result: OptimizeResult) -> list[Text]:
             continue
         when = (f"pays off after {p.calls:,} calls ({fmt_time(p.saved_per_call_s)} saved per call)"
                 if p.calls is not None else "never pays off (no faster than eager)")
-        notes = [f"{p.extra_s:.1f} s", when, *_compiler_notes(r.runner_info)]
+        notes = [f"{p.extra_s:.1f} s", when, *_compiler_notes(r)]
         lines.append(Text(f"  {r.recipe.label}: " + "; ".join(notes)))
     return lines
 
 
-def _compiler_notes(info: dict[str, Any]) -> list[str]:
-    notes = []
-    if "graph_break_count" in info:
-        breaks = info["graph_break_count"]
-        first = f" (first: {_shorten(info['break_reasons'][0], 120)})" if breaks and info.get("break_reasons") else ""
-        notes.append(f"graph breaks {breaks}{first}")
-    if info.get("tuning_s"):
-        notes.append(f"tuning {info['tuning_s']:.0f} s" + (" (database reused)" if info.get("tuning_db_reused") else ""))
-    if info.get("trace_generalizes") is False:
-        notes.append(f"trace does not generalise: {_shorten(str(info.get('trace_check', '')), 80)}")
-    if "torch_subgraphs" in info:
-        notes.append(f"TensorRT subgraphs {info.get('trt_subgraphs', 0)}, PyTorch subgraphs {info['torch_subgraphs']}")
-    return notes
+def _compiler_notes(r: CandidateResult) -> list[str]:
+    """What the runner said of its build (Runner.summary: graph breaks, tuning time, what fell
+    back), shortened for one line."""
+    return [_shorten(note, 160) for note in r.summary]
+
+
+def _builds_line(result: OptimizeResult) -> Text | None:
+    builds, candidates = result.build_count()
+    if not candidates:
+        return None
+    return Text(f"{builds} build{'s' if builds != 1 else ''} for {candidates} candidate{'s' if candidates != 1 else ''}"
+                " (a build serves every input set its runner takes)", "dim")
 
 
 def renderable(result: OptimizeResult, width: int = TEXT_WIDTH) -> RenderableType:

@@ -83,8 +83,8 @@ def renderable(profile: Profile, top: int = 15) -> RenderableType:
         ]
         parts.append(Text("\n").join(lines))
     if profile.advice:
-        lines = [Text("advice (what hone optimize tries first):", "bold")]
-        lines += [Text(f"  {a.rank}. {a.recipe}: {a.reason}\n     finding: {a.finding}") for a in profile.advice]
+        lines = [Text("advice (the steps hone optimize tries first):", "bold")]
+        lines += [Text(f"  {a.rank}. {a.step}: {a.reason}\n     finding: {a.finding}") for a in profile.advice]
         parts.append(Text("\n").join(lines))
     if profile.notes:
         parts.append(Text("\n").join(Text(f"note: {n}", "yellow") for n in profile.notes))

@@ -1,19 +1,27 @@
 """What the shape-flexible runtimes (TorchScript traces, AOTInductor packages) share: a second
 batch size built from the example inputs, the check that a built artifact still matches eager
-there, and one-line failure reasons that read the same in every process."""
+there, one-line failure reasons that read the same in every process, and the short form of a
+note for a runner's summary()."""
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
 import torch
 
 from hone.models.workload import normalize_outputs
+from hone.plugin import first_line
 from hone.validate.batch_axes import BatchAxis, another_batch
 from hone.validate.compare import compare_output
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # "<function f at 0x7f...>": differs per process
+__all__ = ["check_at_another_batch", "first_line", "shorten"]
+
+
+def shorten(text: str, limit: int) -> str:
+    """One line of at most `limit` characters (a reason may hold a newline or a traceback
+    fragment), cut with an ellipsis: how a runner's summary() quotes a reason."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def check_at_another_batch(
@@ -55,13 +63,3 @@ def check_at_another_batch(
                            f"({name!r}, atol {check.atol:.3g}): control flow or shapes were specialised")
         worst = max(worst, check.max_abs_err)
     return True, f"matches eager at batch {batch} (max abs err {worst:.3g})"
-
-
-def first_line(exc: BaseException) -> str:
-    """The exception's first line, without object addresses: the same failure at two input
-    sets must read the same (the report folds identical reasons)."""
-    text = str(exc).strip()
-    line = _ADDRESS.sub("", next((part.strip() for part in text.splitlines() if part.strip()), ""))
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-

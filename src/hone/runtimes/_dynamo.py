@@ -14,7 +14,28 @@ from typing import Any, Callable
 
 import torch
 
+from hone.runtimes._batch import shorten
+from hone.runtimes.base import ModuleRunner
+
 MAX_REASONS = 5  # a report shows the first few; the count says how many there were
+SUMMARY_REASON_CHARS = 120  # how much of the first break's reason a summary quotes
+
+
+class CompiledRunner(ModuleRunner):
+    """A torch.compile'd module: a ModuleRunner whose summary names its graph breaks."""
+
+    def summary(self) -> list[str]:
+        return graph_break_summary(self._info)
+
+
+def graph_break_summary(info: dict[str, Any]) -> list[str]:
+    """["graph breaks N (first: reason...)"] from a build's graph_breaks() facts; [] without them."""
+    if "graph_break_count" not in info:
+        return []
+    breaks = info["graph_break_count"]
+    reasons = info.get("break_reasons")
+    first = f" (first: {shorten(reasons[0], SUMMARY_REASON_CHARS)})" if breaks and reasons else ""
+    return [f"graph breaks {breaks}{first}"]
 
 
 def graph_breaks(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import inspect
 import json
 import logging
 import re
@@ -39,12 +38,11 @@ import torch
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 from hone.runtimes.base import Runner, Runtime
 from hone.runtimes.inductor import _has_cxx_compiler
 from hone.runtimes._batch import check_at_another_batch, first_line
-from hone.validate.batch_axes import another_batch
-from hone.search.recipe import Recipe, Step
+from hone.runtimes._export import export_program
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -91,16 +89,30 @@ class AotiRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        # The package's own record of what it takes: a batch within its dynamic range (a static
+        # package's range is its one batch), every input's dtype and shape after the batch.
+        if self._inputs is None:  # a package hone did not build: only what it was built for
+            return super().serves(inputs)
+        try:
+            _check_inputs(inputs, *self._inputs)
+        except InputError:
+            return False
+        return True
+
     def save(self, directory: Path) -> list[str]:
         shutil.copyfile(self.package, Path(directory) / PACKAGE)
         return [PACKAGE]
 
 
-class Aoti(Runtime):
+class Aoti(Runtime[AotiConfig]):
     name = "aoti"
     Config = AotiConfig
     description = "torch.export + AOTInductor .pt2 package (dynamic batch), run through its loader"
     devices = ("cpu", "cuda")
+    consumes = ("torch", "torch-quantized")  # torch.export lowers quantized graphs as Inductor does
+    accepts_dtypes = ("*",)
+    keeps = ("channels_last",)
 
     @classmethod
     def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
@@ -110,12 +122,12 @@ class Aoti(Runtime):
         return None
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        return [Recipe("aoti", (), Step(cls.name, AotiConfig()),
-                       "ahead-of-time compiled package, no Python per op, weights frozen", cost=3.0)]
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        return [Variant(AotiConfig(), "aoti", "ahead-of-time compiled package, no Python per op, weights frozen",
+                        cost=3.0, addresses={"overhead": Claim(0.5, "AOTInductor runs a compiled .so with no Python at all")})]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: AotiConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         module = model.module.to(ctx.device).eval()
         start = time.perf_counter()
         exported, batch = export_program(module, ctx.example_inputs, cfg.dynamic_batch)
@@ -137,7 +149,7 @@ class Aoti(Runtime):
         start = time.perf_counter()
         loaded = _load_package(package, ctx.device)
         info = {
-            **model.notes, "backend": "aoti", **dataclasses.asdict(cfg), **batch,
+            "backend": "aoti", **dataclasses.asdict(cfg), **batch,
             "export_s": round(export_s, 3), "compile_s": round(compile_s, 3),
             "load_s": round(time.perf_counter() - start, 3), **package_facts(package, loaded),
         }
@@ -156,39 +168,6 @@ class Aoti(Runtime):
         loaded = _load_package(package, ctx.device)
         info = {"backend": "aoti", "loaded_from": files[0], **package_facts(package, loaded)}
         return AotiRunner(loaded, package, ctx.device, info)
-
-
-def export_program(
-    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dynamic_batch: bool
-) -> tuple["torch.export.ExportedProgram", dict[str, Any]]:
-    """torch.export with dim 0 of every input one symbolic batch (when asked), else at the
-    example's shapes. Returns the program and the batch facts: dynamic or not, its range
-    (max None: unbounded), and why it is static when the dynamic export failed."""
-    static_reason = None
-    if dynamic_batch:
-        # Sizes 0 and 1 are specialised by the exporter: trace a batch of at least 2.
-        sample = inputs if int(inputs[0].shape[0]) >= 2 else another_batch(inputs)
-        batch = torch.export.Dim("batch", min=1)
-        specs: Any = tuple({0: batch} for _ in inputs)
-        if _takes_var_positional(module):  # FlatIO.forward(*args): one entry, a tuple, for `args`
-            specs = (specs,)
-        try:
-            exported = torch.export.export(module, sample, dynamic_shapes=specs)
-        except Exception as exc:  # the model's code fixes the batch: export it at the example's
-            static_reason = export_failure(exc)
-            log.warning("aoti: the batch cannot be dynamic, exporting at batch %d: %s", int(inputs[0].shape[0]),
-                        static_reason)
-        else:
-            return exported, {"dynamic_batch": True, "batch_range": _batch_range(exported)}
-    try:
-        exported = torch.export.export(module, inputs)
-    except Exception as exc:
-        raise Unsupported(f"torch.export failed: {export_failure(exc)}") from exc
-    n = int(inputs[0].shape[0])
-    facts: dict[str, Any] = {"dynamic_batch": False, "batch_range": [n, n]}
-    if static_reason:
-        facts["static_batch_reason"] = static_reason
-    return exported, facts
 
 
 def _metadata(batch: dict[str, Any], inputs: tuple[torch.Tensor, ...]) -> dict[str, str]:
@@ -226,22 +205,6 @@ def _check_inputs(
             raise InputError(f"AOTInductor package input {i} must be {str(dtype).removeprefix('torch.')}"
                              f"[batch, {', '.join(map(str, rest))}], got {str(tensor.dtype).removeprefix('torch.')}"
                              f"{list(shape)}")
-
-
-def _batch_range(exported: "torch.export.ExportedProgram") -> list[int | None]:
-    """The range the exporter settled on for the first input's dim 0, read from the program."""
-    first = next(n for n in exported.graph.nodes if n.op == "placeholder" and n.name in
-                 exported.graph_signature.user_inputs)
-    size = first.meta["val"].shape[0]
-    if isinstance(size, int):
-        return [size, size]
-    bounds = exported.range_constraints[size.node.expr]
-    return [int(bounds.lower), int(bounds.upper) if bounds.upper.is_Integer else None]  # int_oo: unbounded
-
-
-def _takes_var_positional(module: torch.nn.Module) -> bool:
-    parameters = inspect.signature(module.forward).parameters.values()
-    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 def _load_package(package: Path, device: str) -> Any:
@@ -285,18 +248,3 @@ def _wrapper_calls(package: Path) -> dict[str, Any]:
     return {"extern_kernels": dict(externs.most_common()), "fused_kernels": len(fused)}
 
 
-def export_failure(exc: BaseException) -> str:
-    """One line from torch.export's multi-line error: its first line, the violated constraint
-    ("- Not all values of batch ..."), and the user code that raised, when it names them."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if not lines:
-        return type(exc).__name__
-    parts = [f"{type(exc).__name__}: {lines[0].split(' For more information')[0]}"]
-    detail = next((line for line in lines[1:] if line.startswith("- ")), None)
-    if detail:
-        parts.append(detail[2:])
-    marker = "The following call raised this error:"
-    if marker in lines and lines.index(marker) + 2 < len(lines):
-        at = lines.index(marker)
-        parts.append(f"at {lines[at + 1]}: {lines[at + 2]}")
-    return "; ".join(parts)

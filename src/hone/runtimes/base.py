@@ -8,7 +8,13 @@ from typing import Any, ClassVar
 import torch
 
 from hone.errors import Unsupported
-from hone.plugin import Artifact, BuildContext, Plugin
+from hone.plugin import C, Artifact, BuildContext, Plugin
+
+Shapes = tuple[tuple[int, ...], ...]
+
+
+def shapes_of(inputs: tuple[torch.Tensor, ...]) -> Shapes:
+    return tuple(tuple(t.shape) for t in inputs)
 
 
 class Runner:
@@ -23,6 +29,11 @@ class Runner:
     # Set by a runtime that computes below its artifact's precision (OpenVINO bf16, TensorRT
     # fp16): validation then uses that precision's tolerance. None: the artifact's.
     compute_dtype: str | None = None
+    # Set by Runtime.build: the input shapes it was built for, the build's seconds (passes and
+    # runtime), and the passes' notes by step name.
+    built_for: Shapes = ()
+    build_s: float = 0.0
+    step_notes: dict[str, Any] = {}
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         with torch.inference_mode():
@@ -35,7 +46,23 @@ class Runner:
         raise NotImplementedError
 
     def info(self) -> dict[str, Any]:
+        """What the runtime really ran (read back from the backend), for the store."""
         return {}
+
+    def report(self) -> dict[str, Any]:
+        """What the store keeps of a build: the runtime's info and every pass's notes."""
+        return {**self.info(), "steps": dict(self.step_notes)}
+
+    def summary(self) -> list[str]:
+        """A few short notes for reports (graph breaks, tuning time, what fell back): reports
+        show these and never read a runner's info keys."""
+        return []
+
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        """Whether this build runs `inputs` as built (a dynamic batch dimension, a module that
+        takes any shape), so the worker need not rebuild for their shapes. By default only the
+        shapes it was built for."""
+        return shapes_of(inputs) == self.built_for
 
     def save(self, directory: Path) -> list[str]:
         """Write the deployable product (a .pt2 package, an IR, an engine, ...) into `directory`
@@ -67,17 +94,35 @@ class ModuleRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        # A torch module takes any batch; a compiled one recompiles for a new shape on its first
+        # call there, which the worker times as that input set's first call. A module that came
+        # out of torch.export (a pt2e graph, a loaded program) is specialised to its shapes.
+        if any(isinstance(m, torch.fx.GraphModule) for m in _modules(self.module)):
+            return super().serves(inputs)
+        return len(inputs) == len(self.built_for)
+
     def save(self, directory: Path) -> list[str]:
+        """A torch.export program with a symbolic batch (where the model allows one), so the
+        saved artifact serves every batch size the build served."""
+        from hone.runtimes._export import export_program
+
         if self.example_inputs is None:
             raise Unsupported("this runner was built without example inputs to export with")
         module = getattr(self.module, "_orig_mod", self.module)  # before torch.compile wrapped it
         try:
-            exported = torch.export.export(module, self.example_inputs)
-        except Exception as exc:  # noqa: BLE001 - any export failure means "cannot save this"
-            raise Unsupported(f"torch.export could not capture the model to save it: {type(exc).__name__}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+            exported, _ = export_program(module, self.example_inputs, dynamic_batch=True)
+        except Unsupported as exc:
+            raise Unsupported(f"torch.export could not capture the model to save it: {exc.message}") from exc
         torch.export.save(exported, directory / "model.pt2")
         return ["model.pt2"]
+
+
+def _modules(module: Any) -> list[Any]:
+    module = getattr(module, "_orig_mod", module)
+    inner = getattr(module, "program", None)  # _ExportedModule keeps its program outside the children
+    found = list(module.modules()) if isinstance(module, torch.nn.Module) else []
+    return found + ([inner] if inner is not None else [])
 
 
 class _ExportedModule(torch.nn.Module):
@@ -103,20 +148,32 @@ def load_exported_module(directory: Path, files: list[str], device: str = "cpu")
     return _ExportedModule(program.module())
 
 
-class Runtime(Plugin):
-    """Builds a Runner from an Artifact of `input_format`."""
+class Runtime(Plugin[C]):
+    """Builds a Runner from an Artifact of one of `consumes`.
 
-    input_format: ClassVar[str] = "torch"
+    Template method: subclasses write `build_impl`; `build` checks the format, times the build,
+    hands the passes' notes to the runner, records the shapes it was built for, and turns a
+    backend's exception into `Unsupported` with the backend's first line."""
+
+    consumes: ClassVar[tuple[str, ...]] = ("torch",)
+    # Formats whose recipes run on this runtime unless a stack names another (its default
+    # variant's tag is then left out of the label: "pt2e-int8", not "pt2e-int8+inductor").
+    default_for: ClassVar[tuple[str, ...]] = ()
 
     def build(self, model: Artifact, ctx: BuildContext) -> Runner:
-        if model.format != self.input_format:
-            raise TypeError(f"runtime {self.name} takes a {self.input_format} model, got {model.format}")
-        return self.build_impl(model, ctx)
+        if model.format not in self.consumes:
+            raise TypeError(f"runtime {self.name} takes {' or '.join(self.consumes)}, got {model.format}")
+        runner, seconds = self._guarded("build", lambda: self.build_impl(model, ctx))
+        runner.built_for = shapes_of(ctx.example_inputs)
+        runner.build_s = seconds
+        runner.step_notes = dict(model.notes)
+        return runner
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         raise NotImplementedError
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
         """A Runner from what `Runner.save` wrote into `directory` (`files`, as it returned them),
-        configured like the build (`self.config`). `ctx.example_inputs` may be empty."""
+        configured like the build (`self.config`). `ctx.example_inputs` are the saved example
+        inputs."""
         raise Unsupported(f"runtime {self.name} cannot load a saved artifact")

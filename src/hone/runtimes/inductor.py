@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from hone.config import Config
-from hone.errors import InputError
-from hone.plugin import Artifact, BuildContext
-from hone.errors import Unsupported
-from hone.runtimes._dynamo import compile_now, fullgraph_refusal, graph_breaks
-from hone.runtimes.base import ModuleRunner, Runner, Runtime, load_exported_module
-from hone.search.recipe import Recipe, Step
+from hone.errors import InputError, Unsupported
+from hone.plugin import Artifact, BuildContext, Claim, Variant
+from hone.runtimes._dynamo import CompiledRunner, compile_now, fullgraph_refusal, graph_breaks
+from hone.runtimes.base import Runner, Runtime, load_exported_module
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -46,11 +44,17 @@ class InductorConfig(Config):
             raise InputError(f"inductor mode {self.mode!r} is not one of {', '.join(MODES)}")
 
 
-class Inductor(Runtime):
+class Inductor(Runtime[InductorConfig]):
     name = "inductor"
     Config = InductorConfig
     description = "torch.compile with the Inductor backend"
     devices = ("cpu", "cuda")
+    # Quantized graphs (pt2e's quantize/dequantize pairs) and torchao's tensor-subclass weights
+    # lower through Dynamo, which is why their recipes run here unless a stack names another.
+    consumes = ("torch", "torch-quantized")
+    default_for = ("torch-quantized",)
+    accepts_dtypes = ("*",)
+    keeps = ("channels_last",)
 
     @classmethod
     def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
@@ -59,28 +63,43 @@ class Inductor(Runtime):
         return None
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        def recipe(label: str, origin: str, cost: float, **config) -> Recipe:
-            return Recipe(label, (), Step(cls.name, InductorConfig(**config)), origin, cost=cost)
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        cuda = device.startswith("cuda")
+        # Freezing buys CPU weight prepacking (oneDNN/MKL); pt2e's int8 weights can be prepacked
+        # only as frozen constants. On CUDA, a quantized model's weights are tensor subclasses
+        # (torchao's int8/int4/fp8) that need nothing folded, and the same kernels run either
+        # way: compiled without freezing.
+        freezing = not (cuda and fmt == "torch-quantized")
 
-        proposed = [
-            recipe("inductor", "compile and fuse, weights frozen", 2.5),
-            recipe("inductor-dynamic", "one compiled graph for every batch size (no recompiles)", 2.5, dynamic=True),
-            recipe("inductor-max-autotune", "benchmark GEMM/conv templates at compile time", 8.0, mode="max-autotune"),
+        def variant(tag: str, origin: str, cost: float, addresses: dict[str, Claim] | None = None, *,
+                    mode: str = "default", dynamic: bool = False, stack: bool = False) -> Variant:
+            config = InductorConfig(mode=mode, freezing=freezing, dynamic=dynamic)
+            return Variant(config, tag, origin, cost=cost, addresses=addresses or {}, stack=stack)
+
+        offered = [
+            variant("inductor", "compile and fuse, weights frozen" if freezing else "compile and fuse", 2.5, {
+                "overhead": Claim(0.9, "fusion cuts the number of ops dispatched per call"),
+                "memory": Claim(1.0, "fusion keeps intermediates in cache instead of writing them out"),
+                "compute": Claim(0.5, "freezing pre-packs weights for the fastest GEMM kernels"),
+            }, stack=True),
+            variant("inductor-dynamic", "one compiled graph for every batch size (no recompiles)", 2.5, dynamic=True),
+            variant("inductor-max-autotune", "benchmark GEMM/conv templates at compile time", 8.0,
+                    {"compute": Claim(0.35, "GEMM templates benchmarked for these shapes")}, mode="max-autotune"),
         ]
-        if device.startswith("cuda"):
-            proposed += [
-                recipe("inductor-reduce-overhead", "CUDA graphs: the forward replayed as one launch", 3.0,
-                       mode="reduce-overhead"),
-                recipe("inductor-max-autotune-no-cudagraphs", "autotuned kernels without CUDA graphs", 8.0,
-                       mode="max-autotune-no-cudagraphs"),
+        if cuda:
+            offered += [
+                variant("inductor-reduce-overhead", "CUDA graphs: the forward replayed as one launch", 3.0,
+                        {"overhead": Claim(1.0, "CUDA graphs replay the whole forward as one launch")},
+                        mode="reduce-overhead"),
+                variant("inductor-max-autotune-no-cudagraphs", "autotuned kernels without CUDA graphs", 8.0,
+                        mode="max-autotune-no-cudagraphs"),
             ]
-        return proposed
+        return offered
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         from torch._inductor.utils import run_and_get_code
 
-        cfg: InductorConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         module = model.module.to(ctx.device).eval()
         breaks = graph_breaks(module, ctx.example_inputs)
         if cfg.fullgraph and fullgraph_refusal(breaks):
@@ -102,10 +121,10 @@ class Inductor(Runtime):
             compile_s = compile_now(lambda *xs: code.extend(run_and_get_code(compiled, *xs)[1]), ctx.example_inputs)
         frozen = "_frozen_param" in "\n".join(code)
         info = {
-            **model.notes, "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen,
+            "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen,
             "compile_s": round(compile_s, 3), **breaks,
         }
-        return ModuleRunner(compiled, ctx.device, info, ctx.example_inputs)
+        return CompiledRunner(compiled, ctx.device, info, ctx.example_inputs)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
         return self.build_impl(Artifact("torch", load_exported_module(directory, files, ctx.device)), ctx)

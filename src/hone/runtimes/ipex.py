@@ -33,9 +33,8 @@ import torch
 from hone._optional import installed_version, release, require, torch_release_mismatch
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Variant
 from hone.runtimes.base import Runner, Runtime
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -84,12 +83,13 @@ class IpexRunner(Runner):
         return [SAVED]
 
 
-class Ipex(Runtime):
+class Ipex(Runtime[IpexConfig]):
     name = "ipex"
     Config = IpexConfig
     description = "Intel Extension for PyTorch: ipex.optimize + TorchScript freeze (retired upstream)"
     requires = ("intel_extension_for_pytorch",)
     devices = ("cpu",)
+    keeps = ("channels_last",)
 
     @classmethod
     def available(cls, hw: "Hardware", device: str = "cpu") -> str | None:
@@ -104,19 +104,19 @@ class Ipex(Runtime):
         return ipex_unavailable(installed_version("torch") or hw.torch_version)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
-        # Proposed wherever hone runs on a CPU: without IPEX the plan keeps them, `unsupported`
+        # Offered wherever hone runs on a CPU: without IPEX the plan keeps them, `unsupported`
         # with the reason above, so a report says where IPEX's optimizations went.
         return [
-            Recipe("ipex", (), Step(cls.name, IpexConfig()), "IPEX: oneDNN weight prepacking, TorchScript fusions",
-                   cost=2.0),
-            Recipe("ipex-bf16", (), Step(cls.name, IpexConfig(dtype="bfloat16")), "IPEX in bf16", "bfloat16", cost=2.0),
+            Variant(IpexConfig(), "ipex", "IPEX: oneDNN weight prepacking, TorchScript fusions", cost=2.0, stack=False),
+            Variant(IpexConfig(dtype="bfloat16"), "ipex-bf16", "IPEX in bf16", cost=2.0, compute_dtype="bfloat16",
+                    stack=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: IpexConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         ipex = _import_ipex()
         bf16 = cfg.dtype == "bfloat16"
         module = model.module.to("cpu").eval()
@@ -133,10 +133,10 @@ class Ipex(Runtime):
         if cfg.jit:
             runner_module = _trace_and_freeze(optimized, ctx.example_inputs, bf16)
             info["jit_executed_ops"] = _executed_ops(runner_module, ctx.example_inputs, bf16)
-        return IpexRunner(runner_module, {**info, **model.notes}, bf16)
+        return IpexRunner(runner_module, info, bf16)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
-        cfg: IpexConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         ipex = _import_ipex()  # registers the ipex_prepack ops the saved graph calls
         module = torch.jit.load(str(directory / SAVED), map_location="cpu")
         info = {"backend": "ipex", **dataclasses.asdict(cfg), "ipex_version": ipex.__version__,

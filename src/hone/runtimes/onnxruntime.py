@@ -18,9 +18,8 @@ import torch
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 from hone.runtimes.base import Runner, Runtime
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -61,6 +60,16 @@ class OrtRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        # The session's own input shapes: a symbolic dimension (a name, or None) takes any size.
+        declared = [i.shape for i in self.session.get_inputs()]
+        if len(declared) != len(inputs):
+            return False
+        return all(
+            len(shape) == t.dim() and all(not isinstance(d, int) or d == size for d, size in zip(shape, t.shape))
+            for shape, t in zip(declared, inputs)
+        )
+
     def save(self, directory: Path) -> list[str]:
         """The optimized graph the session wrote (and its weights file), else the model it
         loaded with its external data. The graph names its data file, so names are kept."""
@@ -73,37 +82,50 @@ class OrtRunner(Runner):
         return files
 
 
-class OnnxRuntime(Runtime):
+class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
     name = "onnxruntime"
     Config = OnnxRuntimeConfig
     description = "ONNX Runtime inference session"
     requires = ("onnxruntime",)
-    input_format = "onnx"
+    # CUDA: the CUDA and TensorRT execution providers (onnxruntime-gpu); the session says when
+    # this onnxruntime has neither.
+    devices = ("cpu", "cuda")
+    consumes = ("onnx",)
+    default_for = ("onnx",)
+    accepts_dtypes = ("*",)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        export = (Step("onnx_export", _export_config()),)
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device == "cpu":
-            return [Recipe("onnxruntime", export, Step(cls.name, OnnxRuntimeConfig()), "ONNX graph optimizations",
-                           cost=1.5)]
+            no_dispatch = Claim(1.0, "a C++ session runs the graph without Python dispatch per op")
+            # The lower optimization levels matter for quantized graphs, whose QDQ fusions and
+            # layout changes differ by level: offered stacked on quantizers only.
+            return [
+                Variant(OnnxRuntimeConfig(), "onnxruntime", "ONNX graph optimizations", cost=1.0,
+                        addresses={"overhead": no_dispatch}),
+                *(Variant(OnnxRuntimeConfig(graph_optimization_level=level), f"onnxruntime-{level}",
+                          f"ONNX Runtime with graph optimization level {level!r}", cost=1.0, alone=False)
+                  for level in ("extended", "basic", "disable")),
+            ]
         return [
-            Recipe("onnxruntime-cuda", export, Step(cls.name, OnnxRuntimeConfig(ep="cuda")),
-                   "ONNX Runtime's CUDA execution provider", cost=1.5),
-            Recipe("onnxruntime-tensorrt", export, Step(cls.name, OnnxRuntimeConfig(ep="tensorrt", fp16=True)),
-                   "ONNX Runtime's TensorRT execution provider, fp16 kernels allowed", "float16", cost=4.0),
+            Variant(OnnxRuntimeConfig(ep="cuda"), "onnxruntime-cuda", "ONNX Runtime's CUDA execution provider",
+                    cost=1.0, stack=False),
+            Variant(OnnxRuntimeConfig(ep="tensorrt", fp16=True), "onnxruntime-tensorrt",
+                    "ONNX Runtime's TensorRT execution provider, fp16 kernels allowed", cost=3.5,
+                    compute_dtype="float16", stack=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         optimized = model.path.with_name(model.path.stem + ".optimized.onnx")
-        return self._session(model.path, ctx, optimized, model.notes)
+        return self._session(model.path, ctx, optimized)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
-        return self._session(directory / files[0], ctx, None, {})
+        return self._session(directory / files[0], ctx, None)
 
-    def _session(self, path: Path, ctx: BuildContext, optimized: Path | None, notes: dict[str, Any]) -> "OrtRunner":
+    def _session(self, path: Path, ctx: BuildContext, optimized: Path | None) -> "OrtRunner":
         import onnxruntime as ort
 
-        cfg: OnnxRuntimeConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         wanted = PROVIDERS[cfg.ep]
         if wanted not in ort.get_available_providers():
             hint = "" if cfg.ep == "cpu" else "; pip install onnxruntime-gpu (in place of onnxruntime)"
@@ -135,7 +157,6 @@ class OnnxRuntime(Runtime):
             "onnxruntime_version": ort.__version__,
             "model_path": str(path),
             **({"optimized_model": str(optimized)} if optimized is not None and optimized.exists() else {}),
-            **notes,
         })
         if cfg.fp16:
             runner.compute_dtype = "float16"
@@ -160,9 +181,3 @@ def _providers(cfg: OnnxRuntimeConfig, ctx: BuildContext) -> list[Any]:
         return [("TensorrtExecutionProvider", options), ("CUDAExecutionProvider", {"device_id": device_id}),
                 "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-def _export_config() -> Config:
-    from hone.passes.onnx.export import OnnxExportConfig
-
-    return OnnxExportConfig()

@@ -27,9 +27,8 @@ from hone.config import Config
 from hone._optional import block_usage_telemetry
 from hone.errors import InputError, Unsupported
 from hone.passes.openvino.convert import failure_reason
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 from hone.runtimes.base import Runner, Runtime
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -82,6 +81,22 @@ class OpenVinoRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        # The compiled model's input shapes: a dynamic dimension takes any size. (The conversion
+        # fixes them to the example's by default: static_shapes.)
+        ports = self.compiled.inputs
+        if len(ports) != len(inputs):
+            return False
+        for port, tensor in zip(ports, inputs):
+            shape = port.get_partial_shape()
+            if shape.rank.is_dynamic:
+                continue
+            if len(shape) != tensor.dim():
+                return False
+            if any(not d.is_dynamic and d.get_length() != size for d, size in zip(shape, tensor.shape)):
+                return False
+        return True
+
     def save(self, directory: Path) -> list[str]:
         """The IR (model.xml + model.bin) as compiled from, in fp32 weights."""
         import shutil
@@ -92,44 +107,42 @@ class OpenVinoRunner(Runner):
         return ["model.xml", "model.bin"]
 
 
-class OpenVino(Runtime):
+class OpenVino(Runtime[OpenVinoConfig]):
     name = "openvino"
     Config = OpenVinoConfig
     description = "OpenVINO CPU plugin (f32 inference precision unless configured)"
     requires = ("openvino",)
-    input_format = "openvino"
+    consumes = ("openvino",)
+    default_for = ("openvino",)
+    accepts_dtypes = ("*",)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":  # OpenVINO's GPU plugin is Intel's, never a CUDA device
             return []
-        convert = (Step("openvino_convert", _convert_config()),)
-
-        def recipe(label: str, origin: str, **config: str) -> Recipe:
-            dtype = "bfloat16" if config.get("inference_precision") == "bf16" else "float32"
-            return Recipe(label, convert, Step(cls.name, OpenVinoConfig(**config)), origin, dtype, cost=2.0)
-
         # openvino-bf16 on every CPU: the plugin decides which CPUs compute bf16 (avx512_bf16,
         # AMX, AVX2-VNNI-2 in recent releases), and the precision it settled on is read back.
         return [
-            recipe("openvino", "OpenVINO CPU plugin, f32 pinned, LATENCY hint (one stream)"),
-            recipe("openvino-throughput", "OpenVINO CPU plugin, f32, THROUGHPUT hint (several streams)",
-                   performance_hint="THROUGHPUT"),
-            recipe("openvino-bf16", "OpenVINO CPU plugin computing float layers in bf16 (declared)",
-                   inference_precision="bf16"),
+            Variant(OpenVinoConfig(), "openvino", "OpenVINO CPU plugin, f32 pinned, LATENCY hint (one stream)",
+                    cost=1.5, addresses={"overhead": Claim(0.45, "OpenVINO's C++ plugin runs the whole graph")}),
+            Variant(OpenVinoConfig(performance_hint="THROUGHPUT"), "openvino-throughput",
+                    "OpenVINO CPU plugin, f32, THROUGHPUT hint (several streams)", cost=1.5, stack=False),
+            Variant(OpenVinoConfig(inference_precision="bf16"), "openvino-bf16",
+                    "OpenVINO CPU plugin computing float layers in bf16 (declared)", cost=1.5,
+                    compute_dtype="bfloat16", stack=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return self._compile(model.path, model.notes, model.compute_dtype, ctx)
+        return self._compile(model.path, model.compute_dtype, ctx)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
-        return self._compile(directory / "model.xml", {}, "float32", ctx)
+        return self._compile(directory / "model.xml", "float32", ctx)
 
-    def _compile(self, ir_path: Path, notes: dict[str, Any], ir_dtype: str, ctx: BuildContext) -> Runner:
+    def _compile(self, ir_path: Path, ir_dtype: str, ctx: BuildContext) -> Runner:
         block_usage_telemetry()  # before openvino's first import in this process
         import openvino as ov
 
-        cfg: OpenVinoConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         core = ov.Core()
         if cfg.device not in core.available_devices:
             available = ", ".join(core.available_devices)
@@ -149,7 +162,6 @@ class OpenVino(Runtime):
                               "on this CPU (read back from the compiled model)")
         info = {
             **compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], "ir_path": str(ir_path),
-            **notes,
         }
         runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info)
         if settled == "bf16" and ir_dtype == "float32":  # float layers of an fp32 IR run in bf16
@@ -197,12 +209,6 @@ def runtime_precisions(runtime_model: "ov.Model") -> dict[str, Any]:
         "int8_compute_ops": int8,
         "float_compute_ops": sum(compute.values()) - int8,
     }
-
-
-def _convert_config() -> Config:
-    from hone.passes.openvino.convert import OpenVinoConvertConfig
-
-    return OpenVinoConvertConfig()
 
 
 def _rt(rt_info: Any, key: str) -> str:

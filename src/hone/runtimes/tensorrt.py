@@ -43,10 +43,9 @@ import torch
 from hone._optional import is_available, require
 from hone.config import Config
 from hone.errors import InputError, MissingDependency, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Variant
 from hone.runtimes._trt_fallback import layer_precisions, merge_layer_precisions, partition_report
 from hone.runtimes.base import Runner, Runtime
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -105,6 +104,11 @@ class TensorRTRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def summary(self) -> list[str]:
+        if "torch_subgraphs" not in self._info:
+            return []
+        return [f"TensorRT subgraphs {self._info.get('trt_subgraphs', 0)}, PyTorch subgraphs {self._info['torch_subgraphs']}"]
+
     def save(self, directory: Path) -> list[str]:
         import torch_tensorrt
 
@@ -116,7 +120,7 @@ class TensorRTRunner(Runner):
         return [SAVED_PROGRAM, SAVED_REPORT]
 
 
-class TensorRT(Runtime):
+class TensorRT(Runtime[TensorRTConfig]):
     name = "tensorrt"
     Config = TensorRTConfig
     description = "TensorRT engines through torch-tensorrt (dynamo), PyTorch for what it cannot convert"
@@ -139,28 +143,28 @@ class TensorRT(Runtime):
         return None
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if not device.startswith("cuda"):
             return []
 
-        def recipe(precision: str, origin: str, cost: float = 4.0) -> Recipe:
-            dtype = COMPUTE_DTYPES[precision] or "float32"
-            return Recipe(f"tensorrt-{precision}", (), Step(cls.name, TensorRTConfig(precision=precision)), origin,
-                          dtype, cost=cost)
+        def variant(precision: str, origin: str, cost: float = 4.0) -> Variant:
+            return Variant(TensorRTConfig(precision=precision), f"tensorrt-{precision}", origin, cost=cost,
+                           compute_dtype=COMPUTE_DTYPES[precision])
 
-        proposed = [
-            recipe("fp16", "TensorRT engines, fp16 autocast (fp32 I/O, sensitive ops kept fp32)"),
-            recipe("fp32", "TensorRT engines in fp32 (TF32 off): fusion and kernel tuning alone"),
+        offered = [
+            variant("fp16", "TensorRT engines, fp16 autocast (fp32 I/O, sensitive ops kept fp32)"),
+            variant("fp32", "TensorRT engines in fp32 (TF32 off): fusion and kernel tuning alone"),
             # Calibration adds to the build. Without nvidia-modelopt these stay in the plan and
             # report `unsupported` with the install hint.
-            recipe("int8", "TensorRT int8: ModelOpt calibration, explicit Q/DQ layers", 4.5),
+            variant("int8", "TensorRT int8: ModelOpt calibration, explicit Q/DQ layers", 4.5),
         ]
-        if not cls.precision_unavailable("fp8", hw, device):
-            proposed.append(recipe("fp8", "TensorRT fp8 e4m3: ModelOpt calibration, explicit Q/DQ layers", 4.5))
-        return proposed
+        # fp8 only where the GPU has fp8 kernels (an unknown machine: not offered).
+        if hw is not None and not cls.precision_unavailable("fp8", hw, device):
+            offered.append(variant("fp8", "TensorRT fp8 e4m3: ModelOpt calibration, explicit Q/DQ layers", 4.5))
+        return offered
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: TensorRTConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         device = cuda_device(ctx.device)
         check_precision_here(cfg.precision, device)
         resolve_ops(cfg.torch_executed_ops)  # a typo is the user's error, before any work
@@ -194,7 +198,7 @@ class TensorRT(Runtime):
                               f"everything would run in PyTorch: {fell_back}")
         info = {
             "backend": "torch-tensorrt", **dataclasses.asdict(cfg), "compile_s": round(compile_s, 3), **report,
-            **engine_layers(compiled), **notes, **_versions(torch_tensorrt), **model.notes,
+            **engine_layers(compiled), **notes, **_versions(torch_tensorrt),
         }
         return TensorRTRunner(compiled, str(device), info, inputs)
 

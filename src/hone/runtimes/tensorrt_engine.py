@@ -39,11 +39,10 @@ import torch
 from hone._optional import require
 from hone.config import Config
 from hone.errors import InputError, MissingDependency, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Variant
 from hone.runtimes._trt_fallback import layer_precisions
 from hone.runtimes.base import Runner, Runtime
 from hone.runtimes.tensorrt import check_builder_options, cuda_device, gpu_missing, one_line, reraise_if_out_of_memory
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -51,6 +50,9 @@ if TYPE_CHECKING:
 
 PRECISIONS = ("fp32", "tf32", "fp16", "int8")
 COMPUTE_DTYPES = {"fp32": None, "tf32": "tf32", "fp16": "float16", "int8": None}  # int8: the QDQ artifact says so
+# The trait of an ONNX graph TensorRT's explicit int8 takes: Q/DQ pairs in signed int8 with
+# zero points of 0 (a quantizer that makes one says it gives this).
+SYMMETRIC_QDQ = "int8-qdq-symmetric"
 SAVED_ENGINE, SAVED_IO = "model.engine", "engine.json"
 MAX_PARSER_ERRORS = 3
 TORCH_DTYPES = {  # TensorRT DataType member name -> torch dtype
@@ -125,12 +127,14 @@ class EngineRunner(Runner):
         return [SAVED_ENGINE, SAVED_IO]
 
 
-class TensorRTEngine(Runtime):
+class TensorRTEngine(Runtime[TensorRTEngineConfig]):
     name = "tensorrt_engine"
     Config = TensorRTEngineConfig
     description = "TensorRT engine built from the ONNX graph (trt.Builder + OnnxParser)"
     requires = ("tensorrt",)
-    input_format = "onnx"
+    consumes = ("onnx",)
+    accepts_dtypes = ("*",)
+    keeps = (SYMMETRIC_QDQ,)  # its int8 variant builds the Q/DQ layers as they are
     devices = ("cuda",)
 
     @classmethod
@@ -138,30 +142,26 @@ class TensorRTEngine(Runtime):
         return gpu_missing(hw, device)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if not device.startswith("cuda"):
             return []
-        from hone.passes.onnx.export import OnnxExportConfig
-        from hone.passes.onnx.ort_quantize_static import OrtQuantizeStaticConfig
-
-        export = Step("onnx_export", OnnxExportConfig())
-        # TensorRT takes signed int8 Q/DQ with zero points of 0: symmetric qint8 activations;
-        # per-channel weight scales are what TensorRT's own int8 recipes use.
-        qdq = Step("ort_quantize_static", OrtQuantizeStaticConfig(
-            activation_type="qint8", activation_symmetric=True, weight_type="qint8", weight_symmetric=True,
-            per_channel=True))
+        # The export costs 0.5 of these recipes' 4 (fp16) and 4.5 (int8: the quantizer's
+        # calibration another 0.5).
         return [
-            Recipe("onnx-tensorrt-fp16", (export,), Step(cls.name, TensorRTEngineConfig(precision="fp16")),
-                   "TensorRT engine from the ONNX graph converted to fp16 (fp32 I/O)", "float16", cost=4.0),
-            Recipe("onnx-tensorrt-int8", (export, qdq), Step(cls.name, TensorRTEngineConfig(precision="int8")),
-                   "TensorRT int8 engine from an explicitly quantized (QDQ) ONNX graph, calibrated (minmax)",
-                   "int8", cost=4.5),
+            Variant(TensorRTEngineConfig(precision="fp16"), "onnx-tensorrt-fp16",
+                    "TensorRT engine from the ONNX graph converted to fp16 (fp32 I/O)", cost=3.5,
+                    compute_dtype="float16", stack=False),  # a QDQ graph built in fp16: on request only
+            # Explicit quantization only: the graph must come quantized with symmetric signed Q/DQ.
+            Variant(TensorRTEngineConfig(precision="int8"), "onnx-tensorrt-int8",
+                    "TensorRT int8 engine from the explicitly quantized (QDQ) graph",
+                    cost=3.5, needs=frozenset({SYMMETRIC_QDQ}), alone=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: TensorRTEngineConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         device = cuda_device(ctx.device)
-        path, notes = Path(model.path), dict(model.notes)
+        path = Path(model.path)
+        notes: dict[str, Any] = {}
         if cfg.precision == "int8":
             notes["qdq"] = require_int8_qdq(path)
             path, notes["qdq"]["int32_biases_folded"] = fold_int32_dequantize(path, ctx.workdir)
@@ -180,7 +180,7 @@ class TensorRTEngine(Runtime):
         return runner
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
-        cfg: TensorRTEngineConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         trt = require("tensorrt")
         device = cuda_device(ctx.device)
         serialized = (directory / SAVED_ENGINE).read_bytes()

@@ -21,10 +21,9 @@ import torch
 from hone._optional import block_usage_telemetry, is_available
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.plugin import Artifact, BuildContext
-from hone.runtimes._dynamo import compile_now, fullgraph_refusal, graph_breaks
-from hone.runtimes.base import ModuleRunner, Runner, Runtime, load_exported_module
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
+from hone.runtimes._dynamo import CompiledRunner, compile_now, fullgraph_refusal, graph_breaks
+from hone.runtimes.base import Runner, Runtime, load_exported_module
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -54,26 +53,27 @@ class TorchCompileConfig(Config):
             raise InputError("torch_compile takes a third-party backend; Inductor is the `inductor` runtime")
 
 
-class TorchCompile(Runtime):
+class TorchCompile(Runtime[TorchCompileConfig]):
     name = "torch_compile"
     Config = TorchCompileConfig
     description = "torch.compile with a registered third-party backend (openvino, tensorrt)"
     devices = ("cpu", "cuda")
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        proposed = []
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        offered = []
         for backend in registered_backends():
             devices = KNOWN_BACKENDS.get(backend, (None, ("cpu", "cuda")))[1]
             if device.split(":")[0] in devices:
-                proposed.append(Recipe(
-                    f"compile-{backend}", (), Step(cls.name, TorchCompileConfig(backend=backend)),
+                offered.append(Variant(
+                    TorchCompileConfig(backend=backend), f"compile-{backend}",
                     f"torch.compile(backend={backend!r}): {backend} runs the graphs Dynamo captures", cost=3.0,
+                    stack=False,
                 ))
-        return proposed
+        return offered
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: TorchCompileConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.backend not in registered_backends() and cfg.backend not in torch._dynamo.list_backends():
             package = KNOWN_BACKENDS.get(cfg.backend, (cfg.backend,))[0]
             raise Unsupported(f"no torch.compile backend {cfg.backend!r} here (pip install {package})")
@@ -86,10 +86,10 @@ class TorchCompile(Runtime):
                                  options=options)
         compile_s = compile_now(compiled, ctx.example_inputs)
         info = {
-            **model.notes, **dataclasses.asdict(cfg), "options": options, "compile_s": round(compile_s, 3), **breaks,
+            **dataclasses.asdict(cfg), "options": options, "compile_s": round(compile_s, 3), **breaks,
             **_read_back(cfg.backend),
         }
-        return ModuleRunner(compiled, ctx.device, info, ctx.example_inputs)
+        return CompiledRunner(compiled, ctx.device, info, ctx.example_inputs)
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
         return self.build_impl(Artifact("torch", load_exported_module(directory, files, ctx.device)), ctx)

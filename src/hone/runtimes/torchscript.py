@@ -40,10 +40,9 @@ import torch
 from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.models.workload import FlatIO, normalize_outputs
-from hone.plugin import Artifact, BuildContext
-from hone.runtimes._batch import check_at_another_batch, first_line
+from hone.plugin import Artifact, BuildContext, Claim, Variant
+from hone.runtimes._batch import check_at_another_batch, first_line, shorten
 from hone.runtimes.base import Runner, Runtime
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -55,6 +54,7 @@ METHODS = ("trace", "script")
 SAVED_MODULE = "model.pt"
 _EXTRA = "hone.json"  # a TorchScript archive's extra file: how to call the module, its I/O names
 _WARNING_SAMPLES = 3  # distinct tracer warnings kept in the info
+SUMMARY_CHECK_CHARS = 80  # how much of the batch N+1 check a summary quotes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +102,23 @@ class TorchScriptRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
+        # A script keeps the control flow: any shape the model takes. A trace froze it at the
+        # example's shapes: other shapes only where the batch N+1 check found it generalises.
+        # (The check varied the batch only: the other dimensions stay the built ones.)
+        if self._info.get("method", "trace") == "script":
+            return True
+        if self._info.get("trace_generalizes") is True:
+            built = self.built_for
+            return not built or (len(inputs) == len(built)
+                                 and all(tuple(t.shape[1:]) == shape[1:] for t, shape in zip(inputs, built)))
+        return super().serves(inputs)
+
+    def summary(self) -> list[str]:
+        if self._info.get("trace_generalizes") is False:
+            return [f"trace does not generalise: {shorten(str(self._info.get('trace_check', '')), SUMMARY_CHECK_CHARS)}"]
+        return []
+
     def save(self, directory: Path) -> list[str]:
         # A TorchScript archive holds code and tensors, no pickled Python objects: torch.jit.load
         # runs no arbitrary code. The call convention rides along as an extra file.
@@ -111,25 +128,30 @@ class TorchScriptRunner(Runner):
         return [SAVED_MODULE]
 
 
-class TorchScript(Runtime):
+class TorchScript(Runtime[TorchScriptConfig]):
     name = "torchscript"
     Config = TorchScriptConfig
     description = "TorchScript (trace or script), frozen and optimized for inference"
     devices = ("cpu", "cuda")
+    consumes = ("torch", "torch-eager-only")  # TorchScript runs torch's quantized eager modules
+    accepts_dtypes = ("*",)
+    keeps = ("channels_last",)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         return [
-            Recipe("torchscript-trace", (), Step(cls.name, TorchScriptConfig(method="trace")),
-                   "TorchScript trace: no Python dispatch per op, frozen weights", cost=1.5),
-            Recipe("torchscript-script", (), Step(cls.name, TorchScriptConfig(method="script")),
-                   "TorchScript script: keeps control flow, frozen weights", cost=1.5),
+            Variant(TorchScriptConfig(method="trace"), "torchscript-trace",
+                    "TorchScript trace: no Python dispatch per op, frozen weights", cost=1.5,
+                    addresses={"overhead": Claim(0.4, "the TorchScript interpreter skips Python per module")},
+                    stack=False),
+            Variant(TorchScriptConfig(method="script"), "torchscript-script",
+                    "TorchScript script: keeps control flow, frozen weights", cost=1.5, stack=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        cfg: TorchScriptConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         module = model.module.to(ctx.device).eval()
-        info: dict[str, Any] = {**model.notes, "backend": "torchscript", **dataclasses.asdict(cfg)}
+        info: dict[str, Any] = {"backend": "torchscript", **dataclasses.asdict(cfg)}
         start = time.perf_counter()
         if cfg.method == "trace":
             scripted, tracer_warnings = _trace(module, ctx.example_inputs)
@@ -161,7 +183,7 @@ class TorchScript(Runtime):
         extra = {_EXTRA: ""}
         module = torch.jit.load(str(Path(directory) / files[0]), map_location=ctx.device, _extra_files=extra)
         saved = json.loads(extra[_EXTRA])
-        optimized, applied = _optimize(module.eval(), self.config)  # type: ignore[arg-type]
+        optimized, applied = _optimize(module.eval(), self.config)
         info = {**saved["build"], "backend": "torchscript", "loaded_from": files[0],
                 "applied": [saved["build"].get("method", "?"), *applied], **graph_facts(optimized),
                 "intra_op_threads": torch.get_num_threads()}

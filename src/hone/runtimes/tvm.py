@@ -43,11 +43,10 @@ import torch
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 from hone.runtimes._tvm_tuning import environ
 from hone.runtimes.base import Runner, Runtime
 from hone.runtimes.inductor import _has_cxx_compiler
-from hone.search.recipe import Recipe, Step
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -93,6 +92,11 @@ class TvmRunner(Runner):
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
+    def summary(self) -> list[str]:
+        if not self._info.get("tuning_s"):
+            return []
+        return [f"tuning {self._info['tuning_s']:.0f} s" + (" (database reused)" if self._info.get("tuning_db_reused") else "")]
+
     def save(self, directory: Path) -> list[str]:
         try:
             self.executable.export_library(str(Path(directory) / LIBRARY))  # links with the C compiler
@@ -103,7 +107,7 @@ class TvmRunner(Runner):
         return [LIBRARY, FACTS]
 
 
-class Tvm(Runtime):
+class Tvm(Runtime[TvmConfig]):
     name = "tvm"
     Config = TvmConfig
     description = "Apache TVM: Relax from torch.export, built for LLVM on the host CPU, optionally MetaSchedule-tuned"
@@ -117,18 +121,20 @@ class Tvm(Runtime):
         return _incompatible_ffi()
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
         # Costs from worker wall times against eager's: untuned builds fast but runs its
         # validation and timing calls ~80x slower than eager on MiniLM (23x eager's worker time;
         # 3x on a tiny MLP); tuning 64 trials took 7x (MiniLM) to 15x (tiny MLP).
         return [
-            Recipe("tvm", (), Step(cls.name, TvmConfig()),
-                   "Relax built for LLVM with the host CPU (-mcpu), untuned: TVM's default schedules", cost=10.0),
-            Recipe("tvm-tuned", (), Step(cls.name, TvmConfig(tuning_trials=DEFAULT_TUNING_TRIALS)),
-                   f"MetaSchedule tuning, {DEFAULT_TUNING_TRIALS} trials, database cached per model and machine",
-                   cost=12.0),
+            Variant(TvmConfig(), "tvm",
+                    "Relax built for LLVM with the host CPU (-mcpu), untuned: TVM's default schedules", cost=10.0,
+                    stack=False),
+            Variant(TvmConfig(tuning_trials=DEFAULT_TUNING_TRIALS), "tvm-tuned",
+                    f"MetaSchedule tuning, {DEFAULT_TUNING_TRIALS} trials, database cached per model and machine",
+                    cost=12.0, addresses={"compute": Claim(0.3, "MetaSchedule tunes the compute-bound kernels for this CPU")},
+                    stack=False),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
@@ -137,7 +143,7 @@ class Tvm(Runtime):
 
         from hone.runtimes import _tvm_tuning
 
-        cfg: TvmConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         threads = use_threads(ctx.threads)
         target = _target(cfg.target, ctx.threads)
         target_json = str(target)  # TVM prints a Target as its JSON object
@@ -168,7 +174,6 @@ class Tvm(Runtime):
 
         vm = relax.VirtualMachine(executable, tvm.cpu())
         info = {
-            **model.notes,
             "backend": "tvm",
             "tuning_trials": cfg.tuning_trials,
             "target": target_json,  # as TVM's Target object holds it, after parsing and defaults

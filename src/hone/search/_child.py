@@ -1,8 +1,11 @@
 """The worker process: `python -m hone.search._child JOB.json`.
 
-Loads the bundle, builds the recipe, validates, and only then measures. Whatever happens, it
-tries to leave a result file; when it cannot (a signal, a hard crash), the parent classifies
-the death from the exit status and the stderr tail.
+Loads the bundle, then runs the recipe at each input set of the job (search.execute): build
+once, reuse or rebuild per set, validate, and only then measure. The result file is rewritten
+(atomically) after each set; when the worker dies (a signal, a hard crash, the timeout), the
+parent keeps the sets it finished and classifies the rest from the exit status and the stderr
+tail. Result file: {"recipe", "input_sets", "sets": {label: per-set result}, "finished",
+"elapsed_s", and "error" (a failure outside any set: the load, before any set could start)}.
 """
 
 from __future__ import annotations
@@ -63,14 +66,29 @@ def classify(exc: BaseException, stage: str) -> tuple[str, str]:
     return "crashed", f"{stage} raised {type(exc).__name__}: {text}"[:500]
 
 
+def failure(exc: BaseException, stage: str) -> dict:
+    """A per-set (or whole-worker) failure: status, reason and, for the unexpected, the traceback."""
+    status, reason = classify(exc, stage)
+    # A traceback only for what nobody expected: an `unsupported` is a backend (or hone)
+    # saying, on purpose, that it cannot take this model; its reason is the whole story.
+    tail = traceback.format_exc()[-4000:] if status in UNEXPECTED else ""
+    return {"status": status, "reason": reason, "log_tail": tail}
+
+
 def run(job_path: str) -> int:
     from hone.search.job import Job
 
+    started = time.perf_counter()
     job = Job.read(Path(job_path))
     sys.path[:0] = [p for p in job.sys_path if p not in sys.path]
-    started = time.perf_counter()
     stage = Stage(job.device)
-    result: dict = {"input_set": job.input_set, "recipe": job.recipe}
+    result: dict = {"recipe": job.recipe, "input_sets": job.input_sets, "sets": {}, "finished": False}
+    path = Path(job.result_path)
+
+    def write() -> None:
+        result["elapsed_s"] = time.perf_counter() - started
+        _write_atomic(path, result)
+
     try:
         import torch
 
@@ -88,15 +106,11 @@ def run(job_path: str) -> int:
         from hone.search.job import Bundle
 
         bundle = Bundle.load(Path(job.bundle_path))
-        result.update(execute(job, bundle, stage))
+        execute(job, bundle, stage, result, write, started)
     except BaseException as exc:  # noqa: BLE001 - every failure must become a result
-        status, reason = classify(exc, stage.now)
-        # A traceback only for what nobody expected: an `unsupported` is a backend (or hone)
-        # saying, on purpose, that it cannot take this model; its reason is the whole story.
-        tail = traceback.format_exc()[-4000:] if status in UNEXPECTED else ""
-        result.update(status=status, reason=reason, log_tail=tail)
-    result["wall_s"] = time.perf_counter() - started
-    _write_atomic(Path(job.result_path), result)
+        # Outside any set (the load, or hone itself between sets): the sets not finished share it.
+        result["error"] = failure(exc, stage.now)
+    write()
     return 0
 
 

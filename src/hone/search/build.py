@@ -1,5 +1,5 @@
-"""Apply a recipe: passes in order, then the runtime. Used by the worker and by in-process
-builds of the winner (`OptimizeResult.runner`)."""
+"""Apply a recipe: passes in order, then the runtime. Used by the worker (search.execute) and by
+tests that build in-process; the winner is never rebuilt: its worker's saved artifact is loaded."""
 
 from __future__ import annotations
 

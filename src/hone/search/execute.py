@@ -1,20 +1,40 @@
-"""Inside the worker: build, first call, validate, then (only if valid) measure."""
+"""Inside the worker: one recipe at every input set of its job, in order.
+
+At each set: reuse the build when its runner serves the set's inputs (`Runner.serves`), else
+build (again) for that set; first call, validate, and only if valid measure. The result file
+is rewritten after each set, so a crash or timeout at a later set keeps the earlier ones.
+
+At the end the worker saves its builds' artifacts (`Runner.save` + manifest, hone.export)
+into the job's artifact directory when this recipe could be the winner: it is the baseline, or
+it is ok at every set and its geometric-mean speedup over eager is at least the best so far.
+A build that is replaced by a rebuild is saved before it is dropped (while the candidate is
+still ok everywhere) and deleted again if the recipe turns out not worth keeping.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
+import math
+import re
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hone.bench.measure import measure
 from hone.bench.memory import RssSampler, device_peak_bytes, reset_device_peak
 from hone.bench.timers import timer_for
-from hone.plugin import BuildContext
+from hone.plugin import Artifact, BuildContext
+from hone.runtimes.base import Runner
+from hone.search._child import failure
 from hone.search.build import _load, build_recipe
 from hone.search.job import Bundle, Job
 from hone.search.recipe import Recipe, Step
 from hone.validate.check import check_metric, check_tensors, eval_outputs, verdict_of
+
+SPEEDUP_SLACK = 1e-9  # the parent's best and this worker's geomean are the same floats, summed alike
 
 
 def recipe_from_job(job: Job) -> Recipe:
@@ -24,8 +44,13 @@ def recipe_from_job(job: Job) -> Recipe:
     steps = [*data["passes"], data["runtime"]]
     built = [Step(d["name"], _load(p).Config.from_dict(d["config"])) for d, p in zip(steps, job.step_paths)]
     return Recipe(
-        data["label"], tuple(built[:-1]), built[-1], data.get("origin", ""), data.get("compute_dtype", "float32"),
-        data.get("cost", 1.0),
+        label=data["label"],
+        passes=tuple(built[:-1]),
+        runtime=built[-1],
+        origin=data.get("origin", ""),
+        compute_dtype=data.get("compute_dtype", "float32"),
+        cost=data.get("cost", 1.0),
+        baseline=data.get("baseline", False),
     )
 
 
@@ -36,77 +61,268 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str, Any]:
-    with RssSampler() as memory:
-        result = _execute(job, bundle, stage)
-    if "measurement" in result:
-        result["measurement"]["peak_rss_bytes"] = memory.peak_bytes
-    return result
+def _reuse_note(failed: dict[str, Any], label: str) -> str:
+    return (f"the build for {failed['built_for']} claimed to serve {label} but failed there "
+            f"({failed['reason'][:120]}); rebuilt for {label}")
 
 
-def _execute(job: Job, bundle: Bundle, stage: Callable[[str], None]) -> dict[str, Any]:
-    recipe = recipe_from_job(job)
-    inputs = bundle.inputs[job.input_set]
-    device = job.device
-    if device != "cpu":
-        inputs = tuple(t.to(device) for t in inputs)
-    ctx = BuildContext(
-        inputs, bundle.input_names, bundle.output_names, _workdir(job), job.threads, device, bundle.calibration,
-        bundle.train, bundle.batch_axes,
-    )
-    reset_device_peak(device)
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", text)[:80]
 
-    stage("build")
-    runner, artifact, build_s = build_recipe(recipe, bundle.module, ctx, job.step_paths)
 
-    stage("first call")
-    start = time.perf_counter()
-    outputs = runner(*inputs)
-    _sync(device)
-    first_call_s = time.perf_counter() - start
+@dataclasses.dataclass
+class _Build:
+    index: int
+    built_for: str
+    runner: Runner
+    artifact: Artifact
+    build_s: float
+    served: list[str] = dataclasses.field(default_factory=list)
+    outputs: tuple | None = None  # its outputs for the inputs it was built for (the manifest's)
+    checks: list[dict[str, Any]] | None = None  # the verdict's per-output checks there
+    saved: dict[str, Any] | None = None  # its artifact record once saved
 
-    stage("validate")
-    compute_dtype = runner.compute_dtype or artifact.compute_dtype
-    checks = check_tensors(
-        outputs, bundle.reference[job.input_set], bundle.output_names, compute_dtype,
-        bundle.extra_atol.get(job.input_set),
-    )
-    metric = None
-    if bundle.eval is not None and bundle.eval_reference is not None:
-        batch_size = int(inputs[0].shape[0])
-        on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
-        produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names, bundle.batch_axes)
-        metric = check_metric(
-            produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget, bundle.batch_axes
+    def record(self, reused: bool) -> dict[str, Any]:
+        return {"index": self.index, "built_for": self.built_for, "build_s": self.build_s, "reused": reused}
+
+
+class Execution:
+    """One job's sets, run in order in this process. `result["sets"]` fills in as they finish;
+    `write()` persists `result` (the child rewrites its result file atomically)."""
+
+    def __init__(self, job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
+                 write: Callable[[], None], started: float):
+        self.job, self.bundle, self.stage, self.result, self.write = job, bundle, stage, result, write
+        self.recipe = recipe_from_job(job)
+        self.device = job.device
+        self.current: _Build | None = None
+        self.retired: list[_Build] = []
+        self.builds = 0
+        self.failed_build: dict[str, Any] | None = None
+        self.mark = started  # the first set's wall time includes the worker's start and load
+        result.setdefault("sets", {})
+
+    # -- the sets --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        sets = self.result["sets"]
+        for label in self.job.input_sets:
+            entry = self._run_set(label)
+            now = time.perf_counter()
+            entry["wall_s"] = now - self.mark
+            self.mark = now
+            sets[label] = entry
+            self.write()
+            if self.job.stop_at_failure and entry["status"] != "ok":
+                break
+        self._finish()
+
+    def _inputs(self, label: str) -> tuple:
+        inputs = self.bundle.inputs[label]
+        return inputs if self.device == "cpu" else tuple(t.to(self.device) for t in inputs)
+
+    def _run_set(self, label: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"status": "crashed", "reason": "", "build": None}
+        inputs = self._inputs(label)
+        reuse_failed: dict[str, Any] | None = None
+        try:
+            with RssSampler() as memory:
+                reset_device_peak(self.device)
+                build, reused = self._build_for(label, inputs)
+                entry["build"] = build.record(reused)
+                if reused:
+                    outcome = self._attempt(label, inputs, build)
+                    if outcome["status"] != "ok" and self._served_ok(build, label):
+                        # The runner said it serves these inputs, and at them it failed where it
+                        # had passed before (a program specialised to its first shape, a trace that
+                        # does not generalise): the set gets the build of its own that reuse saved.
+                        reuse_failed = {"index": build.index, "built_for": build.built_for, "reason": outcome["reason"]}
+                        build.served.remove(label)
+                        self._retire(build)
+                        entry["build"] = None
+                        build, _ = self._build_for(label, inputs)
+                        entry["build"] = {**build.record(False), "reuse_failed": reuse_failed}
+                        outcome = self._validate_and_measure(label, inputs, build)
+                        outcome["summary"] = [*outcome["summary"], _reuse_note(reuse_failed, label)]
+                else:
+                    outcome = self._validate_and_measure(label, inputs, build)
+                entry.update(outcome)
+            if "measurement" in entry:
+                entry["measurement"]["peak_rss_bytes"] = memory.peak_bytes
+        except BaseException as exc:  # noqa: BLE001 - every failure must become a result
+            entry.update(failure(exc, self.stage_now()))
+            if entry["build"] is None:
+                entry["build"], self.failed_build = self.failed_build, None
+                if entry["build"] is not None and reuse_failed is not None:
+                    entry["build"]["reuse_failed"] = reuse_failed
+            self._drop_current()  # a build that raised (or was mid-call) is not trusted at the next set
+        return entry
+
+    def _served_ok(self, build: _Build, label: str) -> bool:
+        sets = self.result["sets"]
+        return all(sets[s]["status"] == "ok" for s in build.served if s != label and s in sets)
+
+    def _attempt(self, label: str, inputs: tuple, build: _Build) -> dict[str, Any]:
+        """A reused build at a new set: what it came to, a raised error included."""
+        try:
+            return self._validate_and_measure(label, inputs, build)
+        except Exception as exc:  # noqa: BLE001 - judged by the caller, which may rebuild
+            return failure(exc, self.stage_now())
+
+    def stage_now(self) -> str:
+        return getattr(self.stage, "now", "run")
+
+    def _build_for(self, label: str, inputs: tuple) -> tuple[_Build, bool]:
+        if self.current is not None and self.current.runner.serves(inputs):
+            self.current.served.append(label)
+            return self.current, True
+        if self.current is not None:
+            self._retire(self.current)
+        self.stage("build")
+        index = self.builds
+        self.builds += 1
+        workdir = Path(self.job.workdir) / f"build{index}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        ctx = BuildContext(
+            inputs, self.bundle.input_names, self.bundle.output_names, workdir, self.job.threads, self.device,
+            self.bundle.calibration, self.bundle.train, self.bundle.batch_axes,
         )
-    verdict = verdict_of(checks, metric, compute_dtype)
-    info = runner.info()
-    if not verdict.passed:
-        return {"status": "wrong_answer", "reason": verdict.reason, "verdict": verdict.to_dict(), "runner_info": info}
+        start = time.perf_counter()
+        try:
+            runner, artifact, build_s = build_recipe(self.recipe, self.bundle.module, ctx, self.job.step_paths)
+        except BaseException:
+            # Every build is recorded, a failed one too (its time went somewhere).
+            self.failed_build = {"index": index, "built_for": label, "build_s": time.perf_counter() - start,
+                                 "reused": False, "failed": True}
+            raise
+        self.current = _Build(index, label, runner, artifact, build_s, [label])
+        return self.current, False
 
-    stage("measure")
-    measurement = measure(
-        lambda: runner(*inputs),
-        timer_for(device),
-        batch_size=int(inputs[0].shape[0]),
-        threads=job.threads,
-        settings=job.measure_settings,
-        build_s=build_s,
-        first_call_s=first_call_s,
-    )
-    measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(device))
-    return {
-        "status": "ok",
-        "reason": verdict.reason,
-        "verdict": verdict.to_dict(),
-        "measurement": measurement.to_dict(),
-        "runner_info": info,
-    }
+    def _validate_and_measure(self, label: str, inputs: tuple, build: _Build) -> dict[str, Any]:
+        runner, bundle, job = build.runner, self.bundle, self.job
+        self.stage("first call")
+        start = time.perf_counter()
+        outputs = runner(*inputs)
+        _sync(self.device)
+        first_call_s = time.perf_counter() - start
+
+        self.stage("validate")
+        compute_dtype = runner.compute_dtype or build.artifact.compute_dtype
+        checks = check_tensors(outputs, bundle.reference[label], bundle.output_names, compute_dtype,
+                               bundle.extra_atol.get(label))
+        metric = None
+        if bundle.eval is not None and bundle.eval_reference is not None:
+            batch_size = int(inputs[0].shape[0])
+            device = self.device
+            on_device = lambda *xs: runner(*(x.to(device) for x in xs))  # noqa: E731 - eval data lives on CPU
+            produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names, bundle.batch_axes)
+            metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget,
+                                  bundle.batch_axes)
+        verdict = verdict_of(checks, metric, compute_dtype)
+        if label == build.built_for:
+            build.outputs = tuple(t.detach().to("cpu") for t in outputs)
+            build.checks = [c.to_dict() for c in verdict.outputs]
+        del outputs
+        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": list(runner.summary())}
+        if not verdict.passed:
+            return {"status": "wrong_answer", "reason": verdict.reason, **common}
+
+        self.stage("measure")
+        measurement = measure(
+            lambda: runner(*inputs),
+            timer_for(self.device),
+            batch_size=int(inputs[0].shape[0]),
+            threads=job.threads,
+            settings=job.measure_settings,
+            build_s=build.build_s,
+            first_call_s=first_call_s,
+        )
+        measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(self.device))
+        return {"status": "ok", "reason": verdict.reason, "measurement": measurement.to_dict(), **common}
+
+    # -- builds and their artifacts --------------------------------------------------------
+
+    def _drop_current(self) -> None:
+        self.current = None
+        gc.collect()
+
+    def _retire(self, build: _Build) -> None:
+        """A build about to be replaced: saved first while the recipe may still win."""
+        if self.job.artifact_dir and self._all_ok():
+            self._save(build)
+        self.retired.append(dataclasses.replace(build, runner=None, artifact=None, outputs=None))  # type: ignore[arg-type]
+        self._drop_current()
+
+    def _all_ok(self) -> bool:
+        return all(e["status"] == "ok" for e in self.result["sets"].values())
+
+    def worth_saving(self) -> bool:
+        """The baseline, or ok at every set with a geometric-mean speedup at least the best so far."""
+        job, sets = self.job, self.result["sets"]
+        if not job.artifact_dir or not sets or not self._all_ok() or set(sets) != set(job.input_sets):
+            return False
+        if self.recipe.baseline:
+            return True
+        p50 = {**job.done_p50, **{s: e["measurement"]["stats"]["p50_s"] for s, e in sets.items()}}
+        if any(s not in job.baseline_p50 for s in p50):
+            return False  # no eager figure to compare with: it cannot be selected
+        ratios = [job.baseline_p50[s] / p50[s] for s in sorted(p50)]
+        speedup = math.exp(sum(math.log(v) for v in ratios) / len(ratios))
+        return job.best_speedup is None or speedup >= job.best_speedup * (1 - SPEEDUP_SLACK)
+
+    def _finish(self) -> None:
+        sets = self.result["sets"]
+        builds = [*self.retired, *([self.current] if self.current is not None else [])]
+        started = time.perf_counter()
+        if self.worth_saving():
+            self.stage("save")
+            if self.current is not None and self.current.saved is None:
+                self._save(self.current)
+            by_index = {b.index: b.saved for b in builds}
+            for entry in sets.values():
+                if entry.get("build") is not None:
+                    entry["artifact"] = by_index.get(entry["build"]["index"])
+        else:
+            for build in builds:  # speculative saves of a recipe that cannot win
+                if build.saved and build.saved.get("dir"):
+                    shutil.rmtree(build.saved["dir"], ignore_errors=True)
+        if sets:
+            last = sets[list(sets)[-1]]
+            last["wall_s"] = last.get("wall_s", 0.0) + time.perf_counter() - started
+        self.result["finished"] = True
+
+    def _save(self, build: _Build) -> None:
+        from hone import export
+        from hone.plugin import first_line
+
+        self.stage("save")
+        target = Path(self.job.artifact_dir) / f"build{build.index}-{safe_name(build.built_for)}"  # type: ignore[arg-type]
+        shutil.rmtree(target, ignore_errors=True)
+        sets = self.result["sets"]
+        p50 = {s: sets[s]["measurement"]["stats"]["p50_s"] for s in build.served if s in sets and "measurement" in sets[s]}
+        checks = build.checks if build.checks and len(build.checks) == len(self.bundle.output_names) else None
+        started = time.perf_counter()
+        try:
+            where = export.save(
+                build.runner, self.recipe, target,
+                input_names=self.bundle.input_names, output_names=self.bundle.output_names,
+                example_inputs=self._inputs(build.built_for), reference=self.bundle.reference[build.built_for],
+                outputs=build.outputs, checks=checks, p50_s=p50,
+                extra={"built_for": build.built_for, "input_sets": list(build.served), "build_s": build.build_s},
+            )
+            data = export.read_manifest(where)
+            build.saved = {
+                "dir": str(target), "sha256": data["sha256"], "checksums": data["checksums"], "files": data["files"],
+                "input_sets": list(build.served), "save_s": time.perf_counter() - started,
+            }
+        except Exception as exc:  # noqa: BLE001 - a build that cannot be saved is still a measured result
+            from hone.errors import Unsupported
+
+            shutil.rmtree(target, ignore_errors=True)
+            why = str(exc) if isinstance(exc, Unsupported) else f"saving raised {first_line(exc)}"
+            build.saved = {"unsaved": why, "input_sets": list(build.served)}
 
 
-def _workdir(job: Job):
-    from pathlib import Path
-
-    path = Path(job.workdir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def execute(job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
+            write: Callable[[], None], started: float) -> None:
+    Execution(job, bundle, stage, result, write, started).run()

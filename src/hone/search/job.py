@@ -21,9 +21,12 @@ from hone.validate.verdict import AccuracyBudget
 
 @dataclasses.dataclass
 class Job:
+    """One worker: one recipe, built once and run at each of `input_sets` in order (rebuilt for
+    a set its runner does not serve)."""
+
     recipe: dict[str, Any]
     step_paths: list[str]
-    input_set: str
+    input_sets: list[str]
     bundle_path: str
     workdir: str
     result_path: str
@@ -35,6 +38,16 @@ class Job:
     accuracy_budget_relative: bool = False  # accuracy_budget is a share of the fp32 score
     main_path: str | None = None  # the user's script, when the model class lives in __main__
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)  # module name -> file
+    stop_at_failure: bool = False  # leave the remaining sets once one fails (fallback retries)
+    # Where this worker saves its builds' artifacts (one folder per build); None: never saves.
+    artifact_dir: str | None = None
+    # What decides whether it saves: eager fp32's p50 per input set and the best geometric-mean
+    # speedup (over every set) of a recipe ok everywhere so far (None: no contender yet). The
+    # baseline always saves; another recipe only when it is ok at every set it ran and at least
+    # as fast as the best so far, so the eventual winner always has its artifact.
+    baseline_p50: dict[str, float] = dataclasses.field(default_factory=dict)
+    best_speedup: float | None = None
+    done_p50: dict[str, float] = dataclasses.field(default_factory=dict)  # this recipe's resumed sets
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))

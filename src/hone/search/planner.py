@@ -1,8 +1,13 @@
-"""plan(): every recipe that fits this workload and machine, each with why it is there.
+"""plan(): every recipe the composer makes for this workload and machine, ordered by the
+profile's findings, each with why it is there.
 
-Every pass and runtime proposes the recipes it anchors (Plugin.propose), so a new backend plans
-itself. Recipes whose steps cannot run here stay in the plan with the reason: the sweep reports
-them as `unsupported` instead of hiding them.
+The composer (search.compose) builds the chains from the plugins' declarations; the planner
+orders them: the baseline first, then recipes whose steps claim the profile's findings (by
+share x claim weight, the finding behind the strongest claim becoming the recipe's origin),
+then the rest in composition order, the expensive ones last. Where overhead dominates, a recipe
+with a step that pays only for memory or compute (lower precision) is left out, with the reason.
+Recipes whose steps cannot run here stay in the plan with the reason: the sweep reports them as
+`unsupported` instead of hiding them.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hone.errors import InputError
-from hone.profiler.records import Advice
+from hone.profiler.advice import _pct, claim_reason, overhead_dominates
+from hone.profiler.records import Finding
 from hone.registry import PASSES, RUNTIMES
 from hone.search.budget import EXPENSIVE_COST
+from hone.search.compose import Composer, Stack
 from hone.search.recipe import Recipe
-from hone.search.select import BASELINE_LABEL
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -29,6 +35,15 @@ class PlannedRecipe:
     unavailable: str | None = None  # why it cannot run here; None when it can
 
 
+class Plan(list):
+    """The planned recipes (a list of PlannedRecipe, baseline first) and what the findings left
+    out (`pruned`: label -> why not planned)."""
+
+    def __init__(self, items: Iterable[PlannedRecipe] = (), pruned: dict[str, str] | None = None):
+        super().__init__(items)
+        self.pruned = dict(pruned or {})
+
+
 def unavailable_reason(recipe: Recipe, hw: "Hardware", device: str) -> str | None:
     for step in recipe.passes:
         reason = PASSES.get(step.name).available(hw, device)
@@ -38,6 +53,23 @@ def unavailable_reason(recipe: Recipe, hw: "Hardware", device: str) -> str | Non
     return f"{recipe.runtime.name}: {reason}" if reason else None
 
 
+def score(stack: Stack, found: list[Finding]) -> tuple[float, str] | None:
+    """The strongest claim of any of the stack's steps on any finding: (share x weight, the
+    origin "finding -> reason"), or None when no step addresses a finding here."""
+    best: tuple[float, str] | None = None
+    for finding in found:
+        for kind, claim, _link in stack.claims():
+            if kind != finding.kind:
+                continue
+            reason = claim_reason(claim, finding)
+            if reason is None:
+                continue
+            weight = finding.share * claim.weight
+            if best is None or weight > best[0]:
+                best = (weight, f"{finding.text} -> {reason}")
+    return best
+
+
 def plan(
     workload: "Workload",
     hw: "Hardware",
@@ -45,52 +77,80 @@ def plan(
     *,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
-    recipes: Iterable[Recipe] | None = None,
-    advice: list[Advice] | None = None,
-    prune: dict[str, str] | None = None,
-) -> list[PlannedRecipe]:
+    recipes: Iterable[Recipe | str] | None = None,
+    findings: list[Finding] | None = None,
+) -> Plan:
     """The baseline (eager fp32) is always first and always included: speedups need it.
 
-    `advice` (from the profile) orders the rest, advised recipes first by rank, and each
-    advised recipe's origin becomes the finding behind it. `prune` (label -> why) leaves out
-    what the profile shows cannot pay off, unless `include` names it."""
-    if recipes is None:
-        proposed: list[Recipe] = []
-        for cls in [*RUNTIMES, *PASSES]:
-            proposed.extend(cls.propose(workload, hw, device))
-    else:
-        proposed = list(recipes)
-        if not any(r.label == BASELINE_LABEL for r in proposed):
-            proposed.insert(0, RUNTIMES.get("eager").propose(workload, hw, device)[0])
+    `recipes`: exactly these (Recipe objects, or stacks by name: "pt2e-int8+aoti"), plus the
+    baseline. `include` / `exclude` pick from the default plan by label; an included label that
+    the default plan does not hold is composed as a stack. `findings` (from the profile) order
+    the plan and prune what cannot pay, unless `include` names it."""
+    composer = Composer(workload, hw, device)
+    stacks = composer.default_stacks()
+    baseline = next(s for s in stacks if s.recipe.baseline)
+    include, exclude = list(include or ()), list(exclude or ())
+    if recipes is not None:
+        chosen = [r if isinstance(r, Recipe) else composer.parse(r).recipe for r in recipes]
+        if not any(r.baseline for r in chosen):
+            chosen.insert(0, baseline.recipe)
+        unique = list({r.key: r for r in chosen}.values())
+        return Plan(PlannedRecipe(r, unavailable_reason(r, hw, device)) for r in unique)
 
-    unique: dict[str, Recipe] = {}
-    for recipe in proposed:
-        unique.setdefault(recipe.key, recipe)
-    labels = [r.label for r in unique.values()]
-    for wanted in (*(include or ()), *(exclude or ())):
-        if wanted not in labels:
-            raise InputError(f"no recipe named {wanted!r} in this plan", hint=f"planned: {', '.join(labels)}")
-    chosen = [
-        r
-        for r in unique.values()
-        if r.label == BASELINE_LABEL
-        or ((not include or r.label in include) and r.label not in (exclude or ()))
+    by_label = {s.recipe.label: s for s in stacks}
+    for wanted in include:
+        if wanted not in by_label:
+            stack = _named_stack(composer, wanted, by_label)
+            stacks.append(stack)
+            by_label[wanted] = stack
+    for unwanted in exclude:
+        if unwanted not in by_label:
+            raise InputError(f"no recipe named {unwanted!r} in this plan", hint=f"planned: {', '.join(by_label)}")
+    chosen_stacks = [
+        s for s in stacks
+        if s.recipe.baseline or ((not include or s.recipe.label in include) and s.recipe.label not in exclude)
     ]
-    pruned = {label for label in (prune or {}) if label not in (include or ())}
-    chosen = [r for r in chosen if r.label not in pruned]
-    by_label = {a.recipe: a for a in advice or ()}
-    chosen = [
-        dataclasses.replace(r, origin=f"{by_label[r.label].finding} -> {by_label[r.label].reason}")
-        if r.label in by_label else r
-        for r in chosen
-    ]
-    # Baseline first, then advised recipes by rank, then the rest in proposal order, the
-    # expensive ones (autotuning, tuning) last: a time budget then drops those first (stable sort).
-    def order(r: Recipe) -> tuple[bool, int]:
-        if r.label in by_label:
-            return r.label != BASELINE_LABEL, by_label[r.label].rank
-        return r.label != BASELINE_LABEL, 2_000 if r.cost >= EXPENSIVE_COST else 1_000
 
-    chosen.sort(key=order)
-    return [PlannedRecipe(r, unavailable_reason(r, hw, device)) for r in chosen]
+    found = findings or []
+    pruned: dict[str, str] = {}
+    dominant = overhead_dominates(found)
+    if dominant is not None:
+        for s in chosen_stacks:
+            if "overhead" not in s.pays_for and s.recipe.label not in include and not s.recipe.baseline:
+                pruned[s.recipe.label] = (
+                    f"overhead-bound ({_pct(dominant.share)} of wall time outside arithmetic): "
+                    f"{_lower_precision_steps(s)} adds casts and saves no dispatch")
+        chosen_stacks = [s for s in chosen_stacks if s.recipe.label not in pruned]
 
+    # Baseline first, then recipes addressing a finding by score, then the rest in composition
+    # order, the expensive ones (autotuning, tuning) last: a time budget then drops those first.
+    scored = {s.recipe.key: score(s, found) for s in chosen_stacks}
+    position = {s.recipe.key: i for i, s in enumerate(chosen_stacks)}
+
+    def order(s: Stack) -> tuple[int, float, int]:
+        if s.recipe.baseline:
+            return 0, 0.0, 0
+        hit = scored[s.recipe.key]
+        if hit is not None:
+            return 1, -hit[0], position[s.recipe.key]
+        return (3 if s.recipe.cost >= EXPENSIVE_COST else 2), 0.0, position[s.recipe.key]
+
+    chosen_stacks.sort(key=order)
+    planned = []
+    for s in chosen_stacks:
+        hit = scored[s.recipe.key]
+        recipe = dataclasses.replace(s.recipe, origin=hit[1]) if hit is not None and not s.recipe.baseline else s.recipe
+        planned.append(PlannedRecipe(recipe, unavailable_reason(recipe, hw, device)))
+    return Plan(planned, pruned)
+
+
+def _named_stack(composer: Composer, label: str, by_label: dict[str, Stack]) -> Stack:
+    try:
+        return composer.parse(label)
+    except InputError as exc:
+        raise InputError(f"no recipe named {label!r} in this plan, and it does not compose as a stack: {exc.message}",
+                         hint=f"planned: {', '.join(by_label)}") from exc
+
+
+def _lower_precision_steps(stack: Stack) -> str:
+    return ", ".join(link.describe() for link in stack.links if "overhead" not in link.variant.pays_for)

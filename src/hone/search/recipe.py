@@ -22,7 +22,7 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    label: str  # short name for tables: "inductor", "onnxruntime", "eager-bf16"
+    label: str  # short name for tables: "inductor", "onnxruntime", "bf16+inductor"
     passes: tuple[Step, ...]
     runtime: Step
     origin: str = ""  # why the planner proposed it (the finding behind it)
@@ -30,6 +30,8 @@ class Recipe:
     # Expected worker wall time relative to the eager baseline's (build, compile, tuning): the
     # time budget plans with it. Not part of the key: it changes nothing that is built.
     cost: float = 1.0
+    # The reference every speedup is measured against (eager fp32); marked here, not by label.
+    baseline: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Recipe:
             "origin": self.origin,
             "compute_dtype": self.compute_dtype,
             "cost": self.cost,
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -55,6 +58,8 @@ class Recipe:
             origin=data.get("origin", ""),
             compute_dtype=data.get("compute_dtype", "float32"),
             cost=data.get("cost", 1.0),
+            # Runs stored before the field existed marked the baseline by its label.
+            baseline=data.get("baseline", data["label"] == "eager" and not data["passes"]),
         )
 
     @property

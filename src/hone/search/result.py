@@ -1,4 +1,8 @@
-"""What one candidate (a recipe at one input set) came to, whatever happened to it."""
+"""What one candidate (a recipe at one input set) came to, whatever happened to it.
+
+A worker builds a recipe once and runs it at every input set its runner serves, rebuilding
+only for a set it does not; each per-set result says which build served it (`build`), and
+the winner's results point at the artifact that build saved (`artifact`)."""
 
 from __future__ import annotations
 
@@ -33,8 +37,19 @@ class CandidateResult:
     verdict: Verdict | None = None
     measurement: Measurement | None = None
     runner_info: dict[str, Any] = dataclasses.field(default_factory=dict)  # what really ran
-    wall_s: float = 0.0  # the worker's whole life, load to exit
+    # Worker time spent on this input set: the first set of a worker includes its start, the
+    # load and the build; a later set its own first call, validation and timing (and a rebuild).
+    wall_s: float = 0.0
     log_tail: str = ""  # stderr tail or traceback, for crashed candidates
+    # The build that served this set, within its worker: {"index": k, "built_for": set label,
+    # "build_s": seconds, "reused": built for an earlier set and reused here}. None: no build ran
+    # (unavailable here, or the worker died before building).
+    build: dict[str, Any] | None = None
+    summary: list[str] = dataclasses.field(default_factory=list)  # the runner's notes for reports
+    # The saved product of that build: {"dir", "sha256", "checksums", "files", "input_sets"}, or
+    # {"unsaved": why} when the runtime cannot save it. None: not saved (it could not win when
+    # it ran: slower than the best so far, or failed somewhere).
+    artifact: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -52,6 +67,9 @@ class CandidateResult:
             "runner_info": self.runner_info,
             "wall_s": self.wall_s,
             "log_tail": self.log_tail,
+            "build": self.build,
+            "summary": list(self.summary),
+            "artifact": self.artifact,
         }
 
     @classmethod
@@ -69,4 +87,7 @@ class CandidateResult:
             runner_info=data.get("runner_info") or {},
             wall_s=data.get("wall_s", 0.0),
             log_tail=data.get("log_tail", ""),
+            build=data.get("build"),
+            summary=list(data.get("summary") or []),
+            artifact=data.get("artifact"),
         )

@@ -1,13 +1,51 @@
-"""One optimization run: what was run on which machine, every candidate's result, the winner."""
+"""One optimization run: what was run on which machine, every candidate's result, the winner.
+
+The winner is exported as the artifact its worker measured (saved in the run's artifact
+directory, next to the store, or in a temporary directory this result owns): nothing is
+rebuilt, and the copy is checked against the checksum stored with the result."""
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from hone.search.result import CandidateResult
 from hone.search.select import Selection, select
+
+# Temporary artifact directories of sweeps without a store, until an OptimizeResult of their
+# results claims one (it is deleted with that result, or at exit when nothing claims it).
+_TEMPORARY: dict[Path, tempfile.TemporaryDirectory] = {}
+
+
+def temporary_artifacts() -> Path:
+    """A new temporary artifact directory for a sweep (see claim_artifacts)."""
+    holder = tempfile.TemporaryDirectory(prefix="hone-artifacts-")
+    path = Path(holder.name).resolve()
+    _TEMPORARY[path] = holder
+    return path
+
+
+def discard_temporary(path: Path) -> bool:
+    """Delete `path` now if it is an unclaimed temporary artifact directory; False otherwise."""
+    holder = _TEMPORARY.pop(Path(path).resolve(), None)
+    if holder is None:
+        return False
+    holder.cleanup()
+    return True
+
+
+def claim_artifacts(results: list[CandidateResult]) -> tempfile.TemporaryDirectory | None:
+    """The temporary artifact directory these results' artifacts live in, handed over to the
+    caller (who then owns it: it goes when the holder is collected)."""
+    for r in results:
+        if r.artifact and r.artifact.get("dir"):
+            where = Path(r.artifact["dir"]).resolve()
+            for root in list(_TEMPORARY):
+                if root in where.parents:
+                    return _TEMPORARY.pop(root)
+    return None
 
 
 @dataclasses.dataclass
@@ -50,13 +88,14 @@ class OptimizeResult:
     run: RunInfo
     results: list[CandidateResult]
     selection: Selection
-    # The loaded workload, kept on results returned by optimize() so the winner can be rebuilt
-    # in this process; None on runs loaded from the store.
+    # The loaded workload, kept on results returned by optimize(); None on runs loaded from the store.
     workload: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # The temporary directory holding the winner's artifact when the run had no store.
+    artifacts_owner: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_results(cls, run: RunInfo, results: list[CandidateResult]) -> "OptimizeResult":
-        return cls(run, results, select(results))
+        return cls(run, results, select(results), artifacts_owner=claim_artifacts(results))
 
     @property
     def best(self) -> list[CandidateResult]:
@@ -65,52 +104,59 @@ class OptimizeResult:
             return []
         return [r for r in self.results if r.recipe.key == self.selection.best.key]
 
-    def runner(self, input_set: str | None = None):
-        """Build the winning recipe in this process and return its Runner: call it with the
-        inputs in input-name order. Shape-specialising backends are built for `input_set`."""
-        import tempfile
+    def build_count(self) -> tuple[int, int]:
+        """(builds, candidates): how many builds served how many candidates (recipe x input
+        set) that ran in a worker; a build reused at another set serves several."""
+        ran = [r for r in self.results if r.build is not None]
+        return len({(r.recipe.key, r.build["built_for"]) for r in ran}), len(ran)  # type: ignore[index]
 
-        # Build products (an exported ONNX file) are read while building; the runner holds what it
-        # needs in memory afterwards, so the directory goes with the build.
-        with tempfile.TemporaryDirectory(prefix="hone-best-") as workdir:
-            runner, _ = self._build_best(input_set, workdir)
-        return runner
-
-    def export(self, directory: "str | Path", input_set: str | None = None) -> "Path":
-        """Build the winner in this process and save its deployable artifact (the runtime's own
-        format) with a manifest.json into `directory`; `hone.load(directory)` reads it back."""
-        import tempfile
-
-        from hone import export
-
-        with tempfile.TemporaryDirectory(prefix="hone-export-") as workdir:
-            runner, inputs = self._build_best(input_set, workdir)
-            return export.save(
-                runner, self.selection.best, directory,
-                input_names=self.workload.input_names, output_names=self.run.output_names, example_inputs=inputs,
-                extra={"model": self.run.model, "hardware": self.run.fingerprint, "run_id": self.run.run_id,
-                       "input_set": input_set or self.workload.input_sets[-1].label},
-            )
-
-    def _build_best(self, input_set: str | None, workdir: str):
-        from pathlib import Path
-
-        from hone.errors import HoneError
-        from hone.plugin import BuildContext
-        from hone.search.build import build_recipe
+    def winner_artifact(self, input_set: str | None = None) -> tuple[CandidateResult, dict[str, Any]]:
+        """The winner's result at `input_set` (default: the largest, the last) and the artifact
+        its worker saved; raises when there is none (the runtime's reason when it cannot save)."""
+        from hone.errors import HoneError, InputError, Unsupported
 
         if self.selection.best is None:
-            raise HoneError("no candidate passed validation; there is nothing to build")
-        if self.workload is None:
-            raise HoneError("this result was loaded from the store; rebuilding needs the model (run optimize)")
-        chosen = self.workload.input_set(input_set) if input_set else self.workload.input_sets[-1]
-        ctx = BuildContext(
-            chosen.as_args(), self.workload.input_names, self.run.output_names,
-            Path(workdir), self.run.threads, self.run.device,
-            output_batch_axes=[self.run.output_batch_axes.get(n, 0) for n in self.run.output_names],
+            raise HoneError("no candidate passed validation; there is nothing to export")
+        labels = list(self.run.input_sets) or [r.input_set for r in self.best]
+        chosen = input_set if input_set is not None else labels[-1]
+        result = next((r for r in self.best if r.input_set == chosen), None)
+        if result is None:
+            raise InputError(f"no input set {chosen!r} in this run", hint=f"it has {', '.join(labels)}")
+        label = self.selection.best.label
+        artifact = result.artifact
+        if not artifact:
+            raise HoneError(f"the winner {label} has no saved artifact at {chosen}",
+                            hint="runs recorded before artifacts were saved by their workers cannot be exported; run again")
+        if "unsaved" in artifact:
+            raise Unsupported(f"the winner {label} cannot be exported: {artifact['unsaved']}")
+        if not Path(artifact["dir"]).is_dir():
+            raise HoneError(
+                f"the winner {label}'s artifact {artifact['dir']} no longer exists",
+                hint="a run without a store keeps its artifacts only while its OptimizeResult lives; use a store to keep them",
+            )
+        return result, artifact
+
+    def runner(self, input_set: str | None = None):
+        """The winner as its worker measured it, loaded (nothing is rebuilt) from its saved
+        artifact for `input_set` (default: the largest) after checking it: call it with the
+        inputs in input-name order."""
+        from hone import export
+
+        result, artifact = self.winner_artifact(input_set)
+        return export.load(artifact["dir"], threads=self.run.threads, device=self.run.device, sha256=artifact["sha256"])
+
+    def export(self, directory: "str | Path", input_set: str | None = None) -> Path:
+        """Copy the winner's artifact for `input_set` (default: the largest), checked against its
+        stored checksum, with its manifest.json into `directory`; `hone.load(directory)` reads
+        it back."""
+        from hone import export
+
+        result, artifact = self.winner_artifact(input_set)
+        return export.copy_artifact(
+            artifact["dir"], directory, artifact["sha256"],
+            extra={"model": self.run.model, "hardware": self.run.fingerprint, "run_id": self.run.run_id,
+                   "input_set": result.input_set},
         )
-        runner, _, _ = build_recipe(self.selection.best, self.workload.module, ctx)
-        return runner, chosen.as_args()
 
     def table(self) -> str:
         from hone.report.console import render_text
@@ -125,4 +171,5 @@ class OptimizeResult:
             "candidates": [r.to_dict() for r in self.results],
             "selection": self.selection.to_dict(),
             "payoff": [p.to_dict() for p in payoffs(self.results)],
+            "builds": dict(zip(("builds", "candidates"), self.build_count())),
         }

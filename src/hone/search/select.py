@@ -15,8 +15,6 @@ from typing import Any
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
 
-BASELINE_LABEL = "eager"
-
 
 @dataclasses.dataclass(frozen=True)
 class Ranked:
@@ -68,11 +66,11 @@ class Payoff:
 
 def payoffs(results: list[CandidateResult]) -> list[Payoff]:
     """For every passing candidate at every input set, against eager at the same set."""
-    baselines = {r.input_set: r for r in results if r.recipe.label == BASELINE_LABEL and r.ok and r.measurement}
+    baselines = {r.input_set: r for r in results if r.recipe.baseline and r.ok and r.measurement}
     found = []
     for r in results:
         base = baselines.get(r.input_set)
-        if r.recipe.label == BASELINE_LABEL or not (r.ok and r.measurement and base):
+        if r.recipe.baseline or not (r.ok and r.measurement and base):
             continue
         m, b = r.measurement, base.measurement
         extra = max(0.0, (m.build_s + m.first_call_s) - (b.build_s + b.first_call_s))
@@ -94,7 +92,7 @@ def select(results: list[CandidateResult]) -> Selection:
         by_recipe[r.recipe.key][r.input_set] = r
         recipes[r.recipe.key] = r.recipe
     input_sets = sorted({r.input_set for r in results})
-    baseline_key = next((k for k, rec in recipes.items() if rec.label == BASELINE_LABEL), None)
+    baseline_key = next((k for k, rec in recipes.items() if rec.baseline), None)
     baseline = by_recipe.get(baseline_key, {}) if baseline_key else {}
 
     losers: dict[str, str] = {}
@@ -124,7 +122,7 @@ def select(results: list[CandidateResult]) -> Selection:
     best = ranked[0]
     sets = ", ".join(input_sets)
     why_best = f"{best.recipe.label}: {best.speedup:.2f}x eager fp32 (geometric mean over {sets}), ok on all"
-    if best.recipe.label != BASELINE_LABEL:
+    if not best.recipe.baseline:
         noise = max(_noise(by_recipe[best.recipe.key][s], baseline[s]) for s in input_sets)
         if best.speedup - 1 <= noise:
             why_best += f"; within noise of eager (spread {noise:.0%}), so the gain is not established"

@@ -1,9 +1,15 @@
-"""sweep(): every planned recipe at every input set, each in its own worker, each result stored
-the moment it exists. The sweep always finishes; resumed candidates are not run again."""
+"""sweep(): every planned recipe at every input set, one worker per recipe (built once, rebuilt
+only for a set its runner does not serve), each result stored the moment its worker ends. The
+sweep always finishes; resumed candidates are not run again.
+
+Workers save the artifacts of builds that could win into the run's artifact directory; once
+the sweep is over, every artifact but the winner's is deleted."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import shutil
 import sys
 import tempfile
 import time
@@ -13,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hone.bench.measure import MeasureSettings
-from hone.errors import InputError
+from hone.errors import HarnessError, InputError
 from hone.models.workload import Workload
 from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
@@ -24,7 +30,8 @@ from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
-from hone.search.select import BASELINE_LABEL
+from hone.search.execute import safe_name
+from hone.search.select import select
 from hone.search.worker import run_candidate
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
@@ -57,25 +64,31 @@ def sweep(
     on_more: Callable[[int], None] = lambda count: None,
     on_skip: Callable[[str, str], None] = lambda label, why: None,
     started: float | None = None,
+    artifacts_dir: str | Path | None = None,
 ) -> list[CandidateResult]:
-    """`on_more(n)`: n more candidates than planned will run (accuracy fallback retries).
-    `on_skip(label, why)`: a planned recipe was left out because it no longer fits the time
-    budget (resumed results are reused whatever the budget). `started`: time.monotonic() when
-    the run began (what came before the sweep counts against the budget); default now.
+    """`on_start(what)`: a worker starts ("label @ bs1, bs8"). `on_more(n)`: n more candidates
+    than planned will run (accuracy fallback retries). `on_skip(label, why)`: a planned recipe
+    was left out because it no longer fits the time budget (resumed results are reused whatever
+    the budget). `started`: time.monotonic() when the run began (what came before the sweep
+    counts against the budget); default now. `artifacts_dir`: the run's artifact directory
+    (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
+    OptimizeResult made of these results owns (`search.run.claim_artifacts`).
     Raises HarnessError when the eager control fails against its own reference."""
+    from hone.search.run import discard_temporary, temporary_artifacts
+
     done = done or {}
     results: list[CandidateResult] = []
     started = time.monotonic() if started is None else started
     budget = TimeBudget(None if settings.time_budget_s is None else started + settings.time_budget_s)
     sets = len(workload.input_sets)
+    artifacts = Path(artifacts_dir) if artifacts_dir is not None else temporary_artifacts()
 
     def refusal(recipe: Recipe) -> str | None:
-        if all((recipe.key, s.label) in done for s in workload.input_sets):
-            return None
-        return budget.refusal(recipe, sets)
+        missing = sum((recipe.key, s.label) not in done for s in workload.input_sets)
+        return budget.refusal(recipe, missing) if missing else None  # a resumed job runs only these
 
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
-        runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result)
+        runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result, artifacts)
         rank = _ranker(workload, reference)
 
         def retry(recipe: Recipe) -> list[CandidateResult]:
@@ -86,63 +99,133 @@ def sweep(
             on_more(sets)
             return runner.run(recipe, stop_at_failure=True)
 
-        for index, item in enumerate(planned):
-            why = None if index == 0 or item.unavailable else refusal(item.recipe)  # the baseline always runs
-            if why:
-                on_skip(item.recipe.label, why)
-                continue
-            ran = runner.run(item.recipe, item.unavailable)
-            results.extend(ran)
-            if index == 0:
-                if item.recipe.label == BASELINE_LABEL:
+        try:
+            for item in planned:
+                # The baseline always runs: every speedup is measured against it.
+                why = None if item.recipe.baseline or item.unavailable else refusal(item.recipe)
+                if why:
+                    on_skip(item.recipe.label, why)
+                    continue
+                ran = runner.run(item.recipe, item.unavailable)
+                results.extend(ran)
+                if item.recipe.baseline:
                     check_control(ran)  # a control rejected by its own reference: stop here
-                budget.observe_baseline(ran)
-            if not item.unavailable and settings.fallback.attempts:
-                results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
+                    budget.observe_baseline(ran)
+                if not item.unavailable and settings.fallback.attempts:
+                    results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
+        except HarnessError:  # the run is over: nothing can be selected
+            if not discard_temporary(artifacts):
+                shutil.rmtree(artifacts, ignore_errors=True)
+            raise
+    if not keep_winner_only(results, artifacts) and artifacts_dir is None:
+        discard_temporary(artifacts)  # nothing to keep: no result will claim it
     return results
 
 
-class _Runner:
-    """Runs one recipe at every input set, each in its own worker, each result stored (via
-    on_result) the moment it exists; resumed results are reused, not run again."""
+def keep_winner_only(results: list[CandidateResult], artifacts: Path) -> bool:
+    """Delete every artifact under `artifacts` but the selected recipe's (and leftovers of
+    workers that died while saving). True when the winner has an artifact there."""
+    best = select(results).best
+    keep = {Path(r.artifact["dir"]).resolve() for r in results
+            if best is not None and r.recipe.key == best.key and r.artifact and r.artifact.get("dir")}
+    if not artifacts.is_dir():
+        return False
+    for job_dir in artifacts.iterdir():
+        builds = [job_dir] if not job_dir.is_dir() else list(job_dir.iterdir())
+        for build in builds:
+            if build.resolve() in keep:
+                continue
+            if build.is_dir():
+                shutil.rmtree(build, ignore_errors=True)
+            else:
+                build.unlink(missing_ok=True)
+        if job_dir.is_dir() and not any(job_dir.iterdir()):
+            job_dir.rmdir()
+    return any(p.is_dir() for p in keep)
 
-    def __init__(self, workload, reference, settings, done, workdir: Path, on_start, on_result):
+
+def geomean_speedup(baseline_p50: dict[str, float], p50: dict[str, float]) -> float | None:
+    """eager p50 / p50, geometric mean over the sets (in sorted order, as select sums them)."""
+    if not p50 or any(s not in baseline_p50 for s in p50):
+        return None
+    ratios = [baseline_p50[s] / p50[s] for s in sorted(p50)]
+    return math.exp(sum(math.log(v) for v in ratios) / len(ratios))
+
+
+class _Runner:
+    """Runs one recipe at the input sets it still lacks, in one worker, each result stored (via
+    on_result) once the worker is done; resumed results are reused, not run again."""
+
+    def __init__(self, workload, reference, settings, done, workdir: Path, on_start, on_result, artifacts: Path):
         self.workload, self.reference, self.settings, self.done = workload, reference, settings, done
         self.workdir, self.on_start, self.on_result = workdir, on_start, on_result
+        self.artifacts = artifacts
         self.bundle_path: Path | None = None
         self.main_path: str | None = None
         self.sys_path = [p for p in sys.path if p]
         self.count = 0
+        self.labels = [s.label for s in workload.input_sets]
+        # Every result seen so far (resumed ones included): what decides whether a worker saves.
+        self.seen: dict[tuple[str, str], CandidateResult] = dict(done)
 
     def run(self, recipe: Recipe, unavailable: str | None = None, stop_at_failure: bool = False) -> list[CandidateResult]:
         """`stop_at_failure`: skip the remaining input sets once one fails (fallback retries)."""
-        results = []
-        for input_set in self.workload.input_sets:
-            result = self.done.get((recipe.key, input_set.label))
-            resumed = result is not None
-            if result is None:
-                self.on_start(f"{recipe.label} @ {input_set.label}")
-                if unavailable:
-                    result = CandidateResult(recipe, input_set.label, Status.UNSUPPORTED, unavailable)
-                else:
-                    result = self._run_job(recipe, input_set.label)
-            results.append(result)
-            self.on_result(result, resumed)
-            if stop_at_failure and not result.ok:
-                break
-        return results
+        resumed = {s: self.done[(recipe.key, s)] for s in self.labels if (recipe.key, s) in self.done}
+        for result in resumed.values():
+            self.on_result(result, True)
+        todo = [s for s in self.labels if s not in resumed]
+        if stop_at_failure and any(not r.ok for r in resumed.values()):
+            todo = []
+        new: list[CandidateResult] = []
+        if todo:
+            self.on_start(f"{recipe.label} @ {', '.join(todo)}")
+            if unavailable:
+                new = [CandidateResult(recipe, s, Status.UNSUPPORTED, unavailable) for s in todo]
+            else:
+                new = self._run_job(recipe, todo, list(resumed.values()), stop_at_failure)
+            for result in new:
+                self.seen[(recipe.key, result.input_set)] = result
+                self.on_result(result, False)
+        by_set = {**resumed, **{r.input_set: r for r in new}}
+        return [by_set[s] for s in self.labels if s in by_set]
 
-    def _run_job(self, recipe: Recipe, input_set: str) -> CandidateResult:
+    def _baseline_p50(self) -> dict[str, float]:
+        return {r.input_set: r.measurement.p50 for r in self.seen.values()
+                if r.recipe.baseline and r.ok and r.measurement is not None and r.measurement.n}
+
+    def _best_speedup(self, baseline_p50: dict[str, float]) -> float | None:
+        """The best geometric-mean speedup of a recipe ok at every set whose artifact exists (or
+        that recorded why it has none): a later recipe saves only if it is at least as fast."""
+        by_recipe: dict[str, list[CandidateResult]] = {}
+        for r in self.seen.values():
+            by_recipe.setdefault(r.recipe.key, []).append(r)
+        best = None
+        for rs in by_recipe.values():
+            if len(rs) != len(self.labels) or not all(r.ok and r.measurement is not None for r in rs):
+                continue
+            if not all(r.artifact and ("unsaved" in r.artifact or Path(r.artifact["dir"]).is_dir()) for r in rs):
+                continue
+            gm = geomean_speedup(baseline_p50, {r.input_set: r.measurement.p50 for r in rs})  # type: ignore[union-attr]
+            if gm is not None and (best is None or gm > best):
+                best = gm
+        return best
+
+    def _run_job(self, recipe: Recipe, input_sets: list[str], resumed: list[CandidateResult],
+                 stop_at_failure: bool) -> list[CandidateResult]:
         if self.bundle_path is None:  # written once, only when something has to run
             self.bundle_path = self.workdir / "bundle.pt"
             self.main_path = _main_path(self.workload.module)  # the same for every candidate
             _write_bundle(self.bundle_path, self.workload, self.reference)
         self.count += 1
-        job_dir = self.workdir / f"{self.count:02d}-{recipe.label}-{input_set}"
+        name = f"{safe_name(recipe.label)}-{recipe.key[:8]}"  # the same recipe in a resumed run: the same folder
+        job_dir = self.workdir / f"{self.count:02d}-{name}"
+        baseline_p50 = self._baseline_p50()
+        # A recipe that already failed at a resumed set cannot win: it saves nothing.
+        can_win = all(r.ok and r.measurement is not None for r in resumed)
         job = Job(
             recipe=recipe.to_dict(),
             step_paths=step_paths(recipe),
-            input_set=input_set,
+            input_sets=input_sets,
             bundle_path=str(self.bundle_path),
             workdir=str(job_dir / "work"),
             result_path=str(job_dir / "result.json"),
@@ -154,6 +237,11 @@ class _Runner:
             sys_path=self.sys_path,
             main_path=self.main_path,
             user_files=self.workload.user_files,
+            stop_at_failure=stop_at_failure,
+            artifact_dir=str(self.artifacts / name) if can_win else None,
+            baseline_p50=baseline_p50,
+            best_speedup=self._best_speedup(baseline_p50),
+            done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
         )
         return run_candidate(recipe, job, job_dir, self.settings.timeout_s)
 

@@ -35,13 +35,19 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> CandidateResult:
+def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> list[CandidateResult]:
+    """Run `job` (one recipe at each of its input sets) in a fresh worker; one result per set,
+    in the job's order. `timeout_s` is per input set: the worker gets that times its sets.
+    Sets the worker finished keep their results whatever happens after; the set it died at (and,
+    unless it stops at a failure, the sets after it) get `crashed` or `timeout` with the signal
+    or timeout and the stderr tail. Sets it left out on purpose (stop_at_failure) get none."""
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path = job_dir / "job.json"
     job.write(job_path)
     result_path = Path(job.result_path)
     result_path.unlink(missing_ok=True)
     log_path = job_dir / "worker.log"
+    limit_s = timeout_s * len(job.input_sets)
     started = time.perf_counter()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
@@ -54,7 +60,7 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
         )
         timed_out = False
         try:
-            returncode = proc.wait(timeout=timeout_s)
+            returncode = proc.wait(timeout=limit_s)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
@@ -68,20 +74,59 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
         _kill_group(proc)  # stragglers (compile workers) of a finished worker
     wall_s = time.perf_counter() - started
     tail = _tail(log_path)
+    data = _read_result(result_path)
 
     if timed_out:
-        return CandidateResult(recipe, job.input_set, Status.TIMEOUT, f"no result after {timeout_s:g} s; process group killed", wall_s=wall_s, log_tail=tail)
-    if result_path.exists():
-        data = json.loads(result_path.read_text())
-        return _from_child(recipe, job.input_set, data, wall_s, tail)
-    if returncode < 0:
+        death = (Status.TIMEOUT, f"no result after {limit_s:g} s; process group killed")
+    elif data.get("error"):
+        error = data["error"]
+        death = (Status(error["status"]), error["reason"])
+    elif data.get("finished"):
+        death = None
+    elif returncode < 0:
         sig = signal.Signals(-returncode).name
         hint = " (the kernel's out-of-memory killer sends this)" if sig == "SIGKILL" else ""
-        return CandidateResult(recipe, job.input_set, Status.CRASHED, f"worker killed by {sig}{hint}", wall_s=wall_s, log_tail=tail)
-    return CandidateResult(recipe, job.input_set, Status.CRASHED, f"worker exited with code {returncode} without a result", wall_s=wall_s, log_tail=tail)
+        death = (Status.CRASHED, f"worker killed by {sig}{hint}")
+    else:
+        death = (Status.CRASHED, f"worker exited with code {returncode} without a result")
+
+    results: list[CandidateResult] = []
+    sets = data.get("sets") or {}
+    for label in job.input_sets:
+        if label in sets:
+            results.append(_from_child(recipe, label, sets[label], tail))
+            continue
+        if death is None:
+            break  # left out on purpose: the job stops at its first failure
+        status, reason = death
+        error_tail = (data.get("error") or {}).get("log_tail") or ""
+        log_tail = error_tail or (tail if status is not Status.UNSUPPORTED else "")
+        results.append(CandidateResult(recipe, label, status, reason, log_tail=log_tail))
+        if job.stop_at_failure:
+            break
+    _share_wall(results, wall_s)
+    return results
 
 
-def _from_child(recipe: Recipe, input_set: str, data: dict, wall_s: float, tail: str) -> CandidateResult:
+def _read_result(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # never written, or (not atomically) cut short
+        return {}
+
+
+def _share_wall(results: list[CandidateResult], wall_s: float) -> None:
+    """Per-set wall times from the worker's own clock; what it did not account for (the
+    interpreter's start and exit, or the set it died at) goes to the first set without a time of
+    its own, else to the first set, so the sets add up to the worker's whole life."""
+    rest = max(0.0, wall_s - sum(r.wall_s for r in results))
+    if not results:
+        return
+    target = next((r for r in results if r.wall_s == 0.0), results[0])
+    target.wall_s += rest
+
+
+def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> CandidateResult:
     from hone.bench.measurement import Measurement
     from hone.validate.verdict import Verdict
 
@@ -93,10 +138,13 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, wall_s: float, tail:
         verdict=Verdict.from_dict(data["verdict"]) if data.get("verdict") else None,
         measurement=Measurement.from_dict(data["measurement"]) if data.get("measurement") else None,
         runner_info=data.get("runner_info") or {},
-        wall_s=wall_s,
+        wall_s=float(data.get("wall_s") or 0.0),
         # Worker output only for unexpected ends; an expected refusal or a rejected answer has
         # its reason, and its stderr is backend chatter.
         log_tail=data.get("log_tail") or (tail if data["status"] in UNEXPECTED else ""),
+        build=data.get("build"),
+        summary=list(data.get("summary") or []),
+        artifact=data.get("artifact"),
     )
 
 

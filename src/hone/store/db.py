@@ -114,6 +114,8 @@ def recipe_from_dict(data: dict[str, Any], *, resolve: bool = True) -> Recipe:
         origin=data.get("origin", ""),
         compute_dtype=data.get("compute_dtype", "float32"),
         cost=data.get("cost", 1.0),
+        # Runs stored before the field existed marked the baseline by its label.
+        baseline=data.get("baseline", data["label"] == "eager" and not data["passes"]),
     )
 
 
@@ -176,6 +178,12 @@ class Store:
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
+
+    def artifacts_dir(self, run_id: int) -> Path:
+        """Where the workers of run `run_id` save their artifacts (the winner's stays there):
+        `<store folder>/artifacts/run-<id>/`, beside the store so a stored run can be exported
+        later."""
+        return self.path.parent / "artifacts" / f"run-{run_id}"
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -8,11 +8,16 @@ import dataclasses
 import io
 import logging
 import re
+from typing import TYPE_CHECKING
 
 from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.passes.base import Pass
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Variant
+
+if TYPE_CHECKING:
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
 
 MIN_OPSET = 18  # the dynamo exporter's lowest supported opset
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -47,19 +52,25 @@ class OnnxExportConfig(Config):
             raise InputError(f"opset {self.opset} is below the dynamo exporter's minimum {MIN_OPSET}")
 
 
-class OnnxExport(Pass):
+class OnnxExport(Pass[OnnxExportConfig]):
     name = "onnx_export"
     Config = OnnxExportConfig
     description = "export to ONNX with torch.onnx.export(dynamo=True)"
     requires = ("onnx", "onnxscript")
-    input_format = "torch"
-    output_format = "onnx"
+    stage = "convert"
+    produces = "onnx"
+    keeps = ()  # an ONNX graph carries no torch memory format
     devices = ("cpu", "cuda")  # the export itself runs on CPU; the ONNX file serves any provider
+
+    @classmethod
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        # A converter adds nothing to a recipe's label or origin: the steps around it say what it is for.
+        return [Variant(OnnxExportConfig(), "", "", cost=0.5)]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         import torch
 
-        cfg: OnnxExportConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         path = ctx.workdir / "model.onnx"
         log = io.StringIO()
         noisy = logging.getLogger(_NOISY_LOGGER)
@@ -83,6 +94,6 @@ class OnnxExport(Pass):
             raise Unsupported(export_failure_reason(exc)) from exc
         finally:
             noisy.setLevel(level)
-        notes = {**model.notes, "onnx_opset": cfg.opset, "onnx_bytes": path.stat().st_size}
+        notes = {"onnx_opset": cfg.opset, "onnx_bytes": path.stat().st_size}
         # The torch module goes along: quantization passes name layers as in it (passes/onnx/layers.py).
         return Artifact("onnx", module=model.module, path=path, compute_dtype=model.compute_dtype, notes=notes)

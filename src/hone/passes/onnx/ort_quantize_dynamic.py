@@ -12,12 +12,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.passes.onnx.layers import select_nodes
 from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -34,7 +32,7 @@ class OrtQuantizeDynamicConfig(QuantConfig):
     weight_type: str = "qint8"
     per_channel: bool = False
     # 7-bit weights: avoids VPMADDUBSW saturation on x86 without VNNI (ONNX Runtime's advice for
-    # U8S8 there); propose() sets it where the probe finds no VNNI.
+    # U8S8 there); variants() sets it where the probe finds no VNNI.
     reduce_range: bool = False
     op_types: tuple[str, ...] = ()  # empty: ONNX Runtime's default (MatMul, Conv, Gemm, Gather, ...)
 
@@ -50,44 +48,38 @@ class OrtQuantizeDynamicConfig(QuantConfig):
             raise InputError(f"op_types must be ONNX op type names, got {self.op_types!r}")
 
 
-class OrtQuantizeDynamic(QuantizationPass):
+class OrtQuantizeDynamic(QuantizationPass[OrtQuantizeDynamicConfig]):
     name = "ort_quantize_dynamic"
     Config = OrtQuantizeDynamicConfig
     description = "int8 weights, activations quantized on the fly (onnxruntime quantize_dynamic)"
     requires = ("onnxruntime", "onnx")
-    input_format = "onnx"
-    output_format = "onnx"
+    consumes = ("onnx",)
+    produces = "onnx"
     needs_calibration = False  # activation ranges come from each batch
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":  # the integer kernels (MatMulInteger, ConvInteger) are CPU ones
             return []
         # Where u8 x s8 pairs would clip (no VNNI): 7-bit weights, per channel, as ONNX Runtime
         # advises. What 7 bits cost MiniLM's dynamic int8 where 8 bits do not clip (VNNI):
         # 0.105 of mean cosine with one scale per tensor, 0.001 with one per channel.
-        saturates = hw.int8_dot_saturates
-        return [
-            Recipe(
-                "ort-int8-dynamic",
-                (Step("onnx_export", default_export_config()),
-                 Step(cls.name, OrtQuantizeDynamicConfig(reduce_range=saturates, per_channel=saturates))),
-                Step("onnxruntime", default_runtime_config()),
-                "int8 weights, activations quantized on the fly" + (SATURATION_NOTE if saturates else ""),
-                compute_dtype="int8",
-                cost=1.5,
-            )
-        ]
+        saturates = hw is not None and hw.int8_dot_saturates
+        return [Variant(
+            OrtQuantizeDynamicConfig(reduce_range=saturates, per_channel=saturates), "ort-int8-dynamic",
+            "int8 weights, activations quantized on the fly" + (SATURATION_NOTE if saturates else ""),
+            compute_dtype="int8",
+        )]
 
     def scheme(self) -> Scheme:
-        cfg: OrtQuantizeDynamicConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         return Scheme(weight_bits=7 if cfg.reduce_range else 8, weight_group=0 if cfg.per_channel else -1,
                       activations="dynamic")
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         from onnxruntime.quantization import quantize_dynamic
 
-        cfg: OrtQuantizeDynamicConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         source = ctx.workdir / "model.prequant.onnx"
         path = ctx.workdir / "model.int8-dynamic.onnx"
         op_types = drop_initializer_shapes(model.path, source)
@@ -106,7 +98,6 @@ class OrtQuantizeDynamic(QuantizationPass):
         except Exception as exc:  # the quantizer raises many types; all mean "cannot quantize this"
             raise Unsupported(failure_reason("ORT dynamic quantization", exc, op_types)) from exc
         notes = {
-            **model.notes,
             "quantization": {"method": "ort_dynamic", **cfg.to_dict()},
             "quantized_nodes": count_quantized_nodes(path),
             "kept_float": list(cfg.keep_float),
@@ -154,16 +145,3 @@ def failure_reason(what: str, exc: BaseException, op_types: set[str]) -> str:
     named = [op for op in sorted(op_types, key=len, reverse=True) if re.search(rf"\b{re.escape(op)}\b", text)]
     where = f" on op {named[0]}" if named else ""
     return f"{what} failed{where}: {type(exc).__name__}: {first}"
-
-
-def default_export_config() -> Config:
-    from hone.passes.onnx.export import OnnxExportConfig
-
-    return OnnxExportConfig()
-
-
-def default_runtime_config() -> Config:
-    # Imported here: the runtime module imports torch, which a pass module must not need to load.
-    from hone.runtimes.onnxruntime import OnnxRuntimeConfig
-
-    return OnnxRuntimeConfig()

@@ -11,14 +11,12 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.passes.onnx.layers import WEIGHT_OPS, select_nodes
 from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme
 from hone.passes.onnx.ort_quantize_dynamic import QUANT_TYPES, count_quantized_nodes, drop_initializer_shapes
-from hone.passes.onnx.ort_quantize_dynamic import default_export_config, default_runtime_config, failure_reason, quant_type
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.passes.onnx.ort_quantize_dynamic import failure_reason, quant_type
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -32,6 +30,9 @@ SCALES_IN_NOTES = 8  # enough to tell calibrators apart without bloating the sto
 # i.e. minmax. We calibrate entropy ourselves with TensorRT's counts so it can clip outliers.
 ENTROPY_BINS = 2048
 ENTROPY_QUANTIZED_BINS = 128
+# The trait of a graph whose Q/DQ pairs are signed int8 with zero points of 0 (symmetric
+# activations and weights): the explicit quantization TensorRT takes.
+SYMMETRIC_QDQ = "int8-qdq-symmetric"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +46,7 @@ class OrtQuantizeStaticConfig(QuantConfig):
     quant_format: str = "qdq"
     activation_type: str = "quint8"
     weight_type: str = "qint8"
-    # 7-bit weights against VPMADDUBSW saturation on x86 without VNNI; set there by propose().
+    # 7-bit weights against VPMADDUBSW saturation on x86 without VNNI; set there by variants().
     reduce_range: bool = False
 
     def validate(self) -> None:
@@ -62,42 +63,43 @@ class OrtQuantizeStaticConfig(QuantConfig):
                 raise InputError(f"{field} must be one of {', '.join(QUANT_TYPES)}, not {getattr(self, field)!r}")
 
 
-class OrtQuantizeStatic(QuantizationPass):
+class OrtQuantizeStatic(QuantizationPass[OrtQuantizeStaticConfig]):
     name = "ort_quantize_static"
     Config = OrtQuantizeStaticConfig
     description = "int8 QDQ graph calibrated on samples (onnxruntime quantize_static)"
     requires = ("onnxruntime", "onnx")
-    input_format = "onnx"
-    output_format = "onnx"
+    consumes = ("onnx",)
+    produces = "onnx"
     # Calibration runs on ONNX Runtime's CPU provider whatever the target; on CUDA the QDQ graph
-    # feeds TensorRT (the tensorrt_engine runtime's int8 recipe).
+    # feeds TensorRT (the tensorrt_engine runtime's int8 variant needs its symmetric form).
     devices = ("cpu", "cuda")
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        # minmax only: entropy and percentile are selectable by config; offering all three
+        # would triple the default sweep's calibration time for one model.
+        if device.startswith("cuda"):
+            # TensorRT takes signed int8 Q/DQ with zero points of 0: symmetric qint8 activations;
+            # per-channel weight scales are what TensorRT's own int8 recipes use.
+            config = OrtQuantizeStaticConfig(activation_type="qint8", activation_symmetric=True, weight_type="qint8",
+                                             weight_symmetric=True, per_channel=True)
+            return [Variant(config, "ort-int8-qdq",
+                            "int8 QDQ graph, symmetric signed ranges calibrated ahead of time (minmax)",
+                            cost=0.5, compute_dtype="int8", gives=frozenset({SYMMETRIC_QDQ}))]
         if device != "cpu":
             return []
-        # minmax only: entropy and percentile are selectable by config; proposing all three
-        # would triple the default sweep's calibration time for one model.
         # Where u8 x s8 pairs would clip (no VNNI): 7-bit weights, per channel, as ONNX Runtime
         # advises. What 7 bits cost MiniLM's dynamic int8 where 8 bits do not clip (VNNI):
         # 0.105 of mean cosine with one scale per tensor, 0.001 with one per channel.
-        saturates = hw.int8_dot_saturates
-        return [
-            Recipe(
-                "ort-int8-static",
-                (Step("onnx_export", default_export_config()),
-                 Step(cls.name, OrtQuantizeStaticConfig(reduce_range=saturates, per_channel=saturates))),
-                Step("onnxruntime", default_runtime_config()),
-                "int8 weights and activations, ranges calibrated ahead of time (minmax)"
-                + (SATURATION_NOTE if saturates else ""),
-                compute_dtype="int8",
-                cost=2.0,
-            )
-        ]
+        saturates = hw is not None and hw.int8_dot_saturates
+        return [Variant(
+            OrtQuantizeStaticConfig(reduce_range=saturates, per_channel=saturates), "ort-int8-static",
+            "int8 weights and activations, ranges calibrated ahead of time (minmax)" + (SATURATION_NOTE if saturates else ""),
+            cost=0.5, compute_dtype="int8", addresses={"compute": Claim(0.7, "", unit="int8")},
+        )]
 
     def scheme(self) -> Scheme:
-        cfg: OrtQuantizeStaticConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         return Scheme(weight_bits=7 if cfg.reduce_range else 8, weight_group=0 if cfg.per_channel else -1,
                       activation_symmetric=cfg.activation_symmetric)
 
@@ -107,14 +109,14 @@ class OrtQuantizeStatic(QuantizationPass):
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        cfg: OrtQuantizeStaticConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         source, prepared = ctx.workdir / "model.prequant.onnx", ctx.workdir / "model.preprocessed.onnx"
         path = ctx.workdir / "model.int8-static.onnx"
         op_types = drop_initializer_shapes(model.path, source)
         # Layers only (Linear/Conv weights); keep_float ones and activation matmuls stay float.
         # Chosen on the exported graph: pre-processing keeps node names but may drop metadata.
         quantize_nodes, kept_nodes = select_nodes(source, cfg.keep_float, model.module)
-        notes: dict[str, Any] = {**model.notes}
+        notes: dict[str, Any] = {}
         try:  # shape inference + ORT's basic fusions let more ops get QDQ pairs; optional
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             source = prepared

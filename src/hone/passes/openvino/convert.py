@@ -34,10 +34,13 @@ from hone._optional import block_usage_telemetry
 from hone.errors import Unsupported
 from hone.passes.base import Pass
 from hone.passes.quantize import FLATIO_PREFIX, match_folded_weights
-from hone.plugin import Artifact, BuildContext
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     import openvino as ov
+
+    from hone.hardware import Hardware
+    from hone.models.workload import Workload
 
 NODE_PREFIX = "__module." + FLATIO_PREFIX  # scope of ops run inside the user's model
 WEIGHT_PREFIX = "self." + FLATIO_PREFIX  # parameters of the user's model
@@ -56,19 +59,25 @@ class OpenVinoConvertConfig(Config):
     static_shapes: bool = True
 
 
-class OpenVinoConvert(Pass):
+class OpenVinoConvert(Pass[OpenVinoConvertConfig]):
     name = "openvino_convert"
     Config = OpenVinoConvertConfig
     description = "convert to OpenVINO IR with openvino.convert_model (fp32 weights)"
     requires = ("openvino",)
-    input_format = "torch"
-    output_format = "openvino"
+    stage = "convert"
+    produces = "openvino"
+    keeps = ()  # the IR carries no torch memory format
+
+    @classmethod
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        # A converter adds nothing to a recipe's label or origin: the steps around it say what it is for.
+        return [Variant(OpenVinoConvertConfig(), "", "", cost=0.5)]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         block_usage_telemetry()  # before openvino's first import in this process
         import openvino as ov
 
-        cfg: OpenVinoConvertConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         try:
             converted = _convert(model.module, ctx)
         except Exception as exc:  # the frontend raises many types; all mean "cannot convert this"
@@ -82,7 +91,6 @@ class OpenVinoConvert(Pass):
                 raise Unsupported(failure_reason("OpenVINO reshape to the example shapes", exc)) from exc
         path = save(converted, ctx.workdir / "model.xml")
         notes = {
-            **model.notes,
             "openvino_version": ov.__version__.split("-")[0],
             "openvino_ops": len(converted.get_ordered_ops()),
             "openvino_static_shapes": cfg.static_shapes,

@@ -22,13 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from hone._optional import require
 from hone.errors import InputError, Unsupported
-from hone.passes.openvino.convert import OpenVinoConvertConfig, embedding_precisions, read, save, weight_precisions
-from hone.passes.openvino.convert import weighted_ops
+from hone.passes.openvino.convert import embedding_precisions, read, save, weight_precisions, weighted_ops
 from hone.passes.openvino.nncf_quantize import check_layers, ignored_nodes, quantizer_failure_reason, quiet_nncf
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme
-from hone.plugin import Artifact, BuildContext
-from hone.runtimes.openvino import OpenVinoConfig
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -59,34 +56,37 @@ class NncfCompressWeightsConfig(QuantConfig):
         return 4 if self.mode.startswith("int4") else 8
 
 
-class NncfCompressWeights(QuantizationPass):
+class NncfCompressWeights(QuantizationPass[NncfCompressWeightsConfig]):
     name = "nncf_compress_weights"
     needs_calibration = False  # data-free: weights only
     Config = NncfCompressWeightsConfig
     description = "int8/int4 weight-only compression, data-free (NNCF compress_weights)"
     requires = ("openvino", "nncf")
-    input_format = "openvino"
-    output_format = "openvino"
+    consumes = ("openvino",)
+    produces = "openvino"
 
     def scheme(self) -> Scheme:
-        cfg: NncfCompressWeightsConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         # int8 modes are per output channel; int4 is grouped unless group_size is -1.
         group = cfg.group_size if cfg.bits == 4 and cfg.group_size > 0 else 0
         return Scheme(weight_bits=cfg.bits, weight_group=group, activations="none")
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
+        fewer_bytes = Claim(0.6, "int8 weights quarter the bytes of weight-streaming GEMMs")
         return [
-            _recipe("openvino-int8-weights", NncfCompressWeightsConfig(mode="int8_asym"), "int8",
-                    "int8 weights (per channel, asymmetric) dequantized in OpenVINO's CPU kernels"),
-            _recipe("openvino-int4-weights", NncfCompressWeightsConfig(mode="int4_sym"), "int4",
-                    "int4 weights in groups of 128 (embeddings and the last layer int8) dequantized in OpenVINO's CPU kernels"),
+            Variant(NncfCompressWeightsConfig(mode="int8_asym"), "openvino-int8-weights",
+                    "int8 weights (per channel, asymmetric) dequantized in OpenVINO's CPU kernels",
+                    compute_dtype="int8", addresses={"memory": fewer_bytes}),
+            Variant(NncfCompressWeightsConfig(mode="int4_sym"), "openvino-int4-weights",
+                    "int4 weights in groups of 128 (embeddings and the last layer int8) dequantized in OpenVINO's CPU kernels",
+                    compute_dtype="int4"),
         ]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: NncfCompressWeightsConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         check_layers(model, cfg.keep_float, self.layer_types)  # a typo fails before NNCF is even imported
         nncf = require("nncf")
         graph = read(model.path)
@@ -105,8 +105,7 @@ class NncfCompressWeights(QuantizationPass):
                 f"MatMul and layers whose input features no group of >= 32 divides in int8): got {precisions}"
             )
         path = save(compressed, ctx.workdir / f"model.{cfg.mode}.xml")
-        notes = {
-            **model.notes,
+        notes: dict[str, Any] = {
             "quantization": {"method": "nncf_weights", **cfg.to_dict()},
             "calibration_s": 0.0,  # data-free
             "compress_s": round(compress_s, 3),
@@ -147,8 +146,3 @@ def int4_group_sizes(graph: "ov.Model") -> list[int]:
             shape = list(weight.get_output_shape(0))
             sizes.add(int(shape[-1]) if len(shape) == 3 else -1)
     return sorted(sizes)
-
-
-def _recipe(label: str, config: NncfCompressWeightsConfig, compute_dtype: str, origin: str) -> Recipe:
-    steps = (Step("openvino_convert", OpenVinoConvertConfig()), Step(NncfCompressWeights.name, config))
-    return Recipe(label, steps, Step("openvino", OpenVinoConfig()), origin, compute_dtype=compute_dtype, cost=2.0)

@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from hone._optional import require
 from hone.errors import InputError, Unsupported
-from hone.passes.openvino.convert import OpenVinoConvertConfig, failure_reason, layer_nodes, read, save, weight_constant
+from hone.passes.openvino.convert import failure_reason, layer_nodes, read, save, weight_constant
 from hone.passes.openvino.convert import weight_precisions, weighted_ops
 from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme, check_keep_float
-from hone.plugin import Artifact, BuildContext
-from hone.runtimes.openvino import OpenVinoConfig
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -52,7 +50,7 @@ class NncfQuantizeConfig(QuantConfig):
     model_type: str = "auto"
     calibration_samples: int = 128  # at most this many samples (whole batches) of the calibration set
     fast_bias_correction: bool = True  # False: NNCF's full bias correction (slower, per-layer inference)
-    overflow_fix: str = "first_layer"  # propose() sets "enable" on CPUs whose int8 dot products saturate
+    overflow_fix: str = "first_layer"  # variants() sets "enable" on CPUs whose int8 dot products saturate
 
     def validate(self) -> None:
         if self.preset not in PRESETS:
@@ -65,42 +63,36 @@ class NncfQuantizeConfig(QuantConfig):
             raise InputError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {self.overflow_fix!r}")
 
 
-class NncfQuantize(QuantizationPass):
+class NncfQuantize(QuantizationPass[NncfQuantizeConfig]):
     name = "nncf_quantize"
     Config = NncfQuantizeConfig
     description = "int8 weights and activations calibrated on samples (NNCF post-training quantization)"
     requires = ("openvino", "nncf")
-    input_format = "openvino"
-    output_format = "openvino"
+    consumes = ("openvino",)
+    produces = "openvino"
 
     def scheme(self) -> Scheme:
         # NNCF's CPU config: int8 per-channel symmetric weights, per-tensor static activations;
         # the performance preset makes activations symmetric too, mixed makes them asymmetric.
-        cfg: NncfQuantizeConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         symmetric = cfg.preset == "performance"
         bits = 7 if cfg.overflow_fix == "enable" else 8
         return Scheme(weight_bits=bits, weight_group=0, activations="static", activation_symmetric=symmetric)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
-        saturates = hw.int8_dot_saturates
-        config = NncfQuantizeConfig(overflow_fix="enable" if saturates else "first_layer")
-        return [
-            Recipe(
-                "openvino-int8",
-                (Step("openvino_convert", OpenVinoConvertConfig()), Step(cls.name, config)),
-                Step("openvino", OpenVinoConfig()),
-                "int8 weights and activations, ranges calibrated by NNCF, run by OpenVINO's CPU int8 kernels"
-                + (SATURATION_NOTE if saturates else ""),
-                compute_dtype="int8",
-                cost=2.5,
-            )
-        ]
+        saturates = hw is not None and hw.int8_dot_saturates
+        return [Variant(
+            NncfQuantizeConfig(overflow_fix="enable" if saturates else "first_layer"), "openvino-int8",
+            "int8 weights and activations, ranges calibrated by NNCF, run by OpenVINO's CPU int8 kernels"
+            + (SATURATION_NOTE if saturates else ""),
+            cost=0.5, compute_dtype="int8", addresses={"compute": Claim(0.75, "", unit="int8")},
+        )]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: NncfQuantizeConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         check_layers(model, cfg.keep_float, self.layer_types)  # a typo fails before NNCF is even imported
         nncf = require("nncf")
         graph = read(model.path)
@@ -133,7 +125,6 @@ class NncfQuantize(QuantizationPass):
             raise Unsupported("NNCF quantization found no MatMul or Convolution to quantize")
         path = save(quantized, ctx.workdir / "model.int8.xml")
         notes = {
-            **model.notes,
             "quantization": {"method": "nncf_ptq", **cfg.to_dict()},
             "model_type": model_type,
             "calibration_s": round(calibration_s, 3),

@@ -14,8 +14,7 @@ import torch
 
 from hone.config import NoConfig
 from hone.passes.base import Pass
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -34,17 +33,23 @@ class AutocastModule(torch.nn.Module):
             return self.module(*args)
 
 
-class Bf16Autocast(Pass):
+class Bf16Autocast(Pass[NoConfig]):
     name = "bf16_autocast"
     description = "run matmuls/convolutions in bfloat16 under torch.autocast"
     devices = ("cpu", "cuda")
+    stage = "precision"
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        steps = (Step(cls.name, cls.Config()),)
-        return [Recipe("eager-bf16", steps, Step("eager", NoConfig()), "compute in bf16", "bfloat16")]
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        # Pays only where memory or compute dominate: it adds casts and saves no dispatch.
+        return [Variant(
+            NoConfig(), "bf16", "compute in bf16", compute_dtype="bfloat16",
+            addresses={"memory": Claim(0.9, "bf16 activations halve the bytes each op moves", unit="bf16"),
+                       "compute": Claim(1.0, "", unit="bf16")},
+            pays_for=("memory", "compute"),
+        )]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         device_type = "cuda" if ctx.device.startswith("cuda") else "cpu"
         wrapped = AutocastModule(model.module, device_type, torch.bfloat16)
-        return Artifact("torch", wrapped, compute_dtype="bfloat16", notes={**model.notes, "autocast": "bfloat16"})
+        return Artifact("torch", wrapped, compute_dtype="bfloat16", notes={"autocast": "bfloat16"})

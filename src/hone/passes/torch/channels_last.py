@@ -10,8 +10,7 @@ import torch
 
 from hone.config import NoConfig
 from hone.passes.base import Pass
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -28,18 +27,19 @@ class ChannelsLastModule(torch.nn.Module):
         return self.module(*args)
 
 
-class ChannelsLast(Pass):
+class ChannelsLast(Pass[NoConfig]):
     name = "channels_last"
     description = "NHWC memory format for 4-D (image) inputs and convolution weights"
     devices = ("cpu", "cuda")
+    stage = "layout"
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        if not workload.has_4d_float_input:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        if workload is not None and not workload.has_4d_float_input:
             return []  # nothing to re-layout for token or vector inputs
-        steps = (Step(cls.name, cls.Config()),)
-        return [Recipe("channels-last", steps, Step("eager", NoConfig()), "4-D image inputs")]
+        # The layout is a trait: a later step that does not keep it (a converter) loses it.
+        return [Variant(NoConfig(), "channels-last", "4-D image inputs", gives=frozenset({"channels_last"}))]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         wrapped = ChannelsLastModule(model.module)
-        return Artifact("torch", wrapped, compute_dtype=model.compute_dtype, notes={**model.notes, "memory_format": "channels_last"})
+        return Artifact("torch", wrapped, compute_dtype=model.compute_dtype, notes={"memory_format": "channels_last"})

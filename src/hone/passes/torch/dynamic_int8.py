@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hone.config import NoConfig
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float, path_in
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -49,16 +47,19 @@ class DynamicInt8Config(QuantConfig):
             raise InputError(f"quantized engine {self.engine!r} is not one of {', '.join(ENGINES)}")
 
 
-class DynamicInt8(QuantizationPass):
+class DynamicInt8(QuantizationPass[DynamicInt8Config]):
     name = "dynamic_int8"
     Config = DynamicInt8Config
     description = "int8 weights with dynamic activation scales for Linear/LSTM (torch quantize_dynamic)"
     devices = ("cpu",)  # the quantized dynamic kernels are CPU-only
+    # Quantized eager modules (torch.ao.nn.quantized.dynamic): eager and TorchScript run them,
+    # Dynamo and torch.export do not.
+    produces = "torch-eager-only"
     layer_types = MODULE_TYPES
     needs_calibration = False  # activation ranges come from each batch
 
     def scheme(self) -> Scheme:
-        cfg: DynamicInt8Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         # torch's DynamicQuantizedLinear always asks fbgemm (the x86 engine's kernel) for
         # 7-bit activations (reduce_range=True): saturation-free on CPUs without VNNI too, so
         # nothing here depends on the probe.
@@ -66,15 +67,14 @@ class DynamicInt8(QuantizationPass):
         return Scheme(weight_group=0 if cfg.per_channel else -1, activations="dynamic", activation_bits=bits)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
-        steps = (Step(cls.name, cls.Config()),)
         origin = "int8 weights, dynamic activation scales (Linear/LSTM)"
-        return [Recipe("torch-int8-dynamic", steps, Step("eager", NoConfig()), origin, "int8")]
+        return [Variant(DynamicInt8Config(), "torch-int8-dynamic", origin, compute_dtype="int8")]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: DynamicInt8Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         if cfg.engine not in torch.backends.quantized.supported_engines:
             raise Unsupported(f"quantized engine {cfg.engine!r} is not in this torch build "
                               f"({', '.join(torch.backends.quantized.supported_engines)})")
@@ -101,6 +101,6 @@ class DynamicInt8(QuantizationPass):
         )
         if count == 0:
             raise Unsupported("no Linear or LSTM modules to quantize dynamically")
-        notes = {**model.notes, "quantization": "int8-dynamic", "engine": cfg.engine,
+        notes = {"quantization": "int8-dynamic", "engine": cfg.engine,
                  "per_channel": cfg.per_channel, "quantized_modules": count, "kept_float": list(cfg.keep_float)}
-        return Artifact("torch", quantized, compute_dtype="int8", notes=notes)
+        return Artifact(self.produces, quantized, compute_dtype="int8", notes=notes)

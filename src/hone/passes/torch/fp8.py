@@ -19,8 +19,7 @@ from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
 from hone.passes.torch.weight_only import LINEAR, device_type, quantize_layers
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -43,7 +42,7 @@ class Fp8Config(QuantConfig):
             raise InputError(f"fp8 granularity must be one of {', '.join(GRANULARITIES)}, not {self.granularity!r}")
 
 
-class Fp8(QuantizationPass):
+class Fp8(QuantizationPass[Fp8Config]):
     name = "fp8"
     needs_calibration = False  # no activation ranges to fit
     Config = Fp8Config
@@ -51,6 +50,8 @@ class Fp8(QuantizationPass):
     requires = ("torchao",)
     # cpu is listed so that a CPU run reaches unavailable_here and reports the capability reason.
     devices = ("cpu", "cuda")
+    # float8 tensor-subclass weights: only Dynamo/torch.export-based runtimes lower them.
+    produces = "torch-quantized"
     layer_types = LINEAR
 
     def scheme(self) -> Scheme:
@@ -71,16 +72,12 @@ class Fp8(QuantizationPass):
         return None
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        from hone.runtimes.inductor import InductorConfig
-
-        # Proposed on every device: where it cannot run, available() says why.
-        steps = (Step(cls.name, Fp8Config()),)
-        runtime = Step("inductor", InductorConfig(freezing=False))
-        return [Recipe("fp8", steps, runtime, "fp8 e4m3 weights and dynamic activations (tensor cores)", "fp8")]
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        # Offered on every device: where it cannot run, available() says why.
+        return [Variant(Fp8Config(), "fp8", "fp8 e4m3 weights and dynamic activations (tensor cores)", compute_dtype="fp8")]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: Fp8Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         check_keep_float(model.module, cfg.keep_float, self.layer_types)  # a typo is wrong on any device
         if device_type(ctx.device) != "cuda":
             raise Unsupported(f"{NEEDS}; this run is on {ctx.device}")
@@ -106,9 +103,9 @@ class Fp8(QuantizationPass):
         quantized, selected, skipped = quantize_layers(
             model.module, cfg.keep_float, ao_config, skip_reason, ctx.device, torch.bfloat16)
         quant_s = time.perf_counter() - start
-        notes = {**model.notes, "quantization": "fp8-e4m3-dynamic",
+        notes = {"quantization": "fp8-e4m3-dynamic",
                  "method": f"Float8DynamicActivationFloat8WeightConfig ({cfg.granularity})",
                  "granularity": cfg.granularity, "activation_dtype": "bfloat16", "kernel": "torch._scaled_mm",
                  "quantized_layers": len(selected), "skipped_layers": skipped,
                  "kept_float": list(cfg.keep_float), "quant_s": round(quant_s, 3)}
-        return Artifact("torch", quantized, compute_dtype="fp8", notes=notes)
+        return Artifact(self.produces, quantized, compute_dtype="fp8", notes=notes)

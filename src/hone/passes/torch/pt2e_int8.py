@@ -31,8 +31,7 @@ from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import FLATIO_PREFIX, SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme
 from hone.passes.quantize import check_keep_float
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -49,7 +48,7 @@ class Pt2eInt8Config(QuantConfig):
     calibration_samples: int = 128
     # Either keeps u8 x s8 pair sums inside the 16 bits that AVX2's VPMADDUBSW saturates at:
     # 7-bit weights (per channel: cheap in accuracy) or 7-bit activations (per tensor: dearer).
-    # propose() picks 7-bit weights where the probe finds no VNNI; with VNNI both only cost
+    # variants() picks 7-bit weights where the probe finds no VNNI; with VNNI both only cost
     # precision. Measured on MiniLM with oneDNN held to AVX2 (mean cosine to fp32, bs8): 8-bit
     # 0.9885 (saturating), 7-bit activations 0.9841, 7-bit weights 0.9928 (VNNI, 8-bit: 0.9929).
     weight_bits: int = 8
@@ -61,35 +60,35 @@ class Pt2eInt8Config(QuantConfig):
         check_weight_bits(self.weight_bits)
 
 
-class Pt2eInt8(QuantizationPass):
+class Pt2eInt8(QuantizationPass[Pt2eInt8Config]):
     name = "pt2e_int8"
     Config = Pt2eInt8Config
     description = "static int8 (PT2E + X86InductorQuantizer), lowered by Inductor to oneDNN int8"
     requires = ("torchao",)
     devices = ("cpu",)
+    # A quantize/dequantize graph: in eager it runs in fp32 and slower than the original; a
+    # Dynamo/torch.export-based runtime with freezing lowers it to oneDNN int8 kernels.
+    produces = "torch-quantized"
     layer_types = PT2E_LAYER_TYPES
 
     def scheme(self) -> Scheme:
         # int8 per-channel symmetric weights, uint8 per-tensor asymmetric static activations.
-        cfg: Pt2eInt8Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         return Scheme(weight_bits=cfg.weight_bits, activation_bits=7 if cfg.reduce_range else 8)
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
             return []
-        from hone.runtimes.inductor import InductorConfig
-
-        # oneDNN has int8 kernels for AVX2 as well as VNNI and AMX: proposed on every x86 CPU,
+        # oneDNN has int8 kernels for AVX2 as well as VNNI and AMX: offered on every x86 CPU,
         # with 7-bit weights where the probe finds no VNNI (Hardware.int8_dot_saturates).
-        saturates = hw.int8_dot_saturates
-        steps = (Step(cls.name, cls.Config(weight_bits=7 if saturates else 8)),)
-        runtime = Step("inductor", InductorConfig(freezing=True))
+        saturates = hw is not None and hw.int8_dot_saturates
         origin = "static int8 activations and weights (oneDNN)" + (SATURATION_NOTE if saturates else "")
-        return [Recipe("pt2e-int8", steps, runtime, origin, "int8", cost=3.0)]
+        return [Variant(Pt2eInt8Config(weight_bits=7 if saturates else 8), "pt2e-int8", origin, cost=0.5,
+                        compute_dtype="int8", addresses={"compute": Claim(0.8, "", unit="int8")})]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: Pt2eInt8Config = self.config  # type: ignore[assignment]
+        cfg = self.config
         require("torchao")
         check_keep_float(model.module, cfg.keep_float, self.layer_types)
         from torchao.quantization.pt2e import allow_exported_model_train_eval
@@ -113,12 +112,12 @@ class Pt2eInt8(QuantizationPass):
         q_ops = _count_qdq_ops(converted)
         if q_ops == 0:
             raise Unsupported("pt2e int8: the X86 quantizer found no Linear/Conv op to quantize")
-        # Only constant (frozen) int8 weights can be prepacked by Inductor: the recipe's runtime
-        # is inductor with freezing=True, which compiles under a scoped freezing patch.
-        notes = {**model.notes, "quantization": "int8-static-pt2e", "quantizer": "x86_inductor",
+        # Only constant (frozen) int8 weights can be prepacked by Inductor: the runtime for this
+        # format (inductor) freezes on CPU, compiling under a scoped freezing patch.
+        notes = {"quantization": "int8-static-pt2e", "quantizer": "x86_inductor",
                  "calibration_samples": seen, "calibration_s": round(calibration_s, 3),
                  "weight_bits": cfg.weight_bits, "reduce_range": cfg.reduce_range, "qdq_ops": q_ops, "kept_float": list(cfg.keep_float)}
-        return Artifact("torch", QuantizedGraph(converted), compute_dtype="int8", notes=notes)
+        return Artifact(self.produces, QuantizedGraph(converted), compute_dtype="int8", notes=notes)
 
 
 def export_graph(

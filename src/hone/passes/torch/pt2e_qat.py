@@ -35,8 +35,7 @@ from hone.passes.torch.pt2e_int8 import (
     export_graph,
     x86_quantizer,
 )
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -73,35 +72,33 @@ class Pt2eQatConfig(QuantConfig):
         check_weight_bits(self.weight_bits)
 
 
-class Pt2eQat(QuantizationPass):
+class Pt2eQat(QuantizationPass[Pt2eQatConfig]):
     name = "pt2e_qat"
     needs_calibration = False  # its ranges are learned on the train set, not calibrated
     Config = Pt2eQatConfig
     description = "static int8 fine-tuned with the user's train step (PT2E QAT), lowered by Inductor to oneDNN int8"
     requires = ("torchao",)
     devices = ("cpu",)
+    produces = "torch-quantized"  # the same quantize/dequantize graph as pt2e_int8's
     layer_types = PT2E_LAYER_TYPES
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu" or workload is None or workload.train is None:
             return []
-        from hone.runtimes.inductor import InductorConfig
-
-        saturates = hw.int8_dot_saturates
-        steps = (Step(cls.name, cls.Config(weight_bits=7 if saturates else 8)),)
-        runtime = Step("inductor", InductorConfig(freezing=True))
+        saturates = hw is not None and hw.int8_dot_saturates
         origin = "static int8 fine-tuned with your train step (QAT) to recover accuracy (oneDNN)" + (
             SATURATION_NOTE if saturates else "")
-        return [Recipe("pt2e-int8-qat", steps, runtime, origin, "int8", cost=4.0)]
+        return [Variant(Pt2eQatConfig(weight_bits=7 if saturates else 8), "pt2e-int8-qat", origin, cost=1.5,
+                        compute_dtype="int8")]
 
     def scheme(self) -> Scheme:
         # The same int8 scheme as pt2e_int8: per-channel symmetric weights, static uint8 activations.
-        cfg: Pt2eQatConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         return Scheme(weight_bits=cfg.weight_bits, activation_bits=7 if cfg.reduce_range else 8)
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: Pt2eQatConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         train = ctx.train
         if train is None:
             raise Unsupported(NO_TRAIN_SET)
@@ -140,7 +137,7 @@ class Pt2eQat(QuantizationPass):
         if q_ops == 0:
             raise Unsupported("pt2e qat: the X86 quantizer found no Linear/Conv op to quantize")
         final = losses[-LOSS_WINDOW:]
-        notes = {**model.notes, "quantization": "int8-static-pt2e-qat", "quantizer": "x86_inductor",
+        notes = {"quantization": "int8-static-pt2e-qat", "quantizer": "x86_inductor",
                  "steps": len(losses), "batch_size": batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer,
                  "train_s": round(train_s, 3), "initial_loss": round(losses[0], 6),
                  "final_loss": round(sum(final) / len(final), 6), "dynamic_batch": static_reason is None,
@@ -148,7 +145,7 @@ class Pt2eQat(QuantizationPass):
                  "reduce_range": cfg.reduce_range}
         if static_reason:
             notes["static_batch_reason"] = static_reason
-        return Artifact("torch", QuantizedGraph(converted), compute_dtype="int8", notes=notes)
+        return Artifact(self.produces, QuantizedGraph(converted), compute_dtype="int8", notes=notes)
 
 
 def _check_train_set(train: "TrainSet", input_names: list[str]) -> None:

@@ -29,8 +29,7 @@ import torch
 from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float, layers, unwrap
-from hone.plugin import Artifact, BuildContext
-from hone.search.recipe import Recipe, Step
+from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -67,37 +66,36 @@ class WeightOnlyConfig(QuantConfig):
             raise InputError(f"activation_dtype must be one of {', '.join(ACTIVATION_DTYPES)}, not {self.activation_dtype!r}")
 
 
-class WeightOnly(QuantizationPass):
+class WeightOnly(QuantizationPass[WeightOnlyConfig]):
     name = "torchao_weight_only"
     needs_calibration = False  # no activation ranges to fit
     Config = WeightOnlyConfig
     description = "int8/int4 weight-only Linear layers (torchao quantize_), bf16 activations"
     requires = ("torchao",)
     devices = ("cpu", "cuda")
+    # torchao tensor-subclass weights: the int8 kernel exists only as Inductor's pattern, and
+    # the int4 CPU kernel ran faster compiled than eager (measured on a 384x1536 Linear stack,
+    # batch 1 and 8), so what it produces goes to a Dynamo/torch.export-based runtime.
+    produces = "torch-quantized"
     layer_types = LINEAR
 
     def scheme(self) -> Scheme:
-        cfg: WeightOnlyConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         return Scheme(weight_bits=cfg.bits, weight_group=cfg.group_size, activations="none")
 
     @classmethod
-    def propose(cls, workload: "Workload", hw: "Hardware", device: str) -> list[Recipe]:
-        from hone.runtimes.inductor import InductorConfig
-
-        # The int8 kernel exists only as Inductor's pattern, and the int4 CPU kernel ran faster
-        # compiled than eager (measured on a 384x1536 Linear stack, batch 1 and 8). CPU: freezing,
-        # as for every CPU compile here. CUDA: no freezing (it buys CPU weight prepacking; the
-        # tensor-subclass weights need nothing folded), the same kernels either way.
-        runtime = Step("inductor", InductorConfig(freezing=device == "cpu"))
+    def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         origin = "Linear weights in {} bits, activations in bf16 (weight-only)"
+        fewer_bytes = Claim(0.5, "int8 weights quarter the bytes of weight-streaming GEMMs")
         return [
-            Recipe("torchao-int8-weight-only", (Step(cls.name, WeightOnlyConfig(bits=8)),), runtime, origin.format(8), "int8", 2.5),
-            Recipe("torchao-int4-weight-only", (Step(cls.name, WeightOnlyConfig(bits=4, group_size=128)),), runtime,
-                   origin.format(4) + ", groups of 128", "int4", 2.5),
+            Variant(WeightOnlyConfig(bits=8), "torchao-int8-weight-only", origin.format(8), compute_dtype="int8",
+                    addresses={"memory": fewer_bytes}),
+            Variant(WeightOnlyConfig(bits=4, group_size=128), "torchao-int4-weight-only",
+                    origin.format(4) + ", groups of 128", compute_dtype="int4"),
         ]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        cfg: WeightOnlyConfig = self.config  # type: ignore[assignment]
+        cfg = self.config
         check_keep_float(model.module, cfg.keep_float, self.layer_types)
         device = device_type(ctx.device)
         ao_config, method, kernel = _torchao_config(cfg, device, ctx.device)
@@ -116,11 +114,11 @@ class WeightOnly(QuantizationPass):
             torch.bfloat16 if cfg.activation_dtype == "bfloat16" else None,
         )
         quant_s = time.perf_counter() - start
-        notes = {**model.notes, "quantization": f"torchao-int{cfg.bits}-weight-only", "method": method,
+        notes = {"quantization": f"torchao-int{cfg.bits}-weight-only", "method": method,
                  "bits": cfg.bits, "group_size": cfg.group_size, "activation_dtype": cfg.activation_dtype,
                  "kernel": kernel, "quantized_layers": len(selected), "skipped_layers": skipped,
                  "kept_float": list(cfg.keep_float), "quant_s": round(quant_s, 3)}
-        return Artifact("torch", quantized, compute_dtype=f"int{cfg.bits}", notes=notes)
+        return Artifact(self.produces, quantized, compute_dtype=f"int{cfg.bits}", notes=notes)
 
 
 def device_type(device: str) -> str:
