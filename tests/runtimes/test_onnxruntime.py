@@ -22,12 +22,27 @@ def test_export_and_run_keeps_answers_and_reads_back_providers():
     assert runner.report()["steps"]["onnx_export"]["onnx_opset"] == 18
 
 
+def test_one_exported_graph_serves_every_batch_size():
+    model, x = tiny_mlp()  # batch 4
+    runner, artifact, named, _ = build(_recipe(), model, x)
+    assert artifact.notes["onnx_export"]["dynamic_batch"] is True
+    other = torch.randn(7, 32)
+    assert runner.serves(tuple(named.values())) and runner.serves((other,))
+    torch.testing.assert_close(runner(other)[0], model(other), rtol=1e-5, atol=1e-5)
+    assert not runner.serves((torch.randn(3, 16),))  # only the batch is symbolic
+    assert not runner.serves((x, x))
+
+
 def test_the_static_exported_graph_serves_only_its_own_shapes():
+    import dataclasses
+
     model, x = tiny_mlp()
-    runner, _, named, _ = build(_recipe(), model, x)
+    recipe = _recipe()
+    static = dataclasses.replace(recipe, passes=(Step("onnx_export", OnnxExportConfig(dynamic_batch=False)),))
+    runner, artifact, named, _ = build(static, model, x)
+    assert artifact.notes["onnx_export"]["dynamic_batch"] is False
     assert runner.serves(tuple(named.values()))
     assert not runner.serves((torch.randn(3, 32),))  # the export fixed the batch
-    assert not runner.serves((x, x))
 
 
 def test_variants_on_cpu_and_cuda():

@@ -46,6 +46,9 @@ def export_failure_reason(exc: BaseException) -> str:
 class OnnxExportConfig(Config):
     opset: int = 18
     optimize: bool = True  # onnxscript's graph optimizer (constant folding, dead code)
+    # dim 0 of every input one symbolic batch, so one graph (and one ONNX Runtime session) serves
+    # every batch size; a model whose code fixes the batch is exported at the example's, noted.
+    dynamic_batch: bool = True
 
     def validate(self) -> None:
         if self.opset < MIN_OPSET:
@@ -68,32 +71,64 @@ class OnnxExport(Pass[OnnxExportConfig]):
         return [Variant(OnnxExportConfig(), "", "", cost=0.5)]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        import torch
-
         cfg = self.config
         path = ctx.workdir / "model.onnx"
         log = io.StringIO()
         noisy = logging.getLogger(_NOISY_LOGGER)
         level = noisy.level
         noisy.setLevel(logging.ERROR)
+        inputs = tuple(t.cpu() for t in ctx.example_inputs)  # a CUDA worker's inputs live on the GPU
+        notes: dict = {"onnx_opset": cfg.opset, "dynamic_batch": False}
         try:
-            # The exporter prints progress lines to stdout; they would garble the progress display.
-            with contextlib.redirect_stdout(log):
-                torch.onnx.export(
-                    model.module.cpu().eval(),
-                    tuple(t.cpu() for t in ctx.example_inputs),  # a CUDA worker's inputs live on the GPU
-                    str(path),
-                    input_names=ctx.input_names,
-                    output_names=ctx.output_names,
-                    opset_version=cfg.opset,
-                    dynamo=True,
-                    optimize=cfg.optimize,
-                    verbose=False,
-                )
+            if cfg.dynamic_batch:
+                try:
+                    self._export(model.module, *_dynamic_batch(model.module, inputs), path, ctx, cfg, log)
+                    notes["dynamic_batch"] = True
+                except Exception as exc:  # the model's code fixes the batch: export it at the example's
+                    notes["static_batch_reason"] = export_failure_reason(exc)
+            if not notes["dynamic_batch"]:
+                self._export(model.module, inputs, None, path, ctx, cfg, log)
         except Exception as exc:  # the exporter raises many types; all mean "cannot export this"
             raise Unsupported(export_failure_reason(exc)) from exc
         finally:
             noisy.setLevel(level)
-        notes = {"onnx_opset": cfg.opset, "onnx_bytes": path.stat().st_size}
+        notes["onnx_bytes"] = path.stat().st_size
         # The torch module goes along: quantization passes name layers as in it (passes/onnx/layers.py).
         return Artifact("onnx", module=model.module, path=path, compute_dtype=model.compute_dtype, notes=notes)
+
+    @staticmethod
+    def _export(module, inputs, dynamic_shapes, path, ctx: BuildContext, cfg: OnnxExportConfig, log) -> None:
+        import torch
+
+        # The exporter prints progress lines to stdout; they would garble the progress display.
+        with contextlib.redirect_stdout(log):
+            torch.onnx.export(
+                module.cpu().eval(),
+                inputs,
+                str(path),
+                input_names=ctx.input_names,
+                output_names=ctx.output_names,
+                opset_version=cfg.opset,
+                dynamo=True,
+                optimize=cfg.optimize,
+                verbose=False,
+                dynamic_shapes=dynamic_shapes,
+            )
+
+
+def _dynamic_batch(module, inputs: tuple) -> tuple[tuple, object]:
+    """Inputs to trace and the dynamic_shapes spec for one symbolic batch on dim 0. The exporter
+    specialises sizes 0 and 1, so a batch-1 example is traced at batch 2."""
+    import inspect
+
+    import torch
+
+    from hone.validate.batch_axes import another_batch
+
+    sample = inputs if int(inputs[0].shape[0]) >= 2 else another_batch(inputs)
+    batch = torch.export.Dim("batch", min=1)
+    specs: object = tuple({0: batch} for _ in inputs)
+    parameters = inspect.signature(module.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # FlatIO.forward(*args)
+        specs = (specs,)
+    return sample, specs
