@@ -16,6 +16,18 @@ from hone.validate.batch_axes import another_batch
 log = logging.getLogger(__name__)
 
 
+def batch_dynamic_shapes(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[tuple[torch.Tensor, ...], Any]:
+    """Inputs to trace and the `dynamic_shapes` spec that make dim 0 of every input one symbolic
+    batch, for torch.export and the ONNX exporter alike. They specialise sizes 0 and 1, so a
+    batch-1 example is traced at batch 2."""
+    sample = inputs if int(inputs[0].shape[0]) >= 2 else another_batch(inputs)
+    batch = torch.export.Dim("batch", min=1)
+    specs: Any = tuple({0: batch} for _ in inputs)
+    if _takes_var_positional(module):  # FlatIO.forward(*args): one entry, a tuple, for `args`
+        specs = (specs,)
+    return sample, specs
+
+
 def export_program(
     module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], dynamic_batch: bool
 ) -> tuple["torch.export.ExportedProgram", dict[str, Any]]:
@@ -24,12 +36,7 @@ def export_program(
     (max None: unbounded), and why it is static when the dynamic export failed."""
     static_reason = None
     if dynamic_batch:
-        # Sizes 0 and 1 are specialised by the exporter: trace a batch of at least 2.
-        sample = inputs if int(inputs[0].shape[0]) >= 2 else another_batch(inputs)
-        batch = torch.export.Dim("batch", min=1)
-        specs: Any = tuple({0: batch} for _ in inputs)
-        if _takes_var_positional(module):  # FlatIO.forward(*args): one entry, a tuple, for `args`
-            specs = (specs,)
+        sample, specs = batch_dynamic_shapes(module, inputs)
         try:
             exported = torch.export.export(module, sample, dynamic_shapes=specs)
         except Exception as exc:  # the model's code fixes the batch: export it at the example's

@@ -14,6 +14,7 @@ from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.passes.base import Pass
 from hone.plugin import Artifact, BuildContext, Variant
+from hone.runtimes._export import batch_dynamic_shapes  # the same symbolic batch as torch.export's
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -82,7 +83,7 @@ class OnnxExport(Pass[OnnxExportConfig]):
         try:
             if cfg.dynamic_batch:
                 try:
-                    self._export(model.module, *_dynamic_batch(model.module, inputs), path, ctx, cfg, log)
+                    self._export(model.module, *batch_dynamic_shapes(model.module, inputs), path, ctx, cfg, log)
                     notes["dynamic_batch"] = True
                 except Exception as exc:  # the model's code fixes the batch: export it at the example's
                     notes["static_batch_reason"] = export_failure_reason(exc)
@@ -114,21 +115,3 @@ class OnnxExport(Pass[OnnxExportConfig]):
                 verbose=False,
                 dynamic_shapes=dynamic_shapes,
             )
-
-
-def _dynamic_batch(module, inputs: tuple) -> tuple[tuple, object]:
-    """Inputs to trace and the dynamic_shapes spec for one symbolic batch on dim 0. The exporter
-    specialises sizes 0 and 1, so a batch-1 example is traced at batch 2."""
-    import inspect
-
-    import torch
-
-    from hone.validate.batch_axes import another_batch
-
-    sample = inputs if int(inputs[0].shape[0]) >= 2 else another_batch(inputs)
-    batch = torch.export.Dim("batch", min=1)
-    specs: object = tuple({0: batch} for _ in inputs)
-    parameters = inspect.signature(module.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # FlatIO.forward(*args)
-        specs = (specs,)
-    return sample, specs
