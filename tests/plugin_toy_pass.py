@@ -36,3 +36,23 @@ class ToyRewrite(Pass[NoConfig]):
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         return Artifact("torch", _DoubledThenHalved(model.module), compute_dtype=model.compute_dtype,
                         notes={"outputs": "doubled then halved"})
+
+
+class ToyBackendFailure(Pass[NoConfig]):
+    """Asks the backend (torch.export) for something it refuses: a Linear fed the wrong width."""
+
+    name = "test_toy_backend_failure"
+
+    def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        torch.export.export(torch.nn.Linear(3, 4), (torch.zeros(2, 5),))
+        raise AssertionError("unreachable: the export raises")
+
+
+class ToyOwnBug(Pass[NoConfig]):
+    """A bug in the plugin's own code."""
+
+    name = "test_toy_own_bug"
+
+    def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
+        settings: dict[str, int] = {}
+        return settings["missing"]  # type: ignore[return-value]
