@@ -27,6 +27,11 @@ class _TestRuntime(Runtime):
     def recipe(cls) -> Recipe:
         return Recipe(cls.name, (), Step(cls.name, cls.Config()), origin="test")
 
+    def logged_build(self, model: Artifact, ctx: BuildContext) -> Runner:
+        """Log the build (the tests count builds) and wrap the module in `runner_class`."""
+        _log_build(self.name, ctx)
+        return self.runner_class(model.module, ctx.device, {}, ctx.example_inputs)
+
     def load(self, directory, files: list[str], ctx: BuildContext) -> Runner:
         from hone.runtimes.base import load_exported_module
 
@@ -148,8 +153,7 @@ class CountingRuntime(_TestRuntime):
     name = "test_counting"
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        _log_build(self.name, ctx)
-        return ModuleRunner(model.module, ctx.device, {}, ctx.example_inputs)
+        return self.logged_build(model, ctx)
 
 
 class _ShapeBoundRunner(ModuleRunner):
@@ -166,8 +170,7 @@ class ShapeBoundRuntime(_TestRuntime):
     runner_class = _ShapeBoundRunner
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        _log_build(self.name, ctx)
-        return _ShapeBoundRunner(model.module, ctx.device, {}, ctx.example_inputs)
+        return self.logged_build(model, ctx)
 
 
 class _AbortElsewhereRunner(ModuleRunner):
@@ -250,8 +253,7 @@ class OverclaimingRuntime(_TestRuntime):
     runner_class = _RaisesElsewhereRunner
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        _log_build(self.name, ctx)
-        return _RaisesElsewhereRunner(model.module, ctx.device, {}, ctx.example_inputs)
+        return self.logged_build(model, ctx)
 
 
 class _WrongElsewhereRunner(ModuleRunner):
@@ -270,5 +272,4 @@ class NotGeneralisingRuntime(_TestRuntime):
     runner_class = _WrongElsewhereRunner
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        _log_build(self.name, ctx)
-        return _WrongElsewhereRunner(model.module, ctx.device, {}, ctx.example_inputs)
+        return self.logged_build(model, ctx)
