@@ -58,3 +58,11 @@ class HarnessError(HoneError):
     Every verdict of that run is suspect, so the run stops and nothing is selected."""
 
     exit_code = 3
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, CUDA's OutOfMemoryError, or a backend's RuntimeError saying it ran out."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from hone import config as _config
 from hone._optional import missing_reason
-from hone.errors import HoneError, Unsupported
+from hone.errors import HoneError, Unsupported, is_out_of_memory
 
 if TYPE_CHECKING:
     import torch
@@ -138,10 +138,10 @@ class Plugin(Generic[C]):
         start = time.perf_counter()
         try:
             out = call()
-        except (HoneError, MemoryError, KeyboardInterrupt):
+        except (HoneError, KeyboardInterrupt):
             raise
         except Exception as exc:
-            if type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+            if is_out_of_memory(exc):  # the worker reports it as `oom`
                 raise
             reason = self.backend_failure(exc)
             if reason is None:

@@ -54,14 +54,12 @@ def _import_main(main_path: str) -> None:
 
 
 def classify(exc: BaseException, stage: str) -> tuple[str, str]:
-    from hone.errors import Unsupported
+    from hone.errors import Unsupported, is_out_of_memory
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, Unsupported):
         return "unsupported", str(exc)
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return "oom", f"out of memory during {stage}: {text}"
-    if isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower()):
+    if is_out_of_memory(exc):
         return "oom", f"out of memory during {stage}: {text}"
     return "crashed", f"{stage} raised {type(exc).__name__}: {text}"[:500]
 

@@ -192,60 +192,54 @@ class Composer:
         if reason:
             label = "+".join(link.describe() for link in chain if link.tag or not link.is_runtime)
             raise InputError(f"{label} does not compose: {reason}")
-        return Stack(tuple(chain), recipe_of(chain, self.format_before(chain)))
+        return self._stack_of(chain)
+
+    def entry(self, plugin: type[Plugin]) -> tuple[str, list[Link]] | None:
+        """The first format `plugin` consumes that converters reach from the source, and those
+        converters: where it runs when nothing else is named in front of it."""
+        for fmt in plugin.consumes:
+            prefix = self.bridge(SOURCE_FORMAT, fmt)
+            if prefix is not None:
+                return fmt, prefix
+        return None
 
     def anchored(self, plugin: type[Plugin]) -> list[Stack]:
         """A runtime's variants alone (from the source format, bridged), or a pass's variants
         each on the default runtime for what it produces."""
-        found: list[Stack] = []
+        entry = self.entry(plugin)
+        if entry is None or (not _is_runtime(plugin) and plugin.stage == CONVERT):
+            return []  # a converter alone is its format's runtime alone
+        fmt, prefix = entry
         if _is_runtime(plugin):
-            for fmt in plugin.consumes:
-                prefix = self.bridge(SOURCE_FORMAT, fmt)
-                if prefix is None:
-                    continue
-                for link in self.links(plugin, fmt):
-                    if link.variant.alone:
-                        found += self._checked(prefix + [link])
-                break  # the first format reachable from the source is where it runs alone
-            return found
-        if plugin.stage == CONVERT:  # a converter alone is its format's runtime alone
-            return found
-        for fmt in plugin.consumes:
-            prefix = self.bridge(SOURCE_FORMAT, fmt)
-            if prefix is None:
-                continue
-            for link in self.links(plugin, fmt):
-                chain = self.complete(prefix + [link])
-                if chain is not None:
-                    found += self._checked(chain)
-            break
-        return found
+            return [s for link in self.links(plugin, fmt) if link.variant.alone for s in self._checked(prefix + [link])]
+        chains = (self.complete(prefix + [link]) for link in self.links(plugin, fmt))
+        return [s for chain in chains if chain is not None for s in self._checked(chain)]
 
     def stacked(self, plugin: type[Plugin]) -> list[Stack]:
         """Each variant of a pass on every runtime variant (other than its default runtime's
         first) that takes its output and is marked for stacking."""
-        if _is_runtime(plugin) or plugin.stage == CONVERT:
+        entry = self.entry(plugin)
+        if entry is None or _is_runtime(plugin) or plugin.stage == CONVERT:
             return []
+        fmt, prefix = entry
+        out = plugin.produces  # type: ignore[attr-defined]
+        home = self.default_runtime(out)
+        runtimes = [r for cls in RUNTIMES if out in cls.consumes for r in self.links(cls, out)
+                    if r.variant.stack and not (home and r.step == home.step)]
         found: list[Stack] = []
-        for fmt in plugin.consumes:
-            prefix = self.bridge(SOURCE_FORMAT, fmt)
-            if prefix is None:
-                continue
-            for link in self.links(plugin, fmt):
-                out = plugin.produces  # type: ignore[attr-defined]
-                home = self.default_runtime(out)
-                for cls in RUNTIMES:
-                    for runtime in self.links(cls, out) if out in cls.consumes else []:
-                        if not runtime.variant.stack or (home and runtime.step == home.step):
-                            continue
-                        chain = self.complete(prefix + [link], runtime)
-                        if chain is not None:
-                            found += self._checked(chain)
-            break
+        for link in self.links(plugin, fmt):
+            for runtime in runtimes:
+                chain = self.complete(prefix + [link], runtime)
+                if chain is not None:
+                    found += self._checked(chain)
         return found
 
     def _checked(self, chain: list[Link]) -> list[Stack]:
-        return [] if mismatch(chain) else [Stack(tuple(chain), recipe_of(chain, self.format_before(chain)))]
+        """[the chain's Stack], or [] when it does not compose (enumeration skips those)."""
+        return [] if mismatch(chain) else [self._stack_of(chain)]
+
+    def _stack_of(self, chain: list[Link]) -> Stack:
+        return Stack(tuple(chain), recipe_of(chain, self.format_before(chain)))
 
     def default_stacks(self) -> list[Stack]:
         """The default plan's chains: the baseline first, then every runtime alone, every pass
