@@ -26,8 +26,7 @@ def test_a_graph_exported_with_a_symbolic_batch_serves_every_batch_size():
     import dataclasses
 
     model, x = tiny_mlp()  # batch 4
-    dynamic = dataclasses.replace(_recipe(), passes=(Step("onnx_export", OnnxExportConfig(dynamic_batch=True)),))
-    runner, artifact, named, _ = build(dynamic, model, x)
+    runner, artifact, named, _ = build(_recipe(), model, x)  # the default export: a symbolic batch
     assert artifact.notes["onnx_export"]["dynamic_batch"] is True
     other = torch.randn(7, 32)
     assert runner.serves(tuple(named.values())) and runner.serves((other,))
@@ -37,8 +36,11 @@ def test_a_graph_exported_with_a_symbolic_batch_serves_every_batch_size():
 
 
 def test_the_static_exported_graph_serves_only_its_own_shapes():
+    import dataclasses
+
     model, x = tiny_mlp()
-    runner, artifact, named, _ = build(_recipe(), model, x)  # the default export: static
+    static = dataclasses.replace(_recipe(), passes=(Step("onnx_export", OnnxExportConfig(dynamic_batch=False)),))
+    runner, artifact, named, _ = build(static, model, x)
     assert artifact.notes["onnx_export"]["dynamic_batch"] is False
     assert runner.serves(tuple(named.values()))
     assert not runner.serves((torch.randn(3, 32),))  # the export fixed the batch

@@ -167,3 +167,32 @@ def test_quantized_graphs_stack_onto_the_lower_optimization_levels():
     labels = {s.recipe.label for s in Composer(None, this_cpu(), "cpu").stacked(OrtQuantizeStatic)}
     assert {"ort-int8-static+onnxruntime-extended", "ort-int8-static+onnxruntime-basic",
             "ort-int8-static+onnxruntime-disable"} <= labels
+
+
+class _Block(torch.nn.Module):
+    """Linear layers with biases on a 3-D input: on a static-shape graph ONNX Runtime's
+    pre-processing fuses each MatMul and bias Add into a renamed Gemm."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(16, 32), torch.nn.Linear(32, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(torch.nn.functional.gelu(self.up(x)))
+
+
+@pytest.mark.parametrize("dynamic_batch", [False, True], ids=["static-batch", "dynamic-batch"])
+def test_static_int8_quantizes_every_selected_layer_whatever_the_export(dynamic_batch):
+    from hone.passes.onnx.layers import int8_weight_nodes
+
+    torch.manual_seed(0)
+    model, x = _Block().eval(), torch.randn(2, 8, 16)
+    base = _recipe(OrtQuantizeStatic)
+    export = Step(base.passes[0].name, dataclasses.replace(base.passes[0].config, dynamic_batch=dynamic_batch))
+    recipe = dataclasses.replace(base, passes=(export, base.passes[1]))
+    runner, artifact, named, expected = build(recipe, model, (x,), calibration=(torch.randn(16, 8, 16),))
+    notes = artifact.notes["ort_quantize_static"]
+    assert artifact.notes["onnx_export"]["dynamic_batch"] is dynamic_batch
+    assert "selected_but_float" not in notes
+    assert len(int8_weight_nodes(artifact.path)) == 2  # both Linear layers, fused or not
+    assert _cosine(runner, named, expected) > 0.99

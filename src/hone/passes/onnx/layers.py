@@ -26,28 +26,19 @@ def layer_nodes(path: Path, module: Any = None) -> dict[str, str]:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    constants = {t.name for t in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    # A weight may reach its MatMul through a Transpose or Cast of a constant.
-    source = {
-        o: n.input[0] for n in graph.node if n.op_type in ("Transpose", "Cast", "Identity") and n.input
-        and n.input[0] in constants for o in n.output
-    }
-    constants |= set(source)
     known = set(layers(module)) if module is not None else None
     found: dict[str, str] = {}
     scoped: dict[str, str] = {}  # node -> its scope, where that is no layer of the module
     unnamed: dict[str, str] = {}  # node -> the initializer holding its weight
-    for node in graph.node:
-        if node.op_type not in WEIGHT_OPS or len(node.input) < 2 or node.input[1] not in constants:
-            continue
-        scope = _innermost_scope(node).removeprefix(FLATIO_PREFIX)
+    by_name = {n.name: n for n in graph.node}
+    for name, weight in weight_nodes(graph).items():
+        scope = _innermost_scope(by_name[name]).removeprefix(FLATIO_PREFIX)
         if scope and (known is None or scope in known):
-            found[node.name] = scope
+            found[name] = scope
         elif known is not None:
-            unnamed[node.name] = source.get(node.input[1], node.input[1])
+            unnamed[name] = weight
             if scope:
-                scoped[node.name] = scope
+                scoped[name] = scope
     if unnamed:
         found.update(match_folded_weights(_initializers(path, set(unnamed.values()), unnamed), module))
         # Not matched by value: still quantized under its scope, as without the module.
@@ -56,6 +47,55 @@ def layer_nodes(path: Path, module: Any = None) -> dict[str, str]:
     for name in [n for n in found if n in gemms]:
         found[f"{name}_MatMul"] = found[name]  # the dynamic quantizer rewrites Gemm as "<name>_MatMul" + Add
     return found
+
+
+def weight_nodes(graph: Any) -> dict[str, str]:
+    """Node name -> the constant holding its weight, for every MatMul/Gemm/Conv whose second
+    input is a constant (reached directly or through a Transpose, Cast or Identity of one)."""
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    source = {
+        o: n.input[0] for n in graph.node if n.op_type in ("Transpose", "Cast", "Identity") and n.input
+        and n.input[0] in constants for o in n.output
+    }
+    constants |= set(source)
+    return {
+        node.name: source.get(node.input[1], node.input[1]) for node in graph.node
+        if node.op_type in WEIGHT_OPS and len(node.input) >= 2 and node.input[1] in constants
+    }
+
+
+def follow_nodes(names: list[str], before: Path, after: Path) -> list[str]:
+    """The nodes of `after` (a rewrite of `before`, such as ONNX Runtime's pre-processing) that
+    compute what `names` computed in `before`. Fusions rename what they fuse (a MatMul and its
+    bias Add become one Gemm "<matmul>/MatMulAddFusion" when shapes are static), so a node is
+    followed by the weight it multiplies, and by its name where no weight identifies it."""
+    import onnx
+
+    old = weight_nodes(onnx.load(str(before), load_external_data=False).graph)
+    graph = onnx.load(str(after), load_external_data=False).graph
+    by_weight: dict[str, list[str]] = {}
+    for node, weight in weight_nodes(graph).items():
+        by_weight.setdefault(weight, []).append(node)
+    present = [n.name for n in graph.node]
+    followed: list[str] = []
+    for name in names:
+        same = by_weight.get(old.get(name, ""), []) or [n for n in present if n == name or n.startswith(f"{name}/")]
+        for node in same:
+            if node not in followed:
+                followed.append(node)
+    return followed
+
+
+def int8_weight_nodes(path: Path) -> set[str]:
+    """The weight nodes of a QDQ graph that really take int8: both inputs come from a
+    DequantizeLinear (quantize_static leaves a node float, silently, where it cannot quantize it)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node
+            if n.op_type in WEIGHT_OPS and len(n.input) >= 2 and all(i in dequantized for i in n.input[:2])}
 
 
 def _initializers(path: Path, wanted: set[str], nodes: dict[str, str]) -> dict[str, Any]:

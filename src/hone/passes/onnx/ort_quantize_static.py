@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hone.errors import InputError, Unsupported
-from hone.passes.onnx.layers import WEIGHT_OPS, select_nodes
+from hone.passes.onnx.layers import WEIGHT_OPS, follow_nodes, int8_weight_nodes, select_nodes
 from hone.passes.quantize import SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme
 from hone.passes.onnx.ort_quantize_dynamic import QUANT_TYPES, count_quantized_nodes, drop_initializer_shapes
 from hone.passes.onnx.ort_quantize_dynamic import failure_reason, quant_type
@@ -114,11 +114,13 @@ class OrtQuantizeStatic(QuantizationPass[OrtQuantizeStaticConfig]):
         path = ctx.workdir / "model.int8-static.onnx"
         op_types = drop_initializer_shapes(model.path, source)
         # Layers only (Linear/Conv weights); keep_float ones and activation matmuls stay float.
-        # Chosen on the exported graph: pre-processing keeps node names but may drop metadata.
+        # Chosen on the exported graph (pre-processing drops the scope metadata), then followed
+        # into the pre-processed one, whose fusions rename nodes.
         quantize_nodes, kept_nodes = select_nodes(source, cfg.keep_float, model.module)
         notes: dict[str, Any] = {}
         try:  # shape inference + ORT's basic fusions let more ops get QDQ pairs; optional
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            quantize_nodes = follow_nodes(quantize_nodes, source, prepared)
             source = prepared
         except Exception as exc:  # a model it cannot pre-process still quantizes without it
             notes["pre_process_skipped"] = failure_reason("quant_pre_process", exc, op_types)
@@ -153,6 +155,10 @@ class OrtQuantizeStatic(QuantizationPass[OrtQuantizeStaticConfig]):
             raise Unsupported(failure_reason("ORT static quantization", exc, op_types)) from exc
         calibration_s = time.perf_counter() - start  # calibration and quantization: one call
         activation_scales, weight_scale_count = scales(path)
+        # quantize_static skips, silently, a node it has no int8 form for: say which stayed float.
+        not_int8 = sorted(set(quantize_nodes) - int8_weight_nodes(path))
+        if not_int8:
+            notes["selected_but_float"] = not_int8
         notes.update(
             quantization={"method": "ort_static", **cfg.to_dict()},
             calibrate_method=cfg.calibrate_method,
