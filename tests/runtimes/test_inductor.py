@@ -22,6 +22,21 @@ def test_inductor_with_freezing_keeps_answers_and_really_freezes():
     assert inductor_config.freezing == before  # the patch was scoped to the build
 
 
+def test_a_new_batch_size_recompiles_with_the_build_s_freezing():
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    model, x = tiny_mlp()  # batch 4
+    runner = assert_recipe_preserves_outputs(Recipe("inductor", (), Step("inductor", InductorConfig(freezing=True))), model, x)
+    assert inductor_config.freezing is False  # outside the build, Inductor's default
+    other = torch.randn(3, 32)
+    assert runner.serves((other,))
+    got, code = run_and_get_code(runner, other)
+    assert "_frozen_param" in "\n".join(code)  # compiled for batch 3, weights frozen as for batch 4
+    torch.testing.assert_close(got[0], model(other), rtol=1e-4, atol=1e-4)
+    assert inductor_config.freezing is False
+
+
 def test_inductor_without_freezing_keeps_weights_as_inputs():
     model, x = tiny_mlp()
     runner = assert_recipe_preserves_outputs(Recipe("inductor", (), Step("inductor", InductorConfig(freezing=False))), model, x)

@@ -150,6 +150,40 @@ def test_pt2e_int8_through_inductor_keeps_answers(make):
 
 
 
+class FixedBatch(torch.nn.Module):
+    """Its code fixes the batch: torch.export cannot make dim 0 symbolic."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x).reshape(4, 2, 4).sum(1)
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_graph_has_a_symbolic_batch_so_one_build_serves_every_batch_size():
+    torch.manual_seed(0)
+    model, x = tiny_mlp()  # batch 4
+    recipe = Pt2eInt8.propose(None, this_cpu(), "cpu")[0]
+    runner, artifact, named, _ = _build_calibrated(recipe, model, x, (torch.randn(32, 32),))
+    assert artifact.notes["pt2e_int8"]["dynamic_batch"] is True
+    other = torch.randn(7, 32)
+    assert runner.serves((other,)) and not runner.serves((torch.randn(7, 16),))
+    assert _cosine(runner(other)[0], model(other)) > MIN_COSINE
+    one = torch.randn(1, 32)  # batch 1, which torch.export specialises on: the graph still takes it
+    assert _cosine(artifact.module(one)[0], model(one)) > MIN_COSINE
+
+
+@REQUIRES_TORCHAO
+def test_pt2e_graph_of_a_model_that_fixes_its_batch_is_exported_at_the_example_and_says_why():
+    model, x = FixedBatch().eval(), torch.randn(4, 8)
+    runner, artifact, named, _ = _build_calibrated(Pt2eInt8.propose(None, this_cpu(), "cpu")[0], model, x, (torch.randn(16, 8),))
+    notes = artifact.notes["pt2e_int8"]
+    assert notes["dynamic_batch"] is False and notes["static_batch_reason"]
+    assert runner.serves((x,)) and not runner.serves((torch.randn(8, 8),))
+
+
 def test_pt2e_is_a_quantization_pass_with_the_default_int8_scheme():
     assert issubclass(Pt2eInt8, QuantizationPass) and Pt2eInt8().scheme() == Scheme()
     assert Pt2eInt8(Pt2eInt8Config(reduce_range=True)).scheme().activation_bits == 7

@@ -15,14 +15,36 @@ from typing import Any, Callable
 import torch
 
 from hone.runtimes._batch import shorten
-from hone.runtimes.base import ModuleRunner
+from hone.runtimes.base import ModuleRunner, shapes_of
 
 MAX_REASONS = 5  # a report shows the first few; the count says how many there were
 SUMMARY_REASON_CHARS = 120  # how much of the first break's reason a summary quotes
 
 
 class CompiledRunner(ModuleRunner):
-    """A torch.compile'd module: a ModuleRunner whose summary names its graph breaks."""
+    """A torch.compile'd module: a ModuleRunner whose summary names its graph breaks.
+
+    It serves every batch size (ModuleRunner.serves): a call at a shape not seen yet recompiles.
+    Inductor reads some settings (`freezing`) from its global config while it compiles, so such
+    a call runs under the same `inductor_config` patch as the build's compile; later calls run
+    unpatched, at no cost."""
+
+    def __init__(self, module: torch.nn.Module, device: str = "cpu", info: dict[str, Any] | None = None,
+                 example_inputs: tuple[torch.Tensor, ...] | None = None, inductor_config: dict[str, Any] | None = None):
+        super().__init__(module, device, info, example_inputs)
+        self.inductor_config = dict(inductor_config or {})
+        self._compiled_for = {shapes_of(example_inputs)} if example_inputs is not None else set()
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        shapes = shapes_of(inputs)
+        if shapes in self._compiled_for or not self.inductor_config:
+            return self.module(*inputs)
+        import torch._inductor.config
+
+        with torch._inductor.config.patch(**self.inductor_config):
+            outputs = self.module(*inputs)
+        self._compiled_for.add(shapes)
+        return outputs
 
     def summary(self) -> list[str]:
         return graph_break_summary(self._info)

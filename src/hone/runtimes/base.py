@@ -97,9 +97,11 @@ class ModuleRunner(Runner):
     def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         # A torch module takes any batch; a compiled one recompiles for a new shape on its first
         # call there, which the worker times as that input set's first call. A module that came
-        # out of torch.export (a pt2e graph, a loaded program) is specialised to its shapes.
-        if any(isinstance(m, torch.fx.GraphModule) for m in _modules(self.module)):
-            return super().serves(inputs)
+        # out of torch.export (a pt2e graph, a loaded program) takes the shapes it was exported
+        # with: a symbolic dimension any size, a fixed one only its own.
+        graphs = [m for m in _modules(self.module) if isinstance(m, torch.fx.GraphModule)]
+        if graphs:
+            return _graph_takes(graphs[0], inputs) if _outermost(graphs) == 1 else super().serves(inputs)
         return len(inputs) == len(self.built_for)
 
     def save(self, directory: Path) -> list[str]:
@@ -116,6 +118,24 @@ class ModuleRunner(Runner):
             raise Unsupported(f"torch.export could not capture the model to save it: {exc.message}") from exc
         torch.export.save(exported, directory / "model.pt2")
         return ["model.pt2"]
+
+
+def _outermost(graphs: list[torch.fx.GraphModule]) -> int:
+    """How many of `graphs` sit inside no other (a graph's control-flow branches are graphs too)."""
+    inner = {id(m) for g in graphs for m in g.modules() if m is not g}
+    return sum(1 for g in graphs if id(g) not in inner)
+
+
+def _graph_takes(graph: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> bool:
+    """Whether an exported graph's inputs (the shapes torch.export recorded on its placeholders)
+    admit `inputs`: same rank, every fixed dimension equal; a symbolic one takes any size."""
+    values = [n.meta.get("val") for n in graph.graph.nodes if n.op == "placeholder"]
+    if len(values) != len(inputs) or any(not isinstance(v, torch.Tensor) for v in values):
+        return False
+    return all(
+        v.dim() == t.dim() and all(not isinstance(d, int) or d == size for d, size in zip(v.shape, t.shape))
+        for v, t in zip(values, inputs)
+    )
 
 
 def _modules(module: Any) -> list[Any]:

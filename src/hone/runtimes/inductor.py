@@ -124,7 +124,7 @@ class Inductor(Runtime[InductorConfig]):
             "backend": "inductor", **dataclasses.asdict(cfg), "weights_frozen": frozen,
             "compile_s": round(compile_s, 3), **breaks,
         }
-        return CompiledRunner(compiled, ctx.device, info, ctx.example_inputs)
+        return CompiledRunner(compiled, ctx.device, info, ctx.example_inputs, {"freezing": cfg.freezing})
 
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
         return self.build_impl(Artifact("torch", load_exported_module(directory, files, ctx.device)), ctx)

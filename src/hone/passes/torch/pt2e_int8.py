@@ -32,6 +32,7 @@ from hone.errors import InputError, Unsupported
 from hone.passes.quantize import FLATIO_PREFIX, SATURATION_NOTE, QuantConfig, QuantizationPass, Scheme
 from hone.passes.quantize import check_keep_float
 from hone.plugin import Artifact, BuildContext, Claim, Variant
+from hone.runtimes._export import batch_dynamic_shapes, export_failure
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -96,7 +97,7 @@ class Pt2eInt8(QuantizationPass[Pt2eInt8Config]):
 
         quantizer = x86_quantizer(cfg.keep_float, reduce_range=cfg.reduce_range, weight_bits=cfg.weight_bits)
         try:
-            exported = export_graph(model.module, tuple(ctx.example_inputs))
+            exported, batch = export_batch_dynamic(model.module, tuple(ctx.example_inputs))
             prepared = prepare_pt2e(exported, quantizer)  # returns a new module: the input is untouched
             start = time.perf_counter()
             seen = _calibrate(prepared, ctx, cfg.calibration_samples)
@@ -116,7 +117,8 @@ class Pt2eInt8(QuantizationPass[Pt2eInt8Config]):
         # format (inductor) freezes on CPU, compiling under a scoped freezing patch.
         notes = {"quantization": "int8-static-pt2e", "quantizer": "x86_inductor",
                  "calibration_samples": seen, "calibration_s": round(calibration_s, 3),
-                 "weight_bits": cfg.weight_bits, "reduce_range": cfg.reduce_range, "qdq_ops": q_ops, "kept_float": list(cfg.keep_float)}
+                 "weight_bits": cfg.weight_bits, "reduce_range": cfg.reduce_range, "qdq_ops": q_ops, "kept_float": list(cfg.keep_float),
+                 **batch}
         return Artifact(self.produces, QuantizedGraph(converted), compute_dtype="int8", notes=notes)
 
 
@@ -134,6 +136,17 @@ def export_graph(
     graph_module.graph.eliminate_dead_code()
     graph_module.recompile()
     return graph_module
+
+
+def export_batch_dynamic(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
+    """The graph with dim 0 of every input one symbolic batch, so one calibrated graph serves
+    every batch size; a model whose code fixes the batch is exported at the example's, noted."""
+    sample, specs = batch_dynamic_shapes(module, inputs)
+    try:
+        return export_graph(module, sample, dynamic_shapes=specs), {"dynamic_batch": True}
+    except Exception as exc:  # the model's code fixes the batch
+        static = export_failure(exc)
+    return export_graph(module, tuple(inputs)), {"dynamic_batch": False, "static_batch_reason": static}
 
 
 def check_weight_bits(bits: int) -> None:
