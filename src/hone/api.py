@@ -158,6 +158,7 @@ def optimize(
     resume: bool = False,
     progress: bool = True,
     profile_first: bool = True,
+    retry_failed: bool = False,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
@@ -181,9 +182,13 @@ def optimize(
     e.g. ["pt2e-int8+aoti", "bf16+inductor"]; a stack that does not compose is an InputError
     naming the step and the mismatch, before any work.
     profile_first: profile eager fp32 first and let its findings order and prune the plan.
+    retry_failed: rebuild recipes the store records as unsupported, crashed or oom for this model
+    on this machine with these library versions (by default they are reported, not rebuilt).
+    A store also puts the previous winner of this model on this machine first in the plan.
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
+    from hone.search.history import history_facts, read_history
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
     from hone.search.sweep import SweepSettings, sweep
@@ -236,6 +241,11 @@ def optimize(
 
         with _open_store(store) as db:
             run_id, done = _start_or_resume(db, info, resume)
+            history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id)
+            if retry_failed:
+                history.failures.clear()
+            history.winner_first(planned)
+            info.history = history_facts(history)
             try:
                 results = sweep(
                     planned, workload, reference, settings,
@@ -246,6 +256,7 @@ def optimize(
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
+                    history=history,
                 )
             except HarnessError as exc:
                 info.warnings.append(f"harness error, run stopped: {exc.message}")
@@ -391,10 +402,12 @@ def _versions() -> dict[str, str]:
 def _run_info(workload, reference, hw, settings, labels):
     import dataclasses
 
+    from hone.search.history import model_identity
     from hone.search.run import RunInfo
 
     return RunInfo(
         model=workload.source,
+        model_id=model_identity(workload),
         workload=workload.name,
         task=workload.task,
         device=settings.device,

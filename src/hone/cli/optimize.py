@@ -52,6 +52,10 @@ def optimize(
     db: Optional[Path] = typer.Option(None, "--db", help="run store (default ./hone-runs/hone.db or $HONE_DB)"),
     no_store: bool = typer.Option(False, "--no-store", help="keep results in memory only"),
     resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished run of the same model and settings"),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="rebuild recipes the store records as unsupported, crashed or oom for this model, "
+        "machine and library versions (default: reported from that run, not rebuilt)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the run as JSON on stdout (progress stays on stderr)"),
     no_profile: bool = typer.Option(False, "--no-profile", help="plan without profiling first (no advice ordering or pruning)"),
     export: Optional[Path] = typer.Option(
@@ -83,6 +87,7 @@ def optimize(
         exclude=_labels(skip),
         store=False if no_store else (db or None),
         resume=resume,
+        retry_failed=retry_failed,
         progress=not os.environ.get("HONE_NO_PROGRESS"),
         profile_first=not no_profile,
     )

@@ -1,13 +1,15 @@
-"""What the parent hands a worker: a JSON job file and a torch.save'd bundle of the workload.
+"""What the parent hands an executor: a job (JSON-able) and the payload, the workload's bundle as
+bytes (torch.save'd), so an executor needs no filesystem shared with the parent.
 
-The bundle is written by this hone process into its own run directory and read back by its own
-workers, so loading it with pickle (weights_only=False) trusts nothing the user did not already
-run; user-supplied model files never go through this path.
+The bundle is made by this hone process and read back by its own workers, so loading it with
+pickle (weights_only=False) trusts nothing the user did not already run; user-supplied model
+files never go through this path.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,6 @@ class Job:
     recipe: dict[str, Any]
     step_paths: list[str]
     input_sets: list[str]
-    bundle_path: str
-    workdir: str
-    result_path: str
     threads: int
     device: str
     accuracy_budget: float
@@ -48,6 +47,11 @@ class Job:
     baseline_p50: dict[str, float] = dataclasses.field(default_factory=dict)
     best_speedup: float | None = None
     done_p50: dict[str, float] = dataclasses.field(default_factory=dict)  # this recipe's resumed sets
+    # Where the executor put the payload and wants the worker's scratch files and result: set by
+    # the executor, on its own machine (search.executor), never by the sweep.
+    bundle_path: str = ""
+    workdir: str = ""
+    result_path: str = ""
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(dataclasses.asdict(self)))
@@ -82,9 +86,18 @@ class Bundle:
     batch_axes: list[int | None] = dataclasses.field(default_factory=list)  # per output (validate.batch_axes)
 
     def save(self, path: Path) -> None:
-        # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.
-        torch.save({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, path)
+        path.write_bytes(self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> "Bundle":
-        return cls(**torch.load(path, weights_only=False))
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def to_bytes(self) -> bytes:
+        # Not dataclasses.asdict: it would deep-copy the module and flatten the EvalSet.
+        buffer = io.BytesIO()
+        torch.save({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> "Bundle":
+        return cls(**torch.load(io.BytesIO(payload), weights_only=False))

@@ -50,6 +50,9 @@ class CandidateResult:
     # {"unsaved": why} when the runtime cannot save it. None: not saved (it could not win when
     # it ran: slower than the best so far, or failed somewhere).
     artifact: dict[str, Any] | None = None
+    # Set when this failure was not run but known: the id of the run that measured it (same
+    # recipe, model, machine and library versions; search.history).
+    known_from: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,7 @@ class CandidateResult:
             "build": self.build,
             "summary": list(self.summary),
             "artifact": self.artifact,
+            "known_from": self.known_from,
         }
 
     @classmethod
@@ -90,4 +94,5 @@ class CandidateResult:
             build=data.get("build"),
             summary=list(data.get("summary") or []),
             artifact=data.get("artifact"),
+            known_from=data.get("known_from"),
         )

@@ -68,6 +68,8 @@ class RunInfo:
     fp64_skipped: str | None = None  # why tolerances are not calibrated against float64
     output_batch_axes: dict[str, int | None] = dataclasses.field(default_factory=dict)  # None: no batch axis
     batch_axes_note: str | None = None  # set when the axes were assumed, not inferred or declared
+    model_id: str = ""  # search.history.model_identity: module structure and input specs
+    history: dict[str, Any] = dataclasses.field(default_factory=dict)  # what earlier runs told this one
     profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
     pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
     warnings: list[str] = dataclasses.field(default_factory=list)  # said loudly in every report

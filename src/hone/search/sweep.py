@@ -26,13 +26,14 @@ from hone.search.budget import TimeBudget
 from hone.search.control import check_control
 from hone.search.build import step_paths
 from hone.search.fallback import FallbackSettings, fallback
+from hone.search.history import History
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 from hone.search.execute import safe_name
 from hone.search.select import select
-from hone.search.worker import run_candidate
+from hone.search.executor import Executor, SubprocessExecutor
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
 from hone.validate.verdict import AccuracyBudget
@@ -65,6 +66,8 @@ def sweep(
     on_skip: Callable[[str, str], None] = lambda label, why: None,
     started: float | None = None,
     artifacts_dir: str | Path | None = None,
+    history: History | None = None,
+    executor: Executor | None = None,
 ) -> list[CandidateResult]:
     """`on_start(what)`: a worker starts ("label @ bs1, bs8"). `on_more(n)`: n more candidates
     than planned will run (accuracy fallback retries). `on_skip(label, why)`: a planned recipe
@@ -72,11 +75,14 @@ def sweep(
     the budget). `started`: time.monotonic() when the run began (what came before the sweep
     counts against the budget); default now. `artifacts_dir`: the run's artifact directory
     (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
-    OptimizeResult made of these results owns (`search.run.claim_artifacts`).
+    OptimizeResult made of these results owns (`search.run.claim_artifacts`). `history`: what
+    earlier runs recorded; a failure it knows for a (recipe, input set) is reported, not rebuilt.
+    `executor`: where jobs run (default: a fresh local interpreter each, search.executor).
     Raises HarnessError when the eager control fails against its own reference."""
     from hone.search.run import discard_temporary, temporary_artifacts
 
     done = done or {}
+    history = history or History()
     results: list[CandidateResult] = []
     started = time.monotonic() if started is None else started
     budget = TimeBudget(None if settings.time_budget_s is None else started + settings.time_budget_s)
@@ -84,11 +90,14 @@ def sweep(
     artifacts = Path(artifacts_dir) if artifacts_dir is not None else temporary_artifacts()
 
     def refusal(recipe: Recipe) -> str | None:
-        missing = sum((recipe.key, s.label) not in done for s in workload.input_sets)
+        # Sets resumed or known to fail cost no worker time.
+        missing = sum((recipe.key, s.label) not in done and history.known(recipe, s.label) is None
+                      for s in workload.input_sets)
         return budget.refusal(recipe, missing) if missing else None  # a resumed job runs only these
 
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
-        runner = _Runner(workload, reference, settings, done, Path(tmp), on_start, on_result, artifacts)
+        runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
+                         executor or SubprocessExecutor(Path(tmp)))
         rank = _ranker(workload, reference)
 
         def retry(recipe: Recipe) -> list[CandidateResult]:
@@ -156,14 +165,15 @@ class _Runner:
     """Runs one recipe at the input sets it still lacks, in one worker, each result stored (via
     on_result) once the worker is done; resumed results are reused, not run again."""
 
-    def __init__(self, workload, reference, settings, done, workdir: Path, on_start, on_result, artifacts: Path):
+    def __init__(self, workload, reference, settings, done, on_start, on_result, artifacts: Path,
+                 history: History, executor: Executor):
         self.workload, self.reference, self.settings, self.done = workload, reference, settings, done
-        self.workdir, self.on_start, self.on_result = workdir, on_start, on_result
+        self.history, self.executor = history, executor
+        self.on_start, self.on_result = on_start, on_result
         self.artifacts = artifacts
-        self.bundle_path: Path | None = None
+        self.payload: bytes | None = None
         self.main_path: str | None = None
         self.sys_path = [p for p in sys.path if p]
-        self.count = 0
         self.labels = [s.label for s in workload.input_sets]
         # Every result seen so far (resumed ones included): what decides whether a worker saves.
         self.seen: dict[tuple[str, str], CandidateResult] = dict(done)
@@ -182,7 +192,11 @@ class _Runner:
             if unavailable:
                 new = [CandidateResult(recipe, s, Status.UNSUPPORTED, unavailable) for s in todo]
             else:
-                new = self._run_job(recipe, todo, list(resumed.values()), stop_at_failure)
+                # A failure an earlier run measured under the same conditions is reported, not rebuilt.
+                new = [known.result(recipe, s) for s in todo if (known := self.history.known(recipe, s))]
+                rest = [s for s in todo if self.history.known(recipe, s) is None]
+                if rest and not (stop_at_failure and new):
+                    new += self._run_job(recipe, rest, list(resumed.values()) + new, stop_at_failure)
             for result in new:
                 self.seen[(recipe.key, result.input_set)] = result
                 self.on_result(result, False)
@@ -212,13 +226,10 @@ class _Runner:
 
     def _run_job(self, recipe: Recipe, input_sets: list[str], resumed: list[CandidateResult],
                  stop_at_failure: bool) -> list[CandidateResult]:
-        if self.bundle_path is None:  # written once, only when something has to run
-            self.bundle_path = self.workdir / "bundle.pt"
+        if self.payload is None:  # made once, only when something has to run
             self.main_path = _main_path(self.workload.module)  # the same for every candidate
-            _write_bundle(self.bundle_path, self.workload, self.reference)
-        self.count += 1
+            self.payload = _bundle_bytes(self.workload, self.reference)
         name = f"{safe_name(recipe.label)}-{recipe.key[:8]}"  # the same recipe in a resumed run: the same folder
-        job_dir = self.workdir / f"{self.count:02d}-{name}"
         baseline_p50 = self._baseline_p50()
         # A recipe that already failed at a resumed set cannot win: it saves nothing.
         can_win = all(r.ok and r.measurement is not None for r in resumed)
@@ -226,9 +237,6 @@ class _Runner:
             recipe=recipe.to_dict(),
             step_paths=step_paths(recipe),
             input_sets=input_sets,
-            bundle_path=str(self.bundle_path),
-            workdir=str(job_dir / "work"),
-            result_path=str(job_dir / "result.json"),
             threads=self.settings.threads,
             device=self.settings.device,
             accuracy_budget=self.settings.accuracy_budget.value,
@@ -243,7 +251,7 @@ class _Runner:
             best_speedup=self._best_speedup(baseline_p50),
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
         )
-        return run_candidate(recipe, job, job_dir, self.settings.timeout_s)
+        return self.executor.run(recipe, job, self.payload, self.settings.timeout_s)
 
 
 def _ranker(workload: Workload, reference: Reference):
@@ -262,7 +270,7 @@ def _ranker(workload: Workload, reference: Reference):
     return rank
 
 
-def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:
+def _bundle_bytes(workload: Workload, reference: Reference) -> bytes:
     bundle = Bundle(
         module=workload.module,
         input_names=workload.input_names,
@@ -279,7 +287,7 @@ def _write_bundle(path: Path, workload: Workload, reference: Reference) -> None:
         batch_axes=reference.batch_axes,
     )
     try:
-        bundle.save(path)
+        return bundle.to_bytes()
     except Exception as exc:  # pickling: lambdas, local classes, open handles
         raise InputError(
             f"the model cannot be sent to a worker process ({type(exc).__name__}: {exc})",

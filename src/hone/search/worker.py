@@ -90,6 +90,14 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
     else:
         death = (Status.CRASHED, f"worker exited with code {returncode} without a result")
 
+    results = results_of(recipe, job, data, death, tail)
+    _share_wall(results, wall_s)
+    return results
+
+
+def results_of(recipe: Recipe, job: Job, data: dict, death: tuple[Status, str] | None, tail: str) -> list[CandidateResult]:
+    """One result per input set from a worker's result data (the child's result file); the
+    sets it has no result for get `death` (status, reason), or none when it stopped on purpose."""
     results: list[CandidateResult] = []
     sets = data.get("sets") or {}
     for label in job.input_sets:
@@ -104,7 +112,6 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
         results.append(CandidateResult(recipe, label, status, reason, log_tail=log_tail))
         if job.stop_at_failure:
             break
-    _share_wall(results, wall_s)
     return results
 
 

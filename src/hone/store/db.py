@@ -276,6 +276,17 @@ class Store:
         rows = self._query("SELECT result_json FROM candidates WHERE run_id = ? ORDER BY rowid", (run_id,))
         return [_result_from_dict(json.loads(r[0]), resolve) for r in rows]
 
+    def results(self, run_id: int) -> list[CandidateResult]:
+        """The run's results with step configs as stored (no plugin imported)."""
+        return self._results(run_id, resolve=False)
+
+    def runs_on(self, fingerprint: str, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """(id, status, info) of the latest `limit` runs on the machine with this fingerprint,
+        newest first."""
+        rows = self._query("SELECT id, status, info_json FROM runs WHERE fingerprint = ? ORDER BY id DESC LIMIT ?",
+                           (fingerprint, limit))
+        return [(int(i), str(st), json.loads(info)) for i, st, info in rows]
+
     def completed(self, run_id: int) -> dict[tuple[str, str], CandidateResult]:
         """Every recorded result of the run, keyed by (recipe key, input set)."""
         return {(r.recipe.key, r.input_set): r for r in self._results(run_id, resolve=True)}

@@ -1,0 +1,59 @@
+"""Executors: where a job runs. The sweep hands an executor a job and its payload (the workload
+bundle as bytes) and gets one CandidateResult per input set back; it never learns where the job
+ran. Today's executor starts a fresh local interpreter per job (search.worker); a remote one
+(Ray, a later issue) ships the same job and bytes to another machine.
+
+Artifacts are the exception: a worker saves a build that could win into `job.artifact_dir`, a
+path of the parent's store, so a remote executor must bring that folder back (or write it
+through a filesystem the parent reads)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Protocol
+
+from hone.search.job import Job
+from hone.search.recipe import Recipe
+from hone.search.result import CandidateResult
+
+
+class Executor(Protocol):
+    def run(self, recipe: Recipe, job: Job, payload: bytes, timeout_s: float) -> list[CandidateResult]:
+        """Run `job` (one recipe at each of its input sets) on `payload`; one result per set,
+        in the job's order, whatever happens to the worker. `timeout_s` is per input set."""
+        ...
+
+
+class SubprocessExecutor:
+    """A fresh interpreter per job on this machine, in its own process group, killed at the
+    timeout (search.worker.run_candidate). Each distinct payload is written once, to `workdir`."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self._payloads: dict[str, Path] = {}
+        self._last: tuple[bytes, Path] | None = None  # the sweep passes one bytes object: no rehash
+        self.count = 0
+
+    def run(self, recipe: Recipe, job: Job, payload: bytes, timeout_s: float) -> list[CandidateResult]:
+        from hone.search.execute import safe_name
+        from hone.search.worker import run_candidate
+
+        self.count += 1
+        job_dir = self.workdir / f"{self.count:02d}-{safe_name(recipe.label)}-{recipe.key[:8]}"
+        job = dataclasses.replace(job, bundle_path=str(self._payload_file(payload)), workdir=str(job_dir / "work"),
+                                  result_path=str(job_dir / "result.json"))
+        return run_candidate(recipe, job, job_dir, timeout_s)
+
+    def _payload_file(self, payload: bytes) -> Path:
+        if self._last is not None and self._last[0] is payload:
+            return self._last[1]
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        if digest not in self._payloads:
+            path = self.workdir / f"bundle-{digest}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(payload)
+            self._payloads[digest] = path
+        self._last = (payload, self._payloads[digest])
+        return self._last[1]

@@ -1,0 +1,125 @@
+"""What earlier runs in the store say about this one: failures that would only repeat, and the
+previous winner, which a new run of the same model on the same machine tries first.
+
+A failure repeats when nothing it depended on changed: the same recipe (its key: every step's
+config), the same model (`model_identity`: its module structure, parameter shapes and input
+specs, not its weights), the same machine (hardware fingerprint and device) and the same
+library versions. Only failures that cost a worker and come back every time are remembered:
+`unsupported` (a backend refused the model), `crashed`, `oom`. A wrong answer is not a failure
+of this kind (the accuracy fallback retries it), nor is a timeout (it depends on --timeout), nor
+a recipe the plan finds unavailable (that check is free and re-done every run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from hone.search.result import CandidateResult, Status
+
+if TYPE_CHECKING:
+    from hone.models.workload import Workload
+    from hone.search.planner import Plan
+    from hone.search.recipe import Recipe
+    from hone.store import Store
+
+REPEATING = (Status.UNSUPPORTED, Status.CRASHED, Status.OOM)
+RUNS_READ = 50  # the latest runs on this machine that are read for history
+
+
+@dataclasses.dataclass(frozen=True)
+class KnownFailure:
+    status: Status
+    reason: str
+    run_id: int  # the run that measured it (not a later run that only repeated it)
+
+    def result(self, recipe: "Recipe", input_set: str) -> CandidateResult:
+        why = f"known from run {self.run_id} (same model, machine and library versions): {self.reason}"
+        return CandidateResult(recipe, input_set, self.status, why, known_from=self.run_id)
+
+
+@dataclasses.dataclass
+class History:
+    failures: dict[tuple[str, str], KnownFailure] = dataclasses.field(default_factory=dict)  # (recipe key, set)
+    winner: str | None = None  # the recipe key that won the latest finished matching run
+    winner_run: int | None = None
+
+    def known(self, recipe: "Recipe", input_set: str) -> KnownFailure | None:
+        return self.failures.get((recipe.key, input_set))
+
+    def winner_first(self, plan: "Plan") -> "Plan":
+        """The plan with the previous winner moved right after the baseline (unchanged when it
+        is not planned this time, or is the baseline)."""
+        at = next((i for i, p in enumerate(plan) if p.recipe.key == self.winner and not p.recipe.baseline), None)
+        if at is None:
+            return plan
+        items = list(plan)
+        winner = items.pop(at)
+        origin = f"{winner.recipe.origin}; won run {self.winner_run} of this model here: tried first"
+        winner = dataclasses.replace(winner, recipe=dataclasses.replace(winner.recipe, origin=origin))
+        first = next((i + 1 for i, p in enumerate(items) if p.recipe.baseline), 0)
+        items.insert(first, winner)
+        plan[:] = items
+        return plan
+
+
+def model_identity(workload: "Workload") -> str:
+    """The model as far as failures depend on it: module types and parameter shapes in order,
+    and the input specs. Weights are left out: retraining does not change what compiles."""
+    module = workload.module
+    body = {
+        "modules": [f"{name}:{type(m).__module__}.{type(m).__qualname__}" for name, m in module.named_modules()],
+        "parameters": [f"{name}:{tuple(p.shape)}:{p.dtype}" for name, p in module.named_parameters()],
+        "buffers": [f"{name}:{tuple(b.shape)}:{b.dtype}" for name, b in module.named_buffers()],
+        "inputs": {s.label: [str(t) for t in s.specs()] for s in workload.input_sets},
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_history(db: "Store | None", model_id: str, fingerprint: str, device: str, versions: dict[str, str],
+                 current_run: int | None = None) -> History:
+    """History from the latest RUNS_READ runs on this machine of the same model and device.
+    Failures need the same library versions too; the winner is taken from the latest finished
+    run whatever the versions (trying it first costs nothing if it has become slower)."""
+    history = History()
+    if db is None:
+        return history
+    for run_id, status, info in db.runs_on(fingerprint, RUNS_READ):
+        if run_id == current_run or info.get("model_id") != model_id or info.get("device") != device:
+            continue
+        results = db.results(run_id)
+        if history.winner is None and status == "finished":
+            from hone.search.select import select
+
+            best = select(results).best
+            if best is not None:
+                history.winner, history.winner_run = best.key, run_id
+        if info.get("versions") != versions:
+            continue
+        for r in results:
+            key = (r.recipe.key, r.input_set)
+            if r.status in REPEATING and key not in history.failures and _cost_a_worker(r):
+                original = r.known_from if r.known_from is not None else run_id
+                reason = _original_reason(r)
+                history.failures[key] = KnownFailure(r.status, reason, original)
+    return history
+
+
+def _cost_a_worker(result: CandidateResult) -> bool:
+    """A result a worker produced (or one carried forward from such), not the plan's verdict that
+    the recipe cannot run here: those come with no build and no worker time."""
+    return result.known_from is not None or result.build is not None or result.wall_s > 0 or bool(result.log_tail)
+
+
+def _original_reason(result: CandidateResult) -> str:
+    prefix = "known from run "
+    if result.known_from is not None and result.reason.startswith(prefix):
+        return result.reason.split(": ", 1)[-1]
+    return result.reason
+
+
+def history_facts(history: History) -> dict[str, Any]:
+    """What the run record keeps of the history it used."""
+    return {"known_failures": len(history.failures), "previous_winner_run": history.winner_run}

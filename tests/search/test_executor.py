@@ -1,0 +1,78 @@
+"""The executor seam: a job and its payload bytes are all an executor gets. An executor that
+runs jobs in this process, from the bytes alone, gives the sweep the same results as the
+subprocess executor."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+
+import pytest
+import torch
+
+from hone.bench.measure import MeasureSettings
+from hone.config import NoConfig
+from hone.search._child import Stage
+from hone.search.execute import execute
+from hone.search.job import Bundle
+from hone.search.planner import PlannedRecipe
+from hone.search.recipe import Recipe, Step
+from hone.search.sweep import SweepSettings, sweep
+from hone.search.worker import results_of
+from hone.validate.reference import compute_reference
+from hone.validate.verdict import AccuracyBudget
+from plugins_for_tests import CountingRuntime, ShapeBoundRuntime, WrongRuntime
+from tiny_models import TinyMLP
+
+
+class InProcessExecutor:
+    """Runs each job here, on a Bundle made from its payload bytes (no path of the parent's)."""
+
+    def __init__(self) -> None:
+        self.payload_sizes: list[int] = []
+
+    def run(self, recipe, job, payload: bytes, timeout_s: float):
+        self.payload_sizes.append(len(payload))
+        job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
+        result: dict = {"sets": {}, "finished": False}
+        execute(job, Bundle.from_bytes(payload), Stage(job.device), result, lambda: None, time.perf_counter())
+        return results_of(recipe, job, result, None, "")
+
+
+def _workload():
+    from hone.models.workload import InputSet, Workload
+
+    torch.manual_seed(0)
+    return Workload("tiny", TinyMLP().eval(), [InputSet("bs2", {"x": torch.randn(2, 32)}),
+                                               InputSet("bs8", {"x": torch.randn(8, 32)})])
+
+
+def _outcome(results):
+    """What must not depend on where a job ran: status, the build that served each set, the checks."""
+    return {
+        (r.recipe.label, r.input_set): (
+            r.status, r.build and (r.build["index"], r.build["built_for"], r.build["reused"]),
+            r.verdict and [(c.name, c.max_abs_err, c.passed) for c in r.verdict.outputs],
+            r.measurement is not None,
+        )
+        for r in results
+    }
+
+
+@pytest.mark.slow
+def test_an_in_process_executor_from_the_payload_bytes_matches_the_subprocess_one(tmp_path):
+    workload = _workload()
+    reference = compute_reference(workload)
+    eager = Recipe("eager", (), Step("eager", NoConfig()), baseline=True)
+    planned = [PlannedRecipe(r) for r in (eager, CountingRuntime.recipe(), ShapeBoundRuntime.recipe(), WrongRuntime.recipe())]
+    settings = SweepSettings(device="cpu", threads=1, timeout_s=300, accuracy_budget=AccuracyBudget(0.01),
+                             measure=MeasureSettings(max_time_s=0.2))
+
+    local = InProcessExecutor()
+    here = sweep(planned, workload, reference, settings, executor=local, artifacts_dir=tmp_path / "a")
+    there = sweep(planned, workload, reference, settings, artifacts_dir=tmp_path / "b")  # the default: subprocesses
+    assert _outcome(here) == _outcome(there)
+    assert len(local.payload_sizes) == 4 and len(set(local.payload_sizes)) == 1  # one payload, made once
+    statuses = {label: status for (label, _), (status, *_) in _outcome(here).items()}
+    assert statuses["test_wrong"].value == "wrong_answer" and statuses["test_counting"].value == "ok"

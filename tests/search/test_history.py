@@ -1,0 +1,80 @@
+"""What a store remembers between runs: failures that would repeat are reported, not rebuilt
+(same recipe, model, machine and library versions; --retry-failed rebuilds them), and the
+previous winner is tried first."""
+
+from __future__ import annotations
+
+import pytest
+
+import hone
+from hone import api
+from hone.config import NoConfig
+from hone.search.history import History
+from hone.search.planner import Plan, PlannedRecipe
+from hone.search.recipe import Recipe, Step
+from hone.search.result import Status
+from plugins_for_tests import CountingRuntime, RaiseRuntime, SlowEagerRuntime, UnsupportedRuntime
+from tiny_models import tiny_mlp
+
+
+def _plan(*labels: str) -> Plan:
+    eager = PlannedRecipe(Recipe("eager", (), Step("eager", NoConfig()), baseline=True))
+    return Plan([eager] + [PlannedRecipe(Recipe(label, (), Step(label, NoConfig()), origin="planned")) for label in labels])
+
+
+def test_the_previous_winner_moves_right_after_the_baseline_and_says_why():
+    plan = _plan("a", "b", "c")
+    winner = plan[3].recipe.key
+    History(winner=winner, winner_run=7).winner_first(plan)
+    assert [p.recipe.label for p in plan] == ["eager", "c", "a", "b"]
+    assert plan[1].recipe.origin == "planned; won run 7 of this model here: tried first"
+    assert plan[1].recipe.key == winner  # the origin is not part of what is built
+
+
+@pytest.mark.parametrize("winner", [None, "not-planned", "baseline"])
+def test_the_plan_is_unchanged_without_a_planned_non_baseline_winner(winner):
+    plan = _plan("a", "b")
+    key = plan[0].recipe.key if winner == "baseline" else winner
+    History(winner=key, winner_run=1).winner_first(plan)
+    assert [p.recipe.label for p in plan] == ["eager", "a", "b"]
+
+
+@pytest.mark.slow
+def test_a_second_run_reports_known_failures_tries_the_winner_first_and_retries_on_request(tmp_path, monkeypatch):
+    model, x = tiny_mlp()
+    # The slow baseline makes test_counting the winner on any machine; it is planned last.
+    recipes = [SlowEagerRuntime.recipe(), UnsupportedRuntime.recipe(), RaiseRuntime.recipe(), CountingRuntime.recipe()]
+    kw = dict(recipes=recipes, store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+
+    first = hone.optimize(model, x, **kw)
+    statuses = {r.recipe.label: r.status for r in first.results}
+    assert statuses["test_unsupported"] is Status.UNSUPPORTED and statuses["test_raise"] is Status.CRASHED
+    assert first.selection.best.label == "test_counting" and first.run.history["previous_winner_run"] is None
+
+    second = hone.optimize(model, x, **kw)
+    order = list(dict.fromkeys(r.recipe.label for r in second.results))
+    assert order == ["eager", "test_counting", "test_unsupported", "test_raise"]
+    assert second.run.history == {"known_failures": 2, "previous_winner_run": first.run.run_id}
+    known = {r.recipe.label: r for r in second.results if r.known_from is not None}
+    assert set(known) == {"test_unsupported", "test_raise"}
+    for label, r in known.items():
+        original = next(o for o in first.results if o.recipe.label == label)
+        assert r.status is original.status and r.known_from == first.run.run_id
+        assert r.reason.endswith(original.reason) and r.reason.startswith(f"known from run {first.run.run_id}")
+        assert r.build is None and r.wall_s == 0  # no worker ran it
+    assert second.selection.best.label == "test_counting"
+
+    # A third run still points at the run that measured the failure, not at the one that repeated it.
+    third = hone.optimize(model, x, **kw)
+    assert {r.known_from for r in third.results if r.known_from is not None} == {first.run.run_id}
+
+    retried = hone.optimize(model, x, retry_failed=True, **kw)
+    rebuilt = {r.recipe.label: r for r in retried.results if r.recipe.label in known}
+    assert all(r.known_from is None and r.wall_s > 0 for r in rebuilt.values())
+    assert rebuilt["test_unsupported"].reason == "op aten::frobnicate has no kernel here"
+
+    versions = api._versions()
+    monkeypatch.setattr(api, "_versions", lambda: {**versions, "torch": "0.0.0"})
+    upgraded = hone.optimize(model, x, **kw)  # another torch: what failed may work now
+    assert not any(r.known_from for r in upgraded.results)
+    assert upgraded.run.history["previous_winner_run"] == retried.run.run_id  # the winner holds across versions
