@@ -273,3 +273,20 @@ class NotGeneralisingRuntime(_TestRuntime):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return self.logged_build(model, ctx)
+
+
+class _SlowerRunner(ModuleRunner):
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        time.sleep(0.01)
+        return super().infer_impl(inputs)
+
+
+@RUNTIMES.register
+class SlowRuntime(_TestRuntime):
+    """Right answers, 10 ms slower per call: a candidate that screening should stop early."""
+
+    name = "test_slow"
+    runner_class = _SlowerRunner
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return _SlowerRunner(model.module, ctx.device, {}, ctx.example_inputs)

@@ -254,6 +254,7 @@ def optimize(
                     on_result=lambda r, resumed: (db and db.record(run_id, r), shown.finished(r, resumed)),
                     on_more=shown.add_total,
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
+                    on_pruned=info.pruned.__setitem__,
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                     history=history,

@@ -173,3 +173,36 @@ def test_a_ranking_that_fails_costs_the_fallback_not_the_sweep(caplog):
     out = fallback(_recipe("torch-int8-dynamic"), [_wrong()], broken, lambda r: calls.append(r) or [], FallbackSettings())
     assert out == [] and calls == []
     assert "ranking layers failed: RuntimeError: hook refused" in caplog.text
+
+
+def _ranked(p) -> list:
+    from hone.validate.sensitivity import LayerSensitivity
+
+    return [LayerSensitivity(f"layer{i}", 1.0 / (i + 1)) for i in range(8)]
+
+
+def test_a_retry_that_cannot_pay_is_not_run_and_says_why():
+    calls, refused = [], []
+    run = lambda r: calls.append(r.label) or [_wrong()]  # noqa: E731 - every retry misses again
+    recipe = _recipe("torch-int8-dynamic")
+    slow = lambda attempt: "cannot beat the best so far: 30 ms against 8 ms"  # noqa: E731
+    assert fallback(recipe, [_wrong()], _ranked, run, FallbackSettings(), slow, lambda *a: refused.append(a)) == []
+    assert calls == [] and refused == [("torch-int8-dynamic fallback retries", "cannot beat the best so far: 30 ms against 8 ms")]
+    # Judged after each attempt: the first retry runs, its result stops the second.
+    verdicts = iter([None, "slower now"])
+    attempts = fallback(recipe, [_wrong()], _ranked, run, FallbackSettings(), lambda a: next(verdicts), lambda *a: refused.append(a))
+    assert len(calls) == 1 and len(attempts) == 1 and refused[-1][1] == "slower now"
+
+
+def test_the_sweep_judges_a_retry_from_the_attempts_screening_time():
+    from hone.search.sweep import _Runner
+    from hone.bench.measurement import Measurement
+
+    runner = _Runner.__new__(_Runner)  # only its record of results matters here
+    fast = dataclasses.replace(_wrong(), status=Status.OK, recipe=_recipe("inductor"),
+                               measurement=Measurement(times_s=(0.008,) * 5, batch_size=8, threads=1, timer="t"))
+    runner.seen = {("k", "bs8"): fast}
+    assert runner.cannot_pay([dataclasses.replace(_wrong(), screen_p50_s=0.030)]).startswith("cannot beat the best so far: "
+                                                                                            "the last attempt ran 30 ms at bs8 against 8 ms")
+    assert runner.cannot_pay([dataclasses.replace(_wrong(), screen_p50_s=0.009)]) is None  # within the margin: it may win
+    assert runner.cannot_pay([_wrong()]) is None  # not timed: unknown, so the retry runs

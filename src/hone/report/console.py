@@ -152,7 +152,8 @@ def _cells(r: CandidateResult, label: str, winner: bool, baseline: CandidateResu
         "inputs": Text(label, style="bold"),
         "recipe": Text(f"{WINNER_MARK} {r.recipe.label}" if winner else f"  {r.recipe.label}",
                        style="bold" if winner else ""),
-        "status": Text(r.status.value, style=STATUS_STYLE.get(r.status, "yellow")),
+        "status": Text(r.status.value + (" (screened)" if r.stage == "screened" else ""),
+                       style=STATUS_STYLE.get(r.status, "yellow")),
         "p50": Text(fmt_time(m.p50 if m else None)),
         "p90": Text(fmt_time(m.p90 if m else None)),
         "throughput": Text(_fmt_throughput(m.throughput if m else None)),
@@ -256,8 +257,12 @@ def _footer(result: OptimizeResult) -> Text:
                 for r in result.results
                 if r.recipe.label == label and not r.ok and r.reason not in why
             )
+    screened = [r for r in result.results if r.ok and r.stage == "screened"]
+    if screened:
+        lines.append(Text("screened out (a short measurement, clearly slower than the best so far, is their figure):", "bold"))
+        lines.extend(Text(f"  {r.recipe.label}: {r.stage_reason}", "dim") for r in screened)
     for r in result.results:
-        if r.measurement is not None and r.measurement.noise_warning:
+        if r.measurement is not None and r.measurement.noise_warning and r.stage != "screened":
             lines.append(Text(f"noise: {r.recipe.label} at {r.input_set}: {r.measurement.noise_warning}", "yellow"))
     builds = _builds_line(result)
     if builds is not None:

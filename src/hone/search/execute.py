@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hone.bench.measure import measure
+from hone.bench.measure import MeasureSettings, measure
+from hone.bench.measurement import Measurement
 from hone.bench.memory import RssSampler, device_peak_bytes, reset_device_peak
 from hone.bench.timers import timer_for
 from hone.plugin import Artifact, BuildContext
@@ -35,6 +36,16 @@ from hone.search.recipe import Recipe, Step
 from hone.validate.check import check_metric, check_tensors, eval_outputs, verdict_of
 
 SPEEDUP_SLACK = 1e-9  # the parent's best and this worker's geomean are the same floats, summed alike
+# A screened candidate slower than the best so far by more than this is not timed in full: wider
+# than the run-to-run drift of these machines (about 20 %), so a contender is never screened out
+# by noise; the screening measurement stays its figure.
+SCREEN_MARGIN = 0.25
+
+
+def screening(full: MeasureSettings) -> MeasureSettings:
+    """A short measurement: a quarter of the full one's time caps, at most 1 s of timing."""
+    return dataclasses.replace(full, max_time_s=min(1.0, full.max_time_s / 4), warmup_max_s=min(0.5, full.warmup_max_s / 4),
+                               min_time_s=min(0.25, full.min_time_s))
 
 
 def recipe_from_job(job: Job) -> Recipe:
@@ -224,21 +235,40 @@ class Execution:
             build.checks = [c.to_dict() for c in verdict.outputs]
         del outputs
         common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": list(runner.summary())}
-        if not verdict.passed:
-            return {"status": "wrong_answer", "reason": verdict.reason, **common}
+        def timed(settings: MeasureSettings) -> Measurement:
+            return measure(lambda: runner(*inputs), timer_for(self.device), batch_size=int(inputs[0].shape[0]),
+                           threads=job.threads, settings=settings, build_s=build.build_s, first_call_s=first_call_s)
 
+        best = job.best_p50.get(label)
+        if not verdict.passed:
+            wrong = {"status": "wrong_answer", "reason": verdict.reason, **common}
+            broken = any(c.nonfinite or c.max_abs_err == float("inf") for c in verdict.outputs)
+            if job.screen_failures and best is not None and not broken:
+                self.stage("screen")
+                wrong["screen_p50_s"] = timed(screening(job.measure_settings)).p50
+            return wrong
+
+        stage: dict[str, Any] = {}
+        if best is not None:
+            self.stage("screen")
+            screen = timed(screening(job.measure_settings))
+            if screen.p50 > best * (1 + SCREEN_MARGIN):
+                slower = screen.p50 / best - 1
+                stage = {"stage": "screened", "stage_reason": (
+                    f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
+                    f"({best * 1e3:.3g} ms), beyond the {SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, "
+                    "not in full")}
+                common["summary"] = [*common["summary"], f"screened: {slower:.0%} slower than the best so far at {label}"]
+                return self._ok(verdict, screen, common, stage)
+            stage = {"stage": "confirmed", "stage_reason": (
+                f"screening p50 {screen.p50 * 1e3:.3g} ms within {SCREEN_MARGIN:.0%} of the best so far "
+                f"({best * 1e3:.3g} ms) at {label}: measured in full")}
         self.stage("measure")
-        measurement = measure(
-            lambda: runner(*inputs),
-            timer_for(self.device),
-            batch_size=int(inputs[0].shape[0]),
-            threads=job.threads,
-            settings=job.measure_settings,
-            build_s=build.build_s,
-            first_call_s=first_call_s,
-        )
+        return self._ok(verdict, timed(job.measure_settings), common, stage or {"stage": "confirmed"})
+
+    def _ok(self, verdict, measurement: Measurement, common: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
         measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(self.device))
-        return {"status": "ok", "reason": verdict.reason, "measurement": measurement.to_dict(), **common}
+        return {"status": "ok", "reason": verdict.reason, "measurement": measurement.to_dict(), **stage, **common}
 
     # -- builds and their artifacts --------------------------------------------------------
 

@@ -83,10 +83,14 @@ def fallback(
     rank: Callable[[QuantizationPass], list[LayerSensitivity]],
     run: Callable[[Recipe], list[CandidateResult]],
     settings: FallbackSettings,
+    cannot_pay: Callable[[list[CandidateResult]], str | None] = lambda results: None,
+    on_refused: Callable[[str, str], None] = lambda label, why: None,
 ) -> list[CandidateResult]:
     """Retry `recipe` with more and more of its most sensitive layers in float until one passes
     (or the bound is reached). `run` runs a recipe at every input set, stopping at its first
-    failure; every attempt's results are returned, passing or not."""
+    failure; every attempt's results are returned, passing or not. `cannot_pay(attempt)`: why
+    no further retry can win, judged from the last attempt (its screening time), or None; then
+    `on_refused(label, why)` is told and no more retries run."""
     index = quantization_step(recipe)
     if settings.attempts == 0 or index is None or not missed_budget(results):
         return []
@@ -102,12 +106,18 @@ def fallback(
     if not ranking:
         return []
     attempts: list[CandidateResult] = []
+    last = results
     for count in kept_counts(len(ranking), settings):
+        why = cannot_pay(last)
+        if why:
+            on_refused(f"{recipe.label.split('+keep')[0]} fallback retries", why)
+            break
         kept = [s.name for s in ranking[:count]]
         retried = run(retry_recipe(recipe, index, kept, "per-layer error against fp32 on calibration samples"))
         if not retried:
             break  # not run (the time budget): later attempts cost more
         attempts.extend(retried)
+        last = retried
         if retried and all(r.ok for r in retried):
             break
         if not missed_budget(retried) and not all(r.ok for r in retried):

@@ -47,6 +47,13 @@ class Job:
     baseline_p50: dict[str, float] = dataclasses.field(default_factory=dict)
     best_speedup: float | None = None
     done_p50: dict[str, float] = dataclasses.field(default_factory=dict)  # this recipe's resumed sets
+    # Screening: the fastest p50 of any recipe ok so far, per input set. A candidate whose short
+    # screening measurement is clearly slower there keeps that measurement and is not timed in
+    # full (search.execute); empty: everything is measured in full.
+    best_p50: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Also time a short screening when the answer misses the budget (finite, right shapes): the
+    # accuracy fallback decides from it whether a retry could still win.
+    screen_failures: bool = False
     # Where the executor put the payload and wants the worker's scratch files and result: set by
     # the executor, on its own machine (search.executor), never by the sweep.
     bundle_path: str = ""

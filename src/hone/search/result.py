@@ -53,6 +53,13 @@ class CandidateResult:
     # Set when this failure was not run but known: the id of the run that measured it (same
     # recipe, model, machine and library versions; search.history).
     known_from: int | None = None
+    # How far an ok candidate got: "screened" (its short screening measurement was clearly
+    # slower than the best so far: that is its figure) or "confirmed" (measured in full), and why.
+    stage: str = ""
+    stage_reason: str = ""
+    # A quantized candidate that missed the accuracy budget: its screening p50, so the fallback
+    # knows whether a retry could beat the best (never a figure to select by).
+    screen_p50_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,6 +81,9 @@ class CandidateResult:
             "summary": list(self.summary),
             "artifact": self.artifact,
             "known_from": self.known_from,
+            "stage": self.stage,
+            "stage_reason": self.stage_reason,
+            "screen_p50_s": self.screen_p50_s,
         }
 
     @classmethod
@@ -95,4 +105,7 @@ class CandidateResult:
             summary=list(data.get("summary") or []),
             artifact=data.get("artifact"),
             known_from=data.get("known_from"),
+            stage=data.get("stage", ""),
+            stage_reason=data.get("stage_reason", ""),
+            screen_p50_s=data.get("screen_p50_s"),
         )

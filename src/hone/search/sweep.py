@@ -25,13 +25,13 @@ from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
 from hone.search.control import check_control
 from hone.search.build import step_paths
-from hone.search.fallback import FallbackSettings, fallback
+from hone.search.fallback import FallbackSettings, fallback, quantization_step
 from hone.search.history import History
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
-from hone.search.execute import safe_name
+from hone.search.execute import SCREEN_MARGIN, safe_name
 from hone.search.select import select
 from hone.search.executor import Executor, SubprocessExecutor
 from hone.validate.reference import Reference
@@ -64,6 +64,7 @@ def sweep(
     on_result: OnResult = lambda result, resumed: None,
     on_more: Callable[[int], None] = lambda count: None,
     on_skip: Callable[[str, str], None] = lambda label, why: None,
+    on_pruned: Callable[[str, str], None] = lambda label, why: None,
     started: float | None = None,
     artifacts_dir: str | Path | None = None,
     history: History | None = None,
@@ -73,7 +74,8 @@ def sweep(
     than planned will run (accuracy fallback retries). `on_skip(label, why)`: a planned recipe
     was left out because it no longer fits the time budget (resumed results are reused whatever
     the budget). `started`: time.monotonic() when the run began (what came before the sweep
-    counts against the budget); default now. `artifacts_dir`: the run's artifact directory
+    counts against the budget); default now. `on_pruned(label, why)`: work left out because it
+    cannot pay (fallback retries of a quantized recipe slower than the best so far). `artifacts_dir`: the run's artifact directory
     (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
     OptimizeResult made of these results owns (`search.run.claim_artifacts`). `history`: what
     earlier runs recorded; a failure it knows for a (recipe, input set) is reported, not rebuilt.
@@ -121,7 +123,8 @@ def sweep(
                     check_control(ran)  # a control rejected by its own reference: stop here
                     budget.observe_baseline(ran)
                 if not item.unavailable and settings.fallback.attempts:
-                    results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback))
+                    results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback,
+                                            runner.cannot_pay, on_pruned))
         except HarnessError:  # the run is over: nothing can be selected
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
@@ -207,6 +210,27 @@ class _Runner:
         return {r.input_set: r.measurement.p50 for r in self.seen.values()
                 if r.recipe.baseline and r.ok and r.measurement is not None and r.measurement.n}
 
+    def cannot_pay(self, attempt: list[CandidateResult]) -> str | None:
+        """Why no accuracy retry of this quantized attempt can win: its screening time (taken
+        although it missed the budget) is clearly slower than the best so far at every set it
+        was timed, and keeping layers in float only adds time. None: it may pay, or unknown."""
+        best = self._best_p50()
+        timed = [(r.input_set, r.screen_p50_s, best[r.input_set]) for r in attempt
+                 if r.screen_p50_s is not None and r.input_set in best]
+        if not timed or any(p50 <= b * (1 + SCREEN_MARGIN) for _, p50, b in timed):
+            return None
+        label, p50, b = timed[0]
+        return (f"cannot beat the best so far: the last attempt ran {p50 * 1e3:.3g} ms at {label} against "
+                f"{b * 1e3:.3g} ms (more than {SCREEN_MARGIN:.0%} slower), and layers kept in float only add time")
+
+    def _best_p50(self) -> dict[str, float]:
+        """The fastest p50 of any recipe ok so far, per input set (what screening compares with)."""
+        best: dict[str, float] = {}
+        for r in self.seen.values():
+            if r.ok and r.measurement is not None and r.measurement.n:
+                best[r.input_set] = min(best.get(r.input_set, float("inf")), r.measurement.p50)
+        return best
+
     def _best_speedup(self, baseline_p50: dict[str, float]) -> float | None:
         """The best geometric-mean speedup of a recipe ok at every set whose artifact exists (or
         that recorded why it has none): a later recipe saves only if it is at least as fast."""
@@ -249,6 +273,9 @@ class _Runner:
             artifact_dir=str(self.artifacts / name) if can_win else None,
             baseline_p50=baseline_p50,
             best_speedup=self._best_speedup(baseline_p50),
+            best_p50={} if recipe.baseline else self._best_p50(),
+            # A quantized attempt that misses the budget is timed anyway: retries depend on it.
+            screen_failures=bool(self.settings.fallback.attempts) and quantization_step(recipe) is not None,
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
         )
         return self.executor.run(recipe, job, self.payload, self.settings.timeout_s)

@@ -152,6 +152,9 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> Candid
         build=data.get("build"),
         summary=list(data.get("summary") or []),
         artifact=data.get("artifact"),
+        stage=data.get("stage", ""),
+        stage_reason=data.get("stage_reason", ""),
+        screen_p50_s=data.get("screen_p50_s"),
     )
 
 
