@@ -42,7 +42,11 @@ def test_f32_candidates_are_exact_and_read_back_their_hint(hardware, label, hint
     assert runner.compute_dtype is None  # validated at fp32 tolerance
     if hint == "THROUGHPUT":
         assert info["num_streams"] >= 1
-    assert runner.serves((x,)) and not runner.serves((torch.randn(3, 32),))  # the IR's shapes are static
+    # The IR is static; another batch is the same IR recompiled at its shape on first use.
+    other = torch.randn(3, 32)
+    assert runner.serves((x,)) and runner.serves((other,)) and not runner.serves((torch.randn(3, 16),))
+    torch.testing.assert_close(runner(other)[0], model(other), rtol=1e-4, atol=1e-4)
+    assert runner(x)[0].shape[0] == x.shape[0]  # and back: each shape keeps its own compiled model
 
 
 def test_bf16_candidate_runs_bf16_where_the_plugin_can_and_says_so_where_it_cannot(hardware):

@@ -19,6 +19,7 @@ import dataclasses
 import re
 from collections import Counter
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,7 +29,7 @@ from hone._optional import block_usage_telemetry
 from hone.errors import InputError, Unsupported
 from hone.passes.openvino.convert import failure_reason
 from hone.plugin import Artifact, BuildContext, Claim, Variant
-from hone.runtimes.base import Runner, Runtime
+from hone.runtimes.base import Runner, Runtime, Shapes, shapes_of
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -62,40 +63,47 @@ class OpenVinoConfig(Config):
 
 
 class OpenVinoRunner(Runner):
-    """One InferRequest, reused: a request owns its input and output buffers."""
+    """One InferRequest per compiled shape, reused: a request owns its input and output buffers.
 
-    def __init__(self, compiled: Any, input_names: list[str], output_names: list[str], info: dict[str, Any]):
+    The IR is converted at the example's shapes (static kernels are faster than dynamic ones
+    here). Inputs that differ only in the batch are served by the same IR reshaped and compiled
+    for them on their first call, as torch.compile recompiles for a new shape: the conversion,
+    and any calibration before it, is not repeated."""
+
+    def __init__(self, compiled: Any, input_names: list[str], output_names: list[str], info: dict[str, Any],
+                 recompile: Callable[[dict[str, list[int]]], Any] | None = None):
         self.compiled = compiled
-        self.request = compiled.create_infer_request()
-        self.input_names = input_names
-        self._order = _output_order(compiled, output_names)
+        self.input_names, self.output_names = input_names, output_names
         self._info = info
+        self._recompile = recompile
+        self._by_shape: dict[Shapes, tuple[Any, Any, list[int]]] = {}
+        self._current = (compiled, compiled.create_infer_request(), _output_order(compiled, output_names))
 
     def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        compiled, request, order = self._for(inputs)
         feed = {name: t.detach().cpu().numpy() for name, t in zip(self.input_names, inputs)}
         # share_inputs: the request reads the tensors' memory in place (the call is synchronous);
         # outputs are copied out of the request's buffers, which the next call overwrites.
-        results = self.request.infer(feed, share_inputs=True).to_tuple()
-        return tuple(torch.from_numpy(results[i]) for i in self._order)
+        results = request.infer(feed, share_inputs=True).to_tuple()
+        return tuple(torch.from_numpy(results[i]) for i in order)
+
+    def _for(self, inputs: tuple[torch.Tensor, ...]) -> tuple[Any, Any, list[int]]:
+        if _accepts(self._current[0], inputs, batch_free=False) or self._recompile is None:
+            return self._current
+        shapes = shapes_of(inputs)
+        if shapes not in self._by_shape:
+            compiled = self._recompile({n: list(t.shape) for n, t in zip(self.input_names, inputs)})
+            self._by_shape[shapes] = (compiled, compiled.create_infer_request(), _output_order(compiled, self.output_names))
+        self._current = self._by_shape[shapes]
+        return self._current
 
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
     def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
-        # The compiled model's input shapes: a dynamic dimension takes any size. (The conversion
-        # fixes them to the example's by default: static_shapes.)
-        ports = self.compiled.inputs
-        if len(ports) != len(inputs):
-            return False
-        for port, tensor in zip(ports, inputs):
-            shape = port.get_partial_shape()
-            if shape.rank.is_dynamic:
-                continue
-            if len(shape) != tensor.dim():
-                return False
-            if any(not d.is_dynamic and d.get_length() != size for d, size in zip(shape, tensor.shape)):
-                return False
-        return True
+        # The compiled model's input shapes: a dynamic dimension takes any size, and where the IR
+        # can be recompiled, so does the batch (dim 0).
+        return _accepts(self.compiled, inputs, batch_free=self._recompile is not None)
 
     def save(self, directory: Path) -> list[str]:
         """The IR (model.xml + model.bin) as compiled from, in fp32 weights."""
@@ -163,10 +171,34 @@ class OpenVino(Runtime[OpenVinoConfig]):
         info = {
             **compiled_info(compiled), "openvino_version": ov.__version__.split("-")[0], "ir_path": str(ir_path),
         }
-        runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info)
+
+        def recompile(shapes: dict[str, list[int]]) -> Any:
+            reshaped = core.read_model(str(ir_path))
+            reshaped.reshape({port.get_any_name(): shapes[name] for port, name in zip(reshaped.inputs, ctx.input_names)})
+            return core.compile_model(reshaped, cfg.device, properties)
+
+        runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info, recompile)
         if settled == "bf16" and ir_dtype == "float32":  # float layers of an fp32 IR run in bf16
             runner.compute_dtype = "bfloat16"
         return runner
+
+
+def _accepts(compiled: Any, inputs: tuple[torch.Tensor, ...], batch_free: bool) -> bool:
+    """Whether `compiled`'s input ports take `inputs`: same rank, every static dimension equal
+    (dim 0 any size when `batch_free`)."""
+    ports = compiled.inputs
+    if len(ports) != len(inputs):
+        return False
+    for port, tensor in zip(ports, inputs):
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic:
+            continue
+        if len(shape) != tensor.dim():
+            return False
+        dims = list(zip(shape, tensor.shape))[1 if batch_free else 0:]
+        if any(not d.is_dynamic and d.get_length() != size for d, size in dims):
+            return False
+    return True
 
 
 def compiled_info(compiled: "ov.CompiledModel") -> dict[str, Any]:
