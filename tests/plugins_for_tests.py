@@ -216,8 +216,10 @@ class NoSaveRuntime(_TestRuntime):
 
 
 class _SlowRunner(ModuleRunner):
+    delay_s = 0.002
+
     def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        time.sleep(0.002)
+        time.sleep(self.delay_s)
         return super().infer_impl(inputs)
 
 
@@ -275,10 +277,8 @@ class NotGeneralisingRuntime(_TestRuntime):
         return self.logged_build(model, ctx)
 
 
-class _SlowerRunner(ModuleRunner):
-    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        time.sleep(0.01)
-        return super().infer_impl(inputs)
+class _SlowerRunner(_SlowRunner):
+    delay_s = 0.01
 
 
 @RUNTIMES.register

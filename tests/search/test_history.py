@@ -78,3 +78,12 @@ def test_a_second_run_reports_known_failures_tries_the_winner_first_and_retries_
     upgraded = hone.optimize(model, x, **kw)  # another torch: what failed may work now
     assert not any(r.known_from for r in upgraded.results)
     assert upgraded.run.history["previous_winner_run"] == retried.run.run_id  # the winner holds across versions
+
+
+def test_a_refined_winner_is_added_first_when_its_base_is_planned():
+    retried = Recipe("b+keep2", (), Step("b-kept", NoConfig()), origin="accuracy fallback for b")  # another key than b
+    history = History(winner=retried.key, winner_run=3, winner_recipe=retried)
+    plan = history.winner_first(_plan("a", "b"))
+    assert [p.recipe.label for p in plan] == ["eager", "b+keep2", "a", "b"]
+    assert plan[1].recipe.origin == "accuracy fallback for b; won run 3 of this model here: tried first"
+    assert [p.recipe.label for p in history.winner_first(_plan("a"))] == ["eager", "a"]  # its base is not planned

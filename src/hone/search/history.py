@@ -45,24 +45,37 @@ class History:
     failures: dict[tuple[str, str], KnownFailure] = dataclasses.field(default_factory=dict)  # (recipe key, set)
     winner: str | None = None  # the recipe key that won the latest finished matching run
     winner_run: int | None = None
+    # That recipe, rebuilt through the plugins, when it is a refinement of a planned one (an
+    # accuracy fallback's `+keepN`): the plan does not hold it, so it is added.
+    winner_recipe: "Recipe | None" = None
 
     def known(self, recipe: "Recipe", input_set: str) -> KnownFailure | None:
         return self.failures.get((recipe.key, input_set))
 
     def winner_first(self, plan: "Plan") -> "Plan":
-        """The plan with the previous winner moved right after the baseline (unchanged when it
-        is not planned this time, or is the baseline)."""
-        at = next((i for i, p in enumerate(plan) if p.recipe.key == self.winner and not p.recipe.baseline), None)
-        if at is None:
-            return plan
+        """The plan with the previous winner moved right after the baseline. A winner that was
+        a refinement (`base+keepN`) is added there when its base is planned. Unchanged when
+        neither is planned this time, or the winner is the baseline."""
+        from hone.search.planner import PlannedRecipe
+
         items = list(plan)
-        winner = items.pop(at)
+        at = next((i for i, p in enumerate(items) if p.recipe.key == self.winner and not p.recipe.baseline), None)
+        if at is not None:
+            winner = items.pop(at)
+        elif self.winner_recipe is not None and any(p.recipe.label == _base(self.winner_recipe.label) for p in items):
+            winner = PlannedRecipe(self.winner_recipe)
+        else:
+            return plan
         origin = f"{winner.recipe.origin}; won run {self.winner_run} of this model here: tried first"
         winner = dataclasses.replace(winner, recipe=dataclasses.replace(winner.recipe, origin=origin))
         first = next((i + 1 for i, p in enumerate(items) if p.recipe.baseline), 0)
         items.insert(first, winner)
         plan[:] = items
         return plan
+
+
+def _base(label: str) -> str:
+    return label.split("+keep")[0]
 
 
 def model_identity(workload: "Workload") -> str:
@@ -96,6 +109,8 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
             best = select(results).best
             if best is not None:
                 history.winner, history.winner_run = best.key, run_id
+                if _base(best.label) != best.label:
+                    history.winner_recipe = _resolved(db, run_id, best.key)
         if info.get("versions") != versions:
             continue
         for r in results:
@@ -105,6 +120,14 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 reason = _original_reason(r)
                 history.failures[key] = KnownFailure(r.status, reason, original)
     return history
+
+
+def _resolved(db: "Store", run_id: int, key: str) -> "Recipe | None":
+    """The stored recipe with its configs rebuilt by the plugins; None when one is gone."""
+    try:
+        return next((r.recipe for r in db.load_run(run_id).results if r.recipe.key == key), None)
+    except Exception:  # noqa: BLE001 - a plugin of that run is no longer importable: no winner to add
+        return None
 
 
 def _cost_a_worker(result: CandidateResult) -> bool:

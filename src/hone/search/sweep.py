@@ -103,6 +103,8 @@ def sweep(
         rank = _ranker(workload, reference)
 
         def retry(recipe: Recipe) -> list[CandidateResult]:
+            if runner.ran(recipe):
+                return []  # run already (the previous winner, planned first): no more retries needed
             why = refusal(recipe)
             if why:
                 on_skip(recipe.label, why)
@@ -209,6 +211,10 @@ class _Runner:
     def _baseline_p50(self) -> dict[str, float]:
         return {r.input_set: r.measurement.p50 for r in self.seen.values()
                 if r.recipe.baseline and r.ok and r.measurement is not None and r.measurement.n}
+
+    def ran(self, recipe: Recipe) -> bool:
+        """Whether this sweep already has a result of `recipe` at every input set."""
+        return all((recipe.key, s) in self.seen for s in self.labels)
 
     def cannot_pay(self, attempt: list[CandidateResult]) -> str | None:
         """Why no accuracy retry of this quantized attempt can win: its screening time (taken
