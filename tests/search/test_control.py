@@ -28,10 +28,10 @@ class NanModel(torch.nn.Module):
 
 
 def test_a_nan_reference_stops_the_run_before_any_worker_starts(monkeypatch):
-    import hone.search.sweep as sweep
+    from hone.search.executor import SubprocessExecutor
 
     started = []
-    monkeypatch.setattr(sweep, "run_candidate", lambda *a, **k: started.append(a) or pytest.fail("a worker started"))
+    monkeypatch.setattr(SubprocessExecutor, "run", lambda *a, **k: started.append(a) or pytest.fail("a worker started"))
     torch.manual_seed(0)
     with pytest.raises(InputError) as info:
         hone.optimize(NanModel().eval(), torch.randn(8, 4), store=False, progress=False)

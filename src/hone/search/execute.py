@@ -235,6 +235,7 @@ class Execution:
             build.checks = [c.to_dict() for c in verdict.outputs]
         del outputs
         common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": list(runner.summary())}
+
         def timed(settings: MeasureSettings) -> Measurement:
             return measure(lambda: runner(*inputs), timer_for(self.device), batch_size=int(inputs[0].shape[0]),
                            threads=job.threads, settings=settings, build_s=build.build_s, first_call_s=first_call_s)
@@ -242,29 +243,32 @@ class Execution:
         best = job.best_p50.get(label)
         if not verdict.passed:
             wrong = {"status": "wrong_answer", "reason": verdict.reason, **common}
-            broken = any(c.nonfinite or c.max_abs_err == float("inf") for c in verdict.outputs)
-            if job.screen_failures and best is not None and not broken:
-                self.stage("screen")
+            if job.screen_failures and best is not None and not verdict.broken:
+                self.stage("screen")  # for the accuracy fallback only: is a retry worth it?
                 wrong["screen_p50_s"] = timed(screening(job.measure_settings)).p50
             return wrong
+        return self._staged(label, verdict, common, timed, best)
 
-        stage: dict[str, Any] = {}
-        if best is not None:
-            self.stage("screen")
-            screen = timed(screening(job.measure_settings))
-            if screen.p50 > best * (1 + SCREEN_MARGIN):
-                slower = screen.p50 / best - 1
-                stage = {"stage": "screened", "stage_reason": (
-                    f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
-                    f"({best * 1e3:.3g} ms), beyond the {SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, "
-                    "not in full")}
-                common["summary"] = [*common["summary"], f"screened: {slower:.0%} slower than the best so far at {label}"]
-                return self._ok(verdict, screen, common, stage)
-            stage = {"stage": "confirmed", "stage_reason": (
-                f"screening p50 {screen.p50 * 1e3:.3g} ms within {SCREEN_MARGIN:.0%} of the best so far "
-                f"({best * 1e3:.3g} ms) at {label}: measured in full")}
+    def _staged(self, label: str, verdict, common: dict[str, Any], timed: Callable[[MeasureSettings], Measurement],
+                best: float | None) -> dict[str, Any]:
+        """Screening first where there is a best so far to compare with; the full measurement
+        only within SCREEN_MARGIN of it."""
+        full = self.job.measure_settings
+        if best is None:
+            self.stage("measure")
+            return self._ok(verdict, timed(full), common, {"stage": "confirmed"})
+        self.stage("screen")
+        screen = timed(screening(full))
+        if screen.p50 > best * (1 + SCREEN_MARGIN):
+            slower = screen.p50 / best - 1
+            why = (f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
+                   f"({best * 1e3:.3g} ms), beyond the {SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, not in full")
+            common["summary"] = [*common["summary"], f"screened: {slower:.0%} slower than the best so far at {label}"]
+            return self._ok(verdict, screen, common, {"stage": "screened", "stage_reason": why})
+        why = (f"screening p50 {screen.p50 * 1e3:.3g} ms within {SCREEN_MARGIN:.0%} of the best so far "
+               f"({best * 1e3:.3g} ms) at {label}: measured in full")
         self.stage("measure")
-        return self._ok(verdict, timed(job.measure_settings), common, stage or {"stage": "confirmed"})
+        return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": why})
 
     def _ok(self, verdict, measurement: Measurement, common: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
         measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(self.device))

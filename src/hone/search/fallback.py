@@ -51,8 +51,7 @@ def missed_budget(results: list[CandidateResult]) -> bool:
     for r in results:
         if r.status is not Status.WRONG_ANSWER or r.verdict is None:
             continue
-        broken = any(c.nonfinite or c.max_abs_err == float("inf") for c in r.verdict.outputs)
-        if not broken:
+        if not r.verdict.broken:
             return True
     return False
 

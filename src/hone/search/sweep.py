@@ -75,7 +75,8 @@ def sweep(
     was left out because it no longer fits the time budget (resumed results are reused whatever
     the budget). `started`: time.monotonic() when the run began (what came before the sweep
     counts against the budget); default now. `on_pruned(label, why)`: work left out because it
-    cannot pay (fallback retries of a quantized recipe slower than the best so far). `artifacts_dir`: the run's artifact directory
+    cannot pay (fallback retries of a quantized recipe slower than the best so far).
+    `artifacts_dir`: the run's artifact directory
     (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
     OptimizeResult made of these results owns (`search.run.claim_artifacts`). `history`: what
     earlier runs recorded; a failure it knows for a (recipe, input set) is reported, not rebuilt.

@@ -85,6 +85,11 @@ class Verdict:
     metric: MetricCheck | None = None
     tensor_check_advisory: bool = False  # quantized candidates: the metric decides
 
+    @property
+    def broken(self) -> bool:
+        """NaN/Inf or a wrong output shape: a bug, not an accuracy miss (no float layer fixes it)."""
+        return any(c.nonfinite or c.max_abs_err == float("inf") for c in self.outputs)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
