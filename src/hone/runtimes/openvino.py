@@ -174,7 +174,7 @@ class OpenVino(Runtime[OpenVinoConfig]):
 
         def recompile(shapes: dict[str, list[int]]) -> Any:
             reshaped = core.read_model(str(ir_path))
-            reshaped.reshape({port.get_any_name(): shapes[name] for port, name in zip(reshaped.inputs, ctx.input_names)})
+            reshaped.reshape(shapes)  # keyed by input name, as the requests are fed
             return core.compile_model(reshaped, cfg.device, properties)
 
         runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info, recompile)
