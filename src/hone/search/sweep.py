@@ -198,9 +198,11 @@ class _Runner:
             if unavailable:
                 new = [CandidateResult(recipe, s, Status.UNSUPPORTED, unavailable) for s in todo]
             else:
-                # A failure an earlier run measured under the same conditions is reported, not rebuilt.
-                new = [known.result(recipe, s) for s in todo if (known := self.history.known(recipe, s))]
-                rest = [s for s in todo if self.history.known(recipe, s) is None]
+                # A failure an earlier run measured under the same conditions is reported, not
+                # rebuilt; the baseline always runs (everything is measured against it).
+                history = History() if recipe.baseline else self.history
+                new = [known.result(recipe, s) for s in todo if (known := history.known(recipe, s))]
+                rest = [s for s in todo if history.known(recipe, s) is None]
                 if rest and not (stop_at_failure and new):
                     new += self._run_job(recipe, rest, list(resumed.values()) + new, stop_at_failure)
             for result in new:
