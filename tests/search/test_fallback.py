@@ -145,14 +145,20 @@ def test_optimize_runs_the_fallback_in_workers_and_reports_the_kept_layers():
     import hone
     from hone.report.console import render_text
 
+    from plugins_for_tests import SlowEagerRuntime
+
     env = InProcess()
     recipe = _recipe("torch-int8-dynamic")
+    # A slow baseline: on a model this small int8 is slower than eager, and a retry that cannot
+    # beat the best so far is not run (test_a_retry_that_cannot_pay_is_not_run_and_says_why).
     result = hone.optimize(
-        env.model, env.example, eval=env.eval, calibration=env.calibration[0], recipes=[recipe],
+        env.model, env.example, eval=env.eval, calibration=env.calibration[0], recipes=[SlowEagerRuntime.recipe(), recipe],
         accuracy_budget=BUDGET, store=False, progress=False, profile_first=False, measure_time_s=0.5,
     )
     by_label = {r.recipe.label: r for r in result.results}
     assert by_label["torch-int8-dynamic"].status is Status.WRONG_ANSWER
+    assert by_label["torch-int8-dynamic"].screen_p50_s is not None  # timed for the fallback's judgement
+    assert not any("fallback retries" in label for label in result.run.pruned)
     retried = by_label["torch-int8-dynamic+keep1"]
     assert retried.ok and retried.recipe.kept_float == ("fc2",)
     step = retried.recipe.passes[0].name
