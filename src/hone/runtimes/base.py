@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +16,23 @@ Shapes = tuple[tuple[int, ...], ...]
 
 def shapes_of(inputs: tuple[torch.Tensor, ...]) -> Shapes:
     return tuple(tuple(t.shape) for t in inputs)
+
+
+def admits(declared: Sequence[Sequence[Any] | None], inputs: tuple[torch.Tensor, ...], batch_free: bool = False) -> bool:
+    """Whether inputs of these declared shapes take `inputs`: as many, same rank, every fixed
+    (int) dimension equal; any other entry (a symbol, None) takes any size, and a None shape any
+    rank. `batch_free`: dim 0 takes any size too (a runner that recompiles for a new batch)."""
+    if len(declared) != len(inputs):
+        return False
+    for shape, tensor in zip(declared, inputs):
+        if shape is None:
+            continue
+        if len(shape) != tensor.dim():
+            return False
+        dims = list(zip(shape, tensor.shape))[1 if batch_free else 0:]
+        if any(isinstance(d, int) and d != size for d, size in dims):
+            return False
+    return True
 
 
 class Runner:
@@ -130,12 +148,9 @@ def _graph_takes(graph: torch.fx.GraphModule, inputs: tuple[torch.Tensor, ...]) 
     """Whether an exported graph's inputs (the shapes torch.export recorded on its placeholders)
     admit `inputs`: same rank, every fixed dimension equal; a symbolic one takes any size."""
     values = [n.meta.get("val") for n in graph.graph.nodes if n.op == "placeholder"]
-    if len(values) != len(inputs) or any(not isinstance(v, torch.Tensor) for v in values):
+    if any(not isinstance(v, torch.Tensor) for v in values):
         return False
-    return all(
-        v.dim() == t.dim() and all(not isinstance(d, int) or d == size for d, size in zip(v.shape, t.shape))
-        for v, t in zip(values, inputs)
-    )
+    return admits([tuple(v.shape) for v in values], inputs)  # a SymInt is no int: any size
 
 
 def _modules(module: Any) -> list[Any]:

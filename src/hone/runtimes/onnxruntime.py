@@ -19,7 +19,7 @@ import torch
 from hone.config import Config
 from hone.errors import InputError, Unsupported
 from hone.plugin import Artifact, BuildContext, Claim, Variant
-from hone.runtimes.base import Runner, Runtime
+from hone.runtimes.base import Runner, Runtime, admits
 
 if TYPE_CHECKING:
     from hone.hardware import Hardware
@@ -62,13 +62,7 @@ class OrtRunner(Runner):
 
     def serves(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         # The session's own input shapes: a symbolic dimension (a name, or None) takes any size.
-        declared = [i.shape for i in self.session.get_inputs()]
-        if len(declared) != len(inputs):
-            return False
-        return all(
-            len(shape) == t.dim() and all(not isinstance(d, int) or d == size for d, size in zip(shape, t.shape))
-            for shape, t in zip(declared, inputs)
-        )
+        return admits([i.shape for i in self.session.get_inputs()], inputs)
 
     def save(self, directory: Path) -> list[str]:
         """The optimized graph the session wrote (and its weights file), else the model it

@@ -29,7 +29,7 @@ from hone._optional import block_usage_telemetry
 from hone.errors import InputError, Unsupported
 from hone.passes.openvino.convert import failure_reason
 from hone.plugin import Artifact, BuildContext, Claim, Variant
-from hone.runtimes.base import Runner, Runtime, Shapes, shapes_of
+from hone.runtimes.base import Runner, Runtime, Shapes, admits, shapes_of
 
 if TYPE_CHECKING:
     import openvino as ov
@@ -184,21 +184,12 @@ class OpenVino(Runtime[OpenVinoConfig]):
 
 
 def _accepts(compiled: Any, inputs: tuple[torch.Tensor, ...], batch_free: bool) -> bool:
-    """Whether `compiled`'s input ports take `inputs`: same rank, every static dimension equal
-    (dim 0 any size when `batch_free`)."""
-    ports = compiled.inputs
-    if len(ports) != len(inputs):
-        return False
-    for port, tensor in zip(ports, inputs):
+    """Whether `compiled`'s input ports take `inputs` (dim 0 any size when `batch_free`)."""
+    def declared(port: Any) -> list[int | None] | None:
         shape = port.get_partial_shape()
-        if shape.rank.is_dynamic:
-            continue
-        if len(shape) != tensor.dim():
-            return False
-        dims = list(zip(shape, tensor.shape))[1 if batch_free else 0:]
-        if any(not d.is_dynamic and d.get_length() != size for d, size in dims):
-            return False
-    return True
+        return None if shape.rank.is_dynamic else [None if d.is_dynamic else d.get_length() for d in shape]
+
+    return admits([declared(p) for p in compiled.inputs], inputs, batch_free)
 
 
 def compiled_info(compiled: "ov.CompiledModel") -> dict[str, Any]:

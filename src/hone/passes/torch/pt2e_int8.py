@@ -138,15 +138,18 @@ def export_graph(
     return graph_module
 
 
-def export_batch_dynamic(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
-    """The graph with dim 0 of every input one symbolic batch, so one calibrated graph serves
-    every batch size; a model whose code fixes the batch is exported at the example's, noted."""
+def export_batch_dynamic(
+    module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], static_inputs: tuple[torch.Tensor, ...] | None = None
+) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
+    """The graph with dim 0 of every input one symbolic batch (traced on `inputs`), so one graph
+    serves every batch size; a model whose code fixes the batch is exported at `static_inputs`
+    (default `inputs`), with the reason in the facts. Shared with the QAT pass."""
     sample, specs = batch_dynamic_shapes(module, inputs)
     try:
         return export_graph(module, sample, dynamic_shapes=specs), {"dynamic_batch": True}
     except Exception as exc:  # the model's code fixes the batch
         static = export_failure(exc)
-    return export_graph(module, tuple(inputs)), {"dynamic_batch": False, "static_batch_reason": static}
+    return export_graph(module, static_inputs or inputs), {"dynamic_batch": False, "static_batch_reason": static}
 
 
 def check_weight_bits(bits: int) -> None:

@@ -32,7 +32,7 @@ from hone.passes.torch.pt2e_int8 import (
     _count_qdq_ops,
     _reason,
     check_weight_bits,
-    export_graph,
+    export_batch_dynamic,
     x86_quantizer,
 )
 from hone.plugin import Artifact, BuildContext, Variant
@@ -170,21 +170,9 @@ def _export_for_training(
     for p in copied.parameters():  # a user's frozen weights would otherwise stay frozen in QAT
         p.requires_grad_(True)
     sample = tuple(train.samples[name][:batch_size].clone() for name in ctx.input_names)
-    batch = torch.export.Dim("batch", min=1)
-    specs = tuple({0: batch} for _ in sample)
-    if _takes_var_positional(copied):  # FlatIO.forward(*args): one entry, a tuple, for `args`
-        specs = (specs,)
-    try:
-        return export_graph(copied, sample, dynamic_shapes=specs), None
-    except Exception as exc:  # e.g. a reshape that hard-codes the batch: specialise on the runtime's batch
-        static = _reason(exc)
-    return export_graph(copied, tuple(t.clone() for t in ctx.example_inputs)), static
-
-
-def _takes_var_positional(module: torch.nn.Module) -> bool:
-    import inspect
-
-    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values())
+    # A reshape that hard-codes the batch: specialise on the runtime's batch.
+    graph, facts = export_batch_dynamic(copied, sample, tuple(t.clone() for t in ctx.example_inputs))
+    return graph, facts.get("static_batch_reason")
 
 
 def _batches(train: "TrainSet", input_names: list[str], batch_size: int, steps: int, seed: int):
