@@ -290,3 +290,58 @@ class SlowRuntime(_TestRuntime):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return _SlowerRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+# -- drift: a machine that slows down over the run ---------------------------------------------
+
+DRIFT_T0 = "HONE_TEST_DRIFT_T0"  # time.time() when the drift began (workers inherit it)
+DRIFT_DOUBLING_S = 6.0  # every call takes one more base time per this many seconds of the run
+
+
+def drift_factor() -> float:
+    return 1.0 + (time.time() - float(os.environ.get(DRIFT_T0, time.time()))) / DRIFT_DOUBLING_S
+
+
+class _DriftingRunner(ModuleRunner):
+    """Each call takes `base_s` x drift_factor(), whatever the module costs: a spin, not a sleep,
+    so the ratio of two of them is exact."""
+
+    base_s = 0.004
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        deadline = time.perf_counter() + self.base_s * drift_factor()
+        outputs = super().infer_impl(inputs)
+        while time.perf_counter() < deadline:
+            pass
+        return outputs
+
+
+class _DriftingFastRunner(_DriftingRunner):
+    base_s = 0.002  # exactly twice as fast as the drifting eager at any moment
+
+
+@RUNTIMES.register
+class DriftingEagerRuntime(_TestRuntime):
+    """Eager on a machine that slows down over the run: the baseline of the drift test."""
+
+    name = "test_drifting_eager"
+    runner_class = _DriftingRunner
+
+    @classmethod
+    def recipe(cls) -> Recipe:
+        return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test: a drifting control", baseline=True)
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return self.runner_class(model.module, ctx.device, {}, ctx.example_inputs)
+
+
+@RUNTIMES.register
+class DriftingFastRuntime(DriftingEagerRuntime):
+    """Twice as fast as DriftingEagerRuntime at every moment of the same drifting run."""
+
+    name = "test_drifting_fast"
+    runner_class = _DriftingFastRunner
+
+    @classmethod
+    def recipe(cls) -> Recipe:
+        return Recipe(cls.name, (), Step(cls.name, cls.Config()), origin="test: twice as fast, drifting alike")

@@ -157,11 +157,21 @@ def _cells(r: CandidateResult, label: str, winner: bool, baseline: CandidateResu
         "p50": Text(fmt_time(m.p50 if m else None)),
         "p90": Text(fmt_time(m.p90 if m else None)),
         "throughput": Text(_fmt_throughput(m.throughput if m else None)),
-        "speedup": Text(f"{speedup:.2f}x" if _finite(speedup) else "-"),
+        "speedup": Text(_speedup(r, speedup)),
         "peak mem": Text(_peak(r)),
         "build": Text(_build_s(r)),
         "accuracy check": Text(_accuracy(r)),
     }  # fmt: skip
+
+
+def _speedup(r: CandidateResult, speedup: float | None) -> str:
+    """"2.51x", and for a paired one its 95 % interval's half-width: "2.51x±4%"."""
+    if not _finite(speedup):
+        return "-"
+    if r.paired is None or r.recipe.baseline:
+        return f"{speedup:.2f}x"
+    low, high = r.paired.interval()
+    return f"{speedup:.2f}x±{(high - low) / 2 / speedup:.0%}"
 
 
 def _table(result: OptimizeResult, width: int) -> Table:
@@ -235,6 +245,8 @@ def _footer(result: OptimizeResult) -> Text:
         lines.append(Text.assemble(("best: ", "bold green"), sel.why_best))
     if sel.why_runner_up:
         lines.append(Text.assemble(("runner-up: ", "bold"), sel.why_runner_up))
+    if sel.drift:
+        lines.append(Text(sel.drift, "dim"))
     planned_because = {r.recipe.label: r.recipe.origin for r in result.results if r.recipe.origin}
     if planned_because:
         lines.append(Text("planned because:", "bold"))

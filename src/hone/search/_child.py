@@ -104,7 +104,7 @@ def run(job_path: str) -> int:
         from hone.search.job import Bundle
 
         bundle = Bundle.load(Path(job.bundle_path))
-        execute(job, bundle, stage, result, write, started)
+        execute(job, bundle, stage, result, write, started, lambda: Bundle.load(Path(job.bundle_path)).module)
     except BaseException as exc:  # noqa: BLE001 - every failure must become a result
         # Outside any set (the load, or hone itself between sets): the sets not finished share it.
         result["error"] = failure(exc, stage.now)

@@ -13,6 +13,7 @@ still ok everywhere) and deleted again if the recipe turns out not worth keeping
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import math
@@ -26,6 +27,7 @@ from typing import Any
 from hone.bench.measure import MeasureSettings, measure
 from hone.bench.measurement import Measurement
 from hone.bench.memory import RssSampler, device_peak_bytes, reset_device_peak
+from hone.bench.paired import paired
 from hone.bench.timers import timer_for
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.base import Runner
@@ -51,9 +53,12 @@ def screening(full: MeasureSettings) -> MeasureSettings:
 def recipe_from_job(job: Job) -> Recipe:
     """Rebuild the recipe through the step paths the parent resolved (no registry lookup), so
     plugins from outside the hone package (a test's, a user's) work in the worker too."""
-    data = job.recipe
+    return _recipe_from(job.recipe, job.step_paths)
+
+
+def _recipe_from(data: dict[str, Any], paths: list[str]) -> Recipe:
     steps = [*data["passes"], data["runtime"]]
-    built = [Step(d["name"], _load(p).Config.from_dict(d["config"])) for d, p in zip(steps, job.step_paths)]
+    built = [Step(d["name"], _load(p).Config.from_dict(d["config"])) for d, p in zip(steps, paths)]
     return Recipe(
         label=data["label"],
         passes=tuple(built[:-1]),
@@ -102,7 +107,7 @@ class Execution:
     `write()` persists `result` (the child rewrites its result file atomically)."""
 
     def __init__(self, job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
-                 write: Callable[[], None], started: float):
+                 write: Callable[[], None], started: float, fresh_module: Callable[[], Any] | None = None):
         self.job, self.bundle, self.stage, self.result, self.write = job, bundle, stage, result, write
         self.recipe = recipe_from_job(job)
         self.device = job.device
@@ -110,6 +115,10 @@ class Execution:
         self.retired: list[_Build] = []
         self.builds = 0
         self.failed_build: dict[str, Any] | None = None
+        # Paired timing: eager is built from a fresh copy of the model (passes may have changed the
+        # bundle's), after the candidate's memory was sampled, and dropped before the next set.
+        self.pair_recipe = _recipe_from(job.pair_recipe, job.pair_step_paths) if job.pair_recipe else None
+        self.fresh_module = fresh_module
         self.mark = started  # the first set's wall time includes the worker's start and load
         result.setdefault("sets", {})
 
@@ -160,6 +169,12 @@ class Execution:
                 entry.update(outcome)
             if "measurement" in entry:
                 entry["measurement"]["peak_rss_bytes"] = memory.peak_bytes
+            if entry["status"] == "ok" and entry.get("stage") == "confirmed":
+                found = self._paired(label, inputs, build.runner)
+                if isinstance(found, str):
+                    entry["summary"] = [*entry.get("summary", []), found]
+                elif found is not None:
+                    entry["paired"] = found
         except BaseException as exc:  # noqa: BLE001 - every failure must become a result
             entry.update(failure(exc, self.stage_now()))
             if entry["build"] is None:
@@ -192,12 +207,7 @@ class Execution:
         self.stage("build")
         index = self.builds
         self.builds += 1
-        workdir = Path(self.job.workdir) / f"build{index}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        ctx = BuildContext(
-            inputs, self.bundle.input_names, self.bundle.output_names, workdir, self.job.threads, self.device,
-            self.bundle.calibration, self.bundle.train, self.bundle.batch_axes,
-        )
+        ctx = self._context(inputs, f"build{index}")
         start = time.perf_counter()
         try:
             runner, artifact, build_s = build_recipe(self.recipe, self.bundle.module, ctx, self.job.step_paths)
@@ -208,6 +218,36 @@ class Execution:
             raise
         self.current = _Build(index, label, runner, artifact, build_s, [label])
         return self.current, False
+
+    def _context(self, inputs: tuple, name: str) -> BuildContext:
+        workdir = Path(self.job.workdir) / name
+        workdir.mkdir(parents=True, exist_ok=True)
+        return BuildContext(
+            inputs, self.bundle.input_names, self.bundle.output_names, workdir, self.job.threads, self.device,
+            self.bundle.calibration, self.bundle.train, self.bundle.batch_axes,
+        )
+
+    def _paired(self, label: str, inputs: tuple, runner: Runner) -> dict[str, Any] | str | None:
+        """The candidate against eager in alternating windows, here and now (bench.paired); None
+        when this job does not pair, a note when eager could not run beside it."""
+        if self.pair_recipe is None or self.recipe.baseline:
+            return None
+        self.stage("pair")
+        eager = None
+        try:
+            module = self.fresh_module() if self.fresh_module is not None else copy.deepcopy(self.bundle.module)
+            eager = build_recipe(self.pair_recipe, module, self._context(inputs, "eager"), self.job.pair_step_paths)[0]
+            timer = timer_for(self.device)
+            found = paired(lambda: timer.time_call(lambda: eager(*inputs)), lambda: timer.time_call(lambda: runner(*inputs)),
+                           measure_s=self.job.measure_settings.max_time_s)
+        except Exception as exc:  # noqa: BLE001 - the candidate's own measurement stands without it
+            from hone.plugin import first_line
+
+            return f"no paired timing at {label}: eager beside it raised {first_line(exc)}"
+        finally:
+            eager = None  # the copy goes before the next set is measured
+            gc.collect()
+        return found.to_dict()
 
     def _validate_and_measure(self, label: str, inputs: tuple, build: _Build) -> dict[str, Any]:
         runner, bundle, job = build.runner, self.bundle, self.job
@@ -239,6 +279,7 @@ class Execution:
         def timed(settings: MeasureSettings) -> Measurement:
             return measure(lambda: runner(*inputs), timer_for(self.device), batch_size=int(inputs[0].shape[0]),
                            threads=job.threads, settings=settings, build_s=build.build_s, first_call_s=first_call_s)
+
 
         best = job.best_p50.get(label)
         if not verdict.passed:
@@ -358,5 +399,7 @@ class Execution:
 
 
 def execute(job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
-            write: Callable[[], None], started: float) -> None:
-    Execution(job, bundle, stage, result, write, started).run()
+            write: Callable[[], None], started: float, fresh_module: Callable[[], Any] | None = None) -> None:
+    """`fresh_module()`: the model as the payload holds it, untouched by this job's passes (for
+    the eager build that paired timing compares with); default a deep copy of the bundle's."""
+    Execution(job, bundle, stage, result, write, started, fresh_module).run()

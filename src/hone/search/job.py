@@ -54,6 +54,10 @@ class Job:
     # Also time a short screening when the answer misses the budget (finite, right shapes): the
     # accuracy fallback decides from it whether a retry could still win.
     screen_failures: bool = False
+    # Paired timing (bench.paired): the baseline recipe (and its step paths) that a candidate
+    # measured in full is timed against, in the same worker; None: no pairing (the baseline's own job).
+    pair_recipe: dict[str, Any] | None = None
+    pair_step_paths: list[str] = dataclasses.field(default_factory=list)
     # Where the executor put the payload and wants the worker's scratch files and result: set by
     # the executor, on its own machine (search.executor), never by the sweep.
     bundle_path: str = ""

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hone.bench.measurement import Measurement
+from hone.bench.paired import PairedSpeedup
 from hone.search.recipe import Recipe
 from hone.validate.verdict import Verdict
 
@@ -60,6 +61,9 @@ class CandidateResult:
     # A quantized candidate that missed the accuracy budget: its screening p50, so the fallback
     # knows whether a retry could beat the best (never a figure to select by).
     screen_p50_s: float | None = None
+    # A confirmed candidate timed against eager in alternating windows in its own worker, seconds
+    # apart (bench.paired): the speedup that selection uses, drift cancelled, with its interval.
+    paired: PairedSpeedup | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,6 +88,7 @@ class CandidateResult:
             "stage": self.stage,
             "stage_reason": self.stage_reason,
             "screen_p50_s": self.screen_p50_s,
+            "paired": self.paired.to_dict() if self.paired else None,
         }
 
     @classmethod
@@ -108,4 +113,5 @@ class CandidateResult:
             stage=data.get("stage", ""),
             stage_reason=data.get("stage_reason", ""),
             screen_p50_s=data.get("screen_p50_s"),
+            paired=PairedSpeedup.from_dict(data["paired"]) if data.get("paired") else None,
         )

@@ -1,8 +1,11 @@
 """Pick the winner: the fastest recipe that is `ok` on every input set.
 
-Speed is the geometric mean over input sets of eager's p50 / the recipe's p50, both measured in
-the same sweep. A recipe that failed anywhere cannot win; neither can one that is faster only
-within noise, which we say rather than claim a speedup we did not measure.
+Speed is the geometric mean over input sets of the speedup over eager. A candidate measured in
+full was also timed against eager in alternating windows in its own worker (bench.paired): that
+paired ratio is its speedup, with a 95 % interval, and drift over the run cancels in it. A
+candidate without one (screened out, or resumed from an older run) is compared with eager's p50
+from the start of the sweep, its interval the pair's spread (IQR / median). A recipe that failed
+anywhere cannot win; a gain is called beyond noise only when the intervals separate.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from hone.bench.paired import combined
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
 
@@ -21,6 +25,9 @@ class Ranked:
     recipe: Recipe
     speedup: float  # geometric mean over input sets, vs eager fp32
     speedups: dict[str, float]  # per input set
+    low: float = 0.0  # the speedup's interval (95 % when paired at every set)
+    high: float = math.inf
+    paired: bool = False  # from paired timing at every set (else against eager at the start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,13 +37,16 @@ class Selection:
     why_best: str
     why_runner_up: str
     losers: dict[str, str]  # recipe label -> why it cannot be selected
+    drift: str = ""  # how eager's own time moved over the run (paired re-measurements)
 
     def to_dict(self) -> dict:
         return {
             "best": self.best.to_dict() if self.best else None,
             "ranking": [
-                {"label": r.recipe.label, "speedup": r.speedup, "speedups": r.speedups} for r in self.ranking
+                {"label": r.recipe.label, "speedup": r.speedup, "speedups": r.speedups, "low": r.low,
+                 "high": r.high, "paired": r.paired} for r in self.ranking
             ],
+            "drift": self.drift,
             "why_best": self.why_best,
             "why_runner_up": self.why_runner_up,
             "losers": self.losers,
@@ -44,9 +54,33 @@ class Selection:
 
 
 def speedup_of(result: CandidateResult, baseline: CandidateResult | None) -> float | None:
+    """The paired speedup where the candidate has one, else eager's p50 / the candidate's."""
     if not (result.ok and baseline and baseline.ok and result.measurement and baseline.measurement):
         return None
+    if result.paired is not None and not result.recipe.baseline:
+        return result.paired.speedup
     return baseline.measurement.p50 / result.measurement.p50
+
+
+def eager_drift(results: list[CandidateResult]) -> str:
+    """How eager's p50 moved over the run: its own measurement at the start against the eager
+    windows of every paired candidate, per input set. Empty when nothing was paired."""
+    start = {r.input_set: r.measurement.p50 for r in results if r.recipe.baseline and r.ok and r.measurement}
+    parts = []
+    for label in sorted(start):
+        later = sorted((r.paired.at, r.paired.eager_p50) for r in results
+                       if r.input_set == label and r.paired is not None and not r.recipe.baseline)
+        if not later:
+            continue
+        values = [v for _, v in later]
+        low, high = min(values) / start[label] - 1, max(values) / start[label] - 1
+        at = f"{label} {start[label] * 1e3:.3g} ms at the start"
+        if len(values) == 1:
+            parts.append(f"{at}, {values[0] * 1e3:.3g} ms beside 1 candidate later ({low:+.0%})")
+        else:
+            parts.append(f"{at}, {min(values) * 1e3:.3g}-{max(values) * 1e3:.3g} ms beside {len(values)} candidates "
+                         f"({low:+.0%} to {high:+.0%}), {values[-1] * 1e3:.3g} ms last")
+    return "eager drift over the run: " + "; ".join(parts) if parts else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +146,7 @@ def select(results: list[CandidateResult]) -> Selection:
         if any(v is None for v in speedups.values()):
             losers[recipe.label] = "no eager fp32 baseline to compare with"
             continue
-        gm = math.exp(sum(math.log(v) for v in speedups.values()) / len(speedups))  # type: ignore[arg-type]
-        ranked.append(Ranked(recipe, gm, speedups))  # type: ignore[arg-type]
+        ranked.append(_ranked(recipe, per_set, baseline, speedups))  # type: ignore[arg-type]
     ranked.sort(key=lambda r: r.speedup, reverse=True)
 
     if not ranked:
@@ -121,25 +154,44 @@ def select(results: list[CandidateResult]) -> Selection:
 
     best = ranked[0]
     sets = ", ".join(input_sets)
-    why_best = f"{best.recipe.label}: {best.speedup:.2f}x eager fp32 (geometric mean over {sets}), ok on all"
+    drift = eager_drift(results)
+    why_best = f"{best.recipe.label}: {best.speedup:.2f}x eager fp32 (geometric mean over {sets}{_interval(best)}), ok on all"
     if not best.recipe.baseline:
-        noise = max(_noise(by_recipe[best.recipe.key][s], baseline[s]) for s in input_sets)
-        if best.speedup - 1 <= noise:
-            why_best += f"; within noise of eager (spread {noise:.0%}), so the gain is not established"
+        if best.low <= 1:
+            why_best += "; within noise of eager (its interval reaches 1x), so the gain is not established"
         noisy = [s for s in input_sets for r in (by_recipe[best.recipe.key][s], baseline[s]) if r.measurement.noise_warning]
         if noisy:
             why_best += f"; timing was noisy at {', '.join(sorted(set(noisy)))}: re-run on a quiet machine before trusting the figure"
     why_runner_up = ""
     if len(ranked) > 1:
         second = ranked[1]
-        gap = best.speedup / second.speedup - 1
-        noise = max(
-            _noise(by_recipe[best.recipe.key][s], by_recipe[second.recipe.key][s]) for s in input_sets
-        )
-        verdict = "within noise" if gap <= noise else "beyond noise"
+        verdict = ("beyond noise: the intervals separate" if best.low > second.high
+                   else "within noise: the intervals overlap")
         why_runner_up = (
-            f"{second.recipe.label}: {second.speedup:.2f}x eager against {best.speedup:.2f}x for "
-            f"{best.recipe.label} ({verdict}: spread {noise:.0%})"
+            f"{second.recipe.label}: {second.speedup:.2f}x eager{_interval(second)} against {best.speedup:.2f}x for "
+            f"{best.recipe.label} ({verdict})"
         )
-    return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers)
+    return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers, drift)
+
+
+def _interval(r: Ranked) -> str:
+    if r.recipe.baseline:
+        return ""
+    how = "paired with eager, 95 %" if r.paired else "against eager at the start, IQR spread"
+    return f", {r.low:.2f}-{r.high:.2f}x {how}"
+
+
+def _ranked(recipe: Recipe, per_set: dict[str, CandidateResult], baseline: dict[str, CandidateResult],
+            speedups: dict[str, float]) -> Ranked:
+    """The geometric mean over sets and its interval: the paired one when every set was paired,
+    else the IQR spread of the candidate and eager (the larger), as wide either way."""
+    if recipe.baseline:
+        return Ranked(recipe, 1.0, speedups, 1.0, 1.0)
+    pairs = [per_set[s].paired for s in sorted(speedups)]
+    if all(p is not None for p in pairs):
+        gm, low, high = combined(pairs)  # type: ignore[arg-type]
+        return Ranked(recipe, gm, speedups, low, high, paired=True)
+    gm = math.exp(sum(math.log(v) for v in speedups.values()) / len(speedups))
+    noise = max(_noise(per_set[s], baseline[s]) for s in speedups)
+    return Ranked(recipe, gm, speedups, gm / (1 + noise), gm * (1 + noise))
 

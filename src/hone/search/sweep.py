@@ -51,6 +51,7 @@ class SweepSettings:
     measure: MeasureSettings = MeasureSettings()
     fallback: FallbackSettings = FallbackSettings()
     time_budget_s: float | None = None  # the whole run's, from `started` (None: no budget)
+    paired: bool = True  # time each confirmed candidate against eager in its worker (bench.paired)
 
 
 def sweep(
@@ -99,8 +100,9 @@ def sweep(
         return budget.refusal(recipe, missing) if missing else None  # a resumed job runs only these
 
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
+        baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
-                         executor or SubprocessExecutor(Path(tmp)))
+                         executor or SubprocessExecutor(Path(tmp)), baseline)
         rank = _ranker(workload, reference)
 
         def retry(recipe: Recipe) -> list[CandidateResult]:
@@ -172,8 +174,9 @@ class _Runner:
     on_result) once the worker is done; resumed results are reused, not run again."""
 
     def __init__(self, workload, reference, settings, done, on_start, on_result, artifacts: Path,
-                 history: History, executor: Executor):
+                 history: History, executor: Executor, baseline: Recipe | None = None):
         self.workload, self.reference, self.settings, self.done = workload, reference, settings, done
+        self.baseline = baseline if settings.paired else None  # what confirmed candidates are paired with
         self.history, self.executor = history, executor
         self.on_start, self.on_result = on_start, on_result
         self.artifacts = artifacts
@@ -266,6 +269,7 @@ class _Runner:
         baseline_p50 = self._baseline_p50()
         # A recipe that already failed at a resumed set cannot win: it saves nothing.
         can_win = all(r.ok and r.measurement is not None for r in resumed)
+        pair = None if recipe.baseline else self.baseline
         job = Job(
             recipe=recipe.to_dict(),
             step_paths=step_paths(recipe),
@@ -286,6 +290,8 @@ class _Runner:
             # A quantized attempt that misses the budget is timed anyway: retries depend on it.
             screen_failures=bool(self.settings.fallback.attempts) and quantization_step(recipe) is not None,
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
+            pair_recipe=None if pair is None else pair.to_dict(),
+            pair_step_paths=[] if pair is None else step_paths(pair),
         )
         return self.executor.run(recipe, job, self.payload, self.settings.timeout_s)
 

@@ -135,6 +135,7 @@ def _share_wall(results: list[CandidateResult], wall_s: float) -> None:
 
 def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> CandidateResult:
     from hone.bench.measurement import Measurement
+    from hone.bench.paired import PairedSpeedup
     from hone.validate.verdict import Verdict
 
     return CandidateResult(
@@ -155,6 +156,7 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> Candid
         stage=data.get("stage", ""),
         stage_reason=data.get("stage_reason", ""),
         screen_p50_s=data.get("screen_p50_s"),
+        paired=PairedSpeedup.from_dict(data["paired"]) if data.get("paired") else None,
     )
 
 
