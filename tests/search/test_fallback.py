@@ -212,3 +212,61 @@ def test_the_sweep_judges_a_retry_from_the_attempts_screening_time():
                                                                                             "the last attempt ran 30 ms at bs8 against 8 ms")
     assert runner.cannot_pay([dataclasses.replace(_wrong(), screen_p50_s=0.009)]) is None  # within the margin: it may win
     assert runner.cannot_pay([_wrong()]) is None  # not timed: unknown, so the retry runs
+
+
+def _missed_metric(drop: float, budget: float = 0.02) -> CandidateResult:
+    from hone.validate.verdict import MetricCheck
+
+    check = OutputCheck("out", 1.0, 1.0, 0.5, 0.1, 0.1, 0, False)
+    metric = MetricCheck("top1", 1.0 - drop, 1.0, budget, False)
+    verdict = Verdict(False, "x", "int8", (check,), metric, tensor_check_advisory=True)
+    return CandidateResult(_recipe("torch-int8-dynamic"), "bs8", Status.WRONG_ANSWER, "x", verdict)
+
+
+def test_a_retry_that_cannot_recover_the_budget_is_not_planned_and_the_arithmetic_is_given():
+    from hone.search.fallback import RECOVERY_SLACK
+    from hone.validate.sensitivity import LayerSensitivity
+
+    flat = lambda p: [LayerSensitivity(f"layer{i}", 1.0) for i in range(20)]  # noqa: E731 - no layer stands out
+    calls, refused = [], []
+    run = lambda r: calls.append(r.label) or [_missed_metric(0.5)]  # noqa: E731
+    # A 0.5 drop against 0.02 allowed (25x); the most it may keep is 5 of 20 equal layers: 25 x sqrt(0.75) = 21.7x.
+    assert fallback(_recipe("torch-int8-dynamic"), [_missed_metric(0.5)], flat, run, FallbackSettings(),
+                    on_refused=lambda *a: refused.append(a)) == []
+    assert calls == []
+    what, why = refused[0]
+    assert what == "torch-int8-dynamic fallback retries" and why.startswith("cannot recover the budget")
+    assert "missed it 25.0x" in why and "keeping the 5 most sensitive" in why and "= 21.7x" in why
+    assert f"{RECOVERY_SLACK:g}x" in why
+
+
+def test_a_retry_predicted_to_recover_is_planned_and_hopeless_small_steps_are_skipped():
+    from hone.validate.sensitivity import LayerSensitivity
+
+    # One layer carries 96 % of the error: keeping it predicts 3 x sqrt(0.04) = 0.6x, a pass.
+    one_bad = lambda p: [LayerSensitivity("fc2", 24.0)] + [LayerSensitivity(f"l{i}", 0.1) for i in range(10)]  # noqa: E731
+    calls = []
+    passed = dataclasses.replace(_missed_metric(0.0), status=Status.OK)
+    run = lambda r: calls.append(r) or [passed]  # noqa: E731
+    fallback(_recipe("torch-int8-dynamic"), [_missed_metric(0.06)], one_bad, run, FallbackSettings())
+    assert [r.kept_float for r in calls] == [("fc2",)]
+    # Twelve equal layers, a 4x miss: keeping 1 (sqrt(11/12) = 0.96) cannot recover it, keeping 3 (the
+    # bound) predicts 4 x sqrt(0.75) = 3.5x, still beyond: nothing runs. At a 2.2x miss the bound
+    # predicts 1.9x: the small steps are skipped and the retry keeps the bound's 3 layers.
+    equal = lambda p: [LayerSensitivity(f"l{i}", 1.0) for i in range(12)]  # noqa: E731
+    calls.clear()
+    fallback(_recipe("torch-int8-dynamic"), [_missed_metric(0.08)], equal, run, FallbackSettings())
+    assert calls == []
+    fallback(_recipe("torch-int8-dynamic"), [_missed_metric(0.044)], equal, run, FallbackSettings())
+    assert [len(r.kept_float) for r in calls] == [3]  # (kept_counts for 12 layers: 1, 2, 3)
+
+
+def test_without_a_metric_the_miss_is_unknown_and_the_retry_runs():
+    from hone.search.fallback import miss_ratio
+
+    assert miss_ratio([_wrong()]) is None  # tensor tolerances only: no single ratio
+    assert miss_ratio([_missed_metric(0.1)]) == pytest.approx(5.0)
+    calls = []
+    fallback(_recipe("torch-int8-dynamic"), [_wrong()], _ranked, lambda r: calls.append(r) or [_wrong()],
+             FallbackSettings(attempts=1))
+    assert len(calls) == 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from hone.errors import InputError
 from hone.passes.quantize import QuantizationPass
@@ -76,6 +76,106 @@ def retry_recipe(recipe: Recipe, step_index: int, kept: list[str], ranked_by: st
     return dataclasses.replace(recipe, label=f"{base}+keep{len(kept)}", passes=passes, origin=origin)
 
 
+# The ranking is simulated quantization (validate.sensitivity), an estimate of what the backend
+# will do: a retry is refused only when its predicted miss is more than this many times the budget.
+RECOVERY_SLACK = 2.0
+
+
+def miss_ratio(results: list[CandidateResult]) -> float | None:
+    """How far the attempt missed: the task metric's drop over the allowed drop (1.0: on the
+    budget), the worst at any set. None when no metric decided (the tensor tolerances mix an
+    absolute and a relative part, from which no single ratio can be read)."""
+    worst = None
+    for r in results:
+        metric = r.verdict.metric if r.verdict is not None else None
+        if r.status is not Status.WRONG_ANSWER or metric is None or metric.passed:
+            continue
+        if metric.budget <= 0:
+            return None  # nothing may change: no share of layers kept float predicts a pass
+        ratio = abs(metric.delta) / metric.budget
+        worst = ratio if worst is None else max(worst, ratio)
+    return worst
+
+
+def predicted_miss(miss: float, ranking: list[LayerSensitivity], kept_before: int, kept_after: int) -> tuple[float, float]:
+    """(predicted miss ratio, share of the summed per-layer error that the kept layers carry).
+
+    First order: each layer's error adds to the output's squared error on its own (that is
+    what the ranking measured, one layer at a time), and the metric's drop grows with the
+    output error's magnitude, so keeping layers in float scales the miss by the square root of
+    the error share still quantized."""
+    total = sum(s.error for s in ranking)
+    if total <= 0:
+        return miss, 0.0
+    share = lambda k: sum(s.error for s in ranking[:k]) / total  # noqa: E731
+    left_before, left_after = 1 - share(kept_before), 1 - share(kept_after)
+    if left_before <= 0:
+        return miss, share(kept_after)
+    return miss * math.sqrt(max(left_after, 0.0) / left_before), share(kept_after)
+
+
+def refinements(
+    recipe: Recipe,
+    results: list[CandidateResult],
+    rank: Callable[[QuantizationPass], list[LayerSensitivity]],
+    settings: FallbackSettings,
+    cannot_pay: Callable[[list[CandidateResult]], str | None] = lambda results: None,
+    on_refused: Callable[[str, str], None] = lambda label, why: None,
+) -> Generator[Recipe, list[CandidateResult], None]:
+    """The retries of `recipe` (its most sensitive layers kept in float, more each time), one at
+    a time: each is sent the retry's results back and yields the next, until one passes or the
+    bound is reached. A retry is planned only where it can pay: it is predicted to recover the
+    budget (predicted_miss, from the ranking and the last attempt's miss) and the last attempt's
+    screening time does not rule out beating the best so far (`cannot_pay`). Otherwise
+    `on_refused(what, why)` is told the arithmetic and the retries end. An empty result (not
+    run: the time budget) ends them too: later attempts cost more."""
+    index = quantization_step(recipe)
+    if settings.attempts == 0 or index is None or not missed_budget(results):
+        return
+    step = recipe.passes[index]
+    quant_pass = PASSES.get(step.name)(step.config)
+    try:
+        ranking = [s for s in rank(quant_pass) if s.name not in step.config.keep_float]  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - the ranking runs the user's model in this process:
+        # a model it cannot simulate costs the fallback, never the sweep.
+        logging.getLogger(__name__).warning("no accuracy fallback for %s: ranking layers failed: %s: %s",
+                                            recipe.label, type(exc).__name__, exc)
+        return
+    if not ranking:
+        return
+    base = recipe.label.split("+keep")[0]
+    what = f"{base} fallback retries"
+    last, kept_last = results, 0
+    counts = kept_counts(len(ranking), settings)
+    for i, count in enumerate(counts):
+        why = cannot_pay(last)
+        if why:
+            on_refused(what, why)
+            return
+        miss = miss_ratio(last)
+        if miss is not None:
+            predicted, share = predicted_miss(miss, ranking, kept_last, count)
+            if predicted > RECOVERY_SLACK:
+                if i + 1 < len(counts):
+                    continue  # this many cannot recover it; more kept layers may
+                share_before = predicted_miss(miss, ranking, 0, kept_last)[1]
+                on_refused(what, (
+                    f"cannot recover the budget: the last attempt missed it {miss:.1f}x (drop over allowed drop) with "
+                    f"{kept_last} layer(s) in float; keeping the {count} most sensitive (the most allowed, {share:.0%} of "
+                    f"the summed per-layer error) predicts {miss:.1f} x sqrt({1 - share:.2f} / {1 - share_before:.2f}) = "
+                    f"{predicted:.1f}x, beyond the {RECOVERY_SLACK:g}x this estimate is trusted to"))
+                return
+        kept = [s.name for s in ranking[:count]]
+        retried = yield retry_recipe(recipe, index, kept, "per-layer error against fp32 on calibration samples")
+        if not retried:
+            return
+        last, kept_last = retried, count
+        if all(r.ok for r in retried):
+            return
+        if not missed_budget(retried):
+            return  # it failed for another reason (crash, NaN): more float layers will not help
+
+
 def fallback(
     recipe: Recipe,
     results: list[CandidateResult],
@@ -85,40 +185,15 @@ def fallback(
     cannot_pay: Callable[[list[CandidateResult]], str | None] = lambda results: None,
     on_refused: Callable[[str, str], None] = lambda label, why: None,
 ) -> list[CandidateResult]:
-    """Retry `recipe` with more and more of its most sensitive layers in float until one passes
-    (or the bound is reached). `run` runs a recipe at every input set, stopping at its first
-    failure; every attempt's results are returned, passing or not. `cannot_pay(attempt)`: why
-    no further retry can win, judged from the last attempt (its screening time), or None; then
-    `on_refused(label, why)` is told and no more retries run."""
-    index = quantization_step(recipe)
-    if settings.attempts == 0 or index is None or not missed_budget(results):
-        return []
-    step = recipe.passes[index]
-    quant_pass = PASSES.get(step.name)(step.config)
-    try:
-        ranking = [s for s in rank(quant_pass) if s.name not in step.config.keep_float]  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 - the ranking runs the user's model in this process:
-        # a model it cannot simulate costs the fallback, never the sweep.
-        logging.getLogger(__name__).warning("no accuracy fallback for %s: ranking layers failed: %s: %s",
-                                            recipe.label, type(exc).__name__, exc)
-        return []
-    if not ranking:
-        return []
+    """Every retry `refinements` plans, run with `run` (a recipe at every input set, stopping at
+    its first failure): every attempt's results, passing or not."""
     attempts: list[CandidateResult] = []
-    last = results
-    for count in kept_counts(len(ranking), settings):
-        why = cannot_pay(last)
-        if why:
-            on_refused(f"{recipe.label.split('+keep')[0]} fallback retries", why)
-            break
-        kept = [s.name for s in ranking[:count]]
-        retried = run(retry_recipe(recipe, index, kept, "per-layer error against fp32 on calibration samples"))
-        if not retried:
-            break  # not run (the time budget): later attempts cost more
+    planned = refinements(recipe, results, rank, settings, cannot_pay, on_refused)
+    retried: list[CandidateResult] | None = None
+    while True:
+        try:
+            retry = next(planned) if retried is None else planned.send(retried)
+        except StopIteration:
+            return attempts
+        retried = run(retry)
         attempts.extend(retried)
-        last = retried
-        if retried and all(r.ok for r in retried):
-            break
-        if not missed_budget(retried) and not all(r.ok for r in retried):
-            break  # it failed for another reason (crash, NaN): more float layers will not help
-    return attempts

@@ -25,7 +25,7 @@ from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
 from hone.search.control import check_control
 from hone.search.build import step_paths
-from hone.search.fallback import FallbackSettings, fallback, quantization_step
+from hone.search.fallback import FallbackSettings, quantization_step
 from hone.search.history import History
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
@@ -33,6 +33,7 @@ from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 from hone.search.execute import SCREEN_MARGIN, safe_name
 from hone.search.select import select
+from hone.search.strategy import Strategy
 from hone.search.executor import Executor, SubprocessExecutor
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
@@ -93,43 +94,25 @@ def sweep(
     sets = len(workload.input_sets)
     artifacts = Path(artifacts_dir) if artifacts_dir is not None else temporary_artifacts()
 
-    def refusal(recipe: Recipe) -> str | None:
+    def pending(recipe: Recipe) -> int:
         # Sets resumed or known to fail cost no worker time.
-        missing = sum((recipe.key, s.label) not in done and history.known(recipe, s.label) is None
-                      for s in workload.input_sets)
-        return budget.refusal(recipe, missing) if missing else None  # a resumed job runs only these
+        return sum((recipe.key, s.label) not in done and history.known(recipe, s.label) is None
+                   for s in workload.input_sets)
 
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
                          executor or SubprocessExecutor(Path(tmp)), baseline)
-        rank = _ranker(workload, reference)
-
-        def retry(recipe: Recipe) -> list[CandidateResult]:
-            if runner.ran(recipe):
-                return []  # run already (the previous winner, planned first): no more retries needed
-            why = refusal(recipe)
-            if why:
-                on_skip(recipe.label, why)
-                return []
-            on_more(sets)
-            return runner.run(recipe, stop_at_failure=True)
-
+        strategy = Strategy(planned, budget, sets, pending=pending, ran=runner.ran, fallback=settings.fallback,
+                            rank=_ranker(workload, reference), cannot_pay=runner.cannot_pay, on_skip=on_skip,
+                            on_more=on_more, on_pruned=on_pruned)
         try:
-            for item in planned:
-                # The baseline always runs: every speedup is measured against it.
-                why = None if item.recipe.baseline or item.unavailable else refusal(item.recipe)
-                if why:
-                    on_skip(item.recipe.label, why)
-                    continue
-                ran = runner.run(item.recipe, item.unavailable)
+            while (proposal := strategy.ask()) is not None:
+                ran = runner.run(proposal.recipe, proposal.unavailable, stop_at_failure=proposal.refinement)
                 results.extend(ran)
-                if item.recipe.baseline:
+                if proposal.recipe.baseline:
                     check_control(ran)  # a control rejected by its own reference: stop here
-                    budget.observe_baseline(ran)
-                if not item.unavailable and settings.fallback.attempts:
-                    results.extend(fallback(item.recipe, ran, rank, retry, settings.fallback,
-                                            runner.cannot_pay, on_pruned))
+                strategy.tell(proposal, ran)
         except HarnessError:  # the run is over: nothing can be selected
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
