@@ -159,6 +159,7 @@ def optimize(
     progress: bool = True,
     profile_first: bool = True,
     retry_failed: bool = False,
+    explore: bool = False,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
@@ -184,11 +185,16 @@ def optimize(
     profile_first: profile eager fp32 first and let its findings order and prune the plan.
     retry_failed: rebuild recipes the store records as unsupported, crashed or oom for this model
     on this machine with these library versions (by default they are reported, not rebuilt).
-    A store also puts the previous winner of this model on this machine first in the plan.
+    A store also puts the previous winner of this model on this machine first in the plan, and
+    the prior learned from it orders the rest (search.prior): a recipe an earlier run of this
+    model here measured clearly slower than its winner, or over the accuracy budget, with the
+    same library versions, is left out with that evidence.
+    explore: build those too (and retry known failures): everything the plan holds.
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
     from hone.search.history import history_facts, read_history
+    from hone.search.prior import apply_prior
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
     from hone.search.sweep import SweepSettings, sweep
@@ -241,9 +247,13 @@ def optimize(
 
         with _open_store(store) as db:
             run_id, done = _start_or_resume(db, info, resume)
-            history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id)
-            if retry_failed:
+            history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id,
+                                   op_mix=(info.profile or {}).get("op_mix"))
+            if retry_failed or explore:
                 history.failures.clear()
+            if recipes is None:  # recipes named by the caller are run as given
+                apply_prior(planned, history, explore or bool(include))  # labels the user named are built
+                info.pruned.update(planned.pruned)
             history.winner_first(planned)
             info.history = history_facts(history)
             try:
@@ -323,6 +333,8 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
 
 
 def _profile_summary(found) -> dict[str, Any] | None:
+    from hone.search.prior import op_mix
+
     if found is None:
         return None
     return {
@@ -331,6 +343,7 @@ def _profile_summary(found) -> dict[str, Any] | None:
         "shares": found.shares,
         "wall_s": found.wall_s,
         "op_time_s": found.op_time_s,
+        "op_mix": op_mix(found.ops),  # what the prior finds similar models by
         "findings": [{"kind": f.kind, "share": f.share, "finding": f.text, "units": f.units} for f in found.findings],
         "advice": [{"step": a.step, "rank": a.rank, "finding": a.finding, "reason": a.reason} for a in found.advice],
     }

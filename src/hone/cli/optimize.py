@@ -56,6 +56,10 @@ def optimize(
         False, "--retry-failed", help="rebuild recipes the store records as unsupported, crashed or oom for this model, "
         "machine and library versions (default: reported from that run, not rebuilt)"
     ),
+    explore: bool = typer.Option(
+        False, "--explore", help="build everything the plan holds, even what an earlier run of this model here "
+        "measured clearly slower than its winner or over the accuracy budget (and retry known failures)"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print the run as JSON on stdout (progress stays on stderr)"),
     no_profile: bool = typer.Option(False, "--no-profile", help="plan without profiling first (no advice ordering or pruning)"),
     export: Optional[Path] = typer.Option(
@@ -88,6 +92,7 @@ def optimize(
         store=False if no_store else (db or None),
         resume=resume,
         retry_failed=retry_failed,
+        explore=explore,
         progress=not os.environ.get("HONE_NO_PROGRESS"),
         profile_first=not no_profile,
     )

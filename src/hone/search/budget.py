@@ -11,7 +11,7 @@ speculative, expensive candidates and keeps the ones the profile points at.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
@@ -25,9 +25,13 @@ DEFAULT_UNIT_S = 20.0
 class TimeBudget:
     """`deadline`: time.monotonic() by which the sweep should be done; None: no budget."""
 
-    def __init__(self, deadline: float | None, clock=time.monotonic):
+    def __init__(self, deadline: float | None, clock=time.monotonic,
+                 known_cost: Callable[[Recipe, int], float | None] = lambda recipe, sets: None):
+        """`known_cost(recipe, sets)`: its measured worker time for that many sets in an earlier
+        run of this model here (search.prior), which replaces the cost guess; None: unknown."""
         self.deadline = deadline
         self.clock = clock
+        self.known_cost = known_cost
         self.unit_s: float | None = None  # the baseline's worker wall time per input set
 
     def observe_baseline(self, results: Sequence[CandidateResult]) -> None:
@@ -43,9 +47,13 @@ class TimeBudget:
         if self.deadline is None:
             return None
         left = self.deadline - self.clock()
-        needed = self.estimate_s(recipe, input_sets)
+        known = self.known_cost(recipe, input_sets)
+        needed = known if known is not None else self.estimate_s(recipe, input_sets)
         if needed <= left:
             return None
+        if known is not None:
+            return (f"over the time budget: needs ~{needed:.0f} s (its worker time for {input_sets} input set(s) in the "
+                    f"last run of this model here), {max(left, 0):.0f} s left (raise --time-budget to run it)")
         unit = f"{self.unit_s:.0f} s" if self.unit_s else f"~{DEFAULT_UNIT_S:.0f} s (assumed)"
         return (
             f"over the time budget: needs ~{needed:.0f} s (cost {recipe.cost:g} x {unit} per eager candidate "

@@ -1,5 +1,6 @@
-"""What earlier runs in the store say about this one: failures that would only repeat, and the
-previous winner, which a new run of the same model on the same machine tries first.
+"""What earlier runs in the store say about this one: failures that would only repeat, the
+previous winner, which a new run of the same model on the same machine tries first, and the
+evidence the prior orders and prunes the plan by (search.prior).
 
 A failure repeats when nothing it depended on changed: the same recipe (its key: every step's
 config), the same model (`model_identity`: its module structure, parameter shapes and input
@@ -18,6 +19,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from hone.search.result import CandidateResult, Status
+
+from hone.search.prior import SIMILAR, Measured, similarity
 
 if TYPE_CHECKING:
     from hone.models.workload import Workload
@@ -48,6 +51,10 @@ class History:
     # That recipe, rebuilt through the plugins, when it is a refinement of a planned one (an
     # accuracy fallback's `+keepN`): the plan does not hold it, so it is added.
     winner_recipe: "Recipe | None" = None
+    # The prior's evidence: this model's latest finished run here, by recipe key; and other
+    # models' with a similar op mix, by recipe label: [(similarity, speedup), ...].
+    measured: dict[str, Measured] = dataclasses.field(default_factory=dict)
+    similar: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
     def known(self, recipe: "Recipe", input_set: str) -> KnownFailure | None:
         return self.failures.get((recipe.key, input_set))
@@ -92,25 +99,37 @@ def model_identity(workload: "Workload") -> str:
 
 
 def read_history(db: "Store | None", model_id: str, fingerprint: str, device: str, versions: dict[str, str],
-                 current_run: int | None = None) -> History:
+                 current_run: int | None = None, op_mix: dict[str, float] | None = None) -> History:
     """History from the latest RUNS_READ runs on this machine of the same model and device.
     Failures need the same library versions too; the winner is taken from the latest finished
-    run whatever the versions (trying it first costs nothing if it has become slower)."""
+    run whatever the versions (trying it first costs nothing if it has become slower). Finished
+    runs of other models whose op mix (search.prior.op_mix) is similar to `op_mix` lend their
+    speedups to the prior."""
+    from hone.search.select import select
+
     history = History()
     if db is None:
         return history
     for run_id, status, info in db.runs_on(fingerprint, RUNS_READ):
-        if run_id == current_run or info.get("model_id") != model_id or info.get("device") != device:
+        if run_id == current_run or info.get("device") != device:
+            continue
+        if info.get("model_id") != model_id:
+            theirs = (info.get("profile") or {}).get("op_mix") or {}
+            close = similarity(op_mix, theirs) if op_mix and theirs and status == "finished" else 0.0
+            if close >= SIMILAR:
+                for ranked in select(db.results(run_id)).ranking:
+                    if not ranked.recipe.baseline:
+                        history.similar.setdefault(ranked.recipe.label, []).append((close, ranked.speedup))
             continue
         results = db.results(run_id)
         if history.winner is None and status == "finished":
-            from hone.search.select import select
-
-            best = select(results).best
+            selection = select(results)
+            best = selection.best
             if best is not None:
                 history.winner, history.winner_run = best.key, run_id
                 if _base(best.label) != best.label:
                     history.winner_recipe = _resolved(db, run_id, best.key)
+            history.measured = _measured(run_id, results, selection, info.get("versions") == versions)
         if info.get("versions") != versions:
             continue
         for r in results:
@@ -120,6 +139,21 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 reason = _original_reason(r)
                 history.failures[key] = KnownFailure(r.status, reason, original)
     return history
+
+
+def _measured(run_id: int, results: list[CandidateResult], selection, same_versions: bool) -> dict[str, Measured]:
+    speedups = {r.recipe.key: r.speedup for r in selection.ranking}
+    best = selection.ranking[0].speedup if selection.ranking else None
+    passed_bases = {_base(r.recipe.label) for r in results if r.ok and r.recipe.kept_float}
+    by_key: dict[str, list[CandidateResult]] = {}
+    for r in results:
+        by_key.setdefault(r.recipe.key, []).append(r)
+    found = {}
+    for key, rs in by_key.items():
+        label = rs[0].recipe.label
+        missed = any(r.status is Status.WRONG_ANSWER for r in rs) and label not in passed_bases
+        found[key] = Measured(run_id, speedups.get(key), best, sum(r.wall_s for r in rs), len(rs), missed, same_versions)
+    return found
 
 
 def _resolved(db: "Store", run_id: int, key: str) -> "Recipe | None":
@@ -145,4 +179,5 @@ def _original_reason(result: CandidateResult) -> str:
 
 def history_facts(history: History) -> dict[str, Any]:
     """What the run record keeps of the history it used."""
-    return {"known_failures": len(history.failures), "previous_winner_run": history.winner_run}
+    return {"known_failures": len(history.failures), "previous_winner_run": history.winner_run,
+            "measured_recipes": len(history.measured), "similar_model_recipes": len(history.similar)}

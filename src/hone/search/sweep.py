@@ -29,6 +29,7 @@ from hone.search.fallback import FallbackSettings, quantization_step
 from hone.search.history import History
 from hone.search.job import Bundle, Job
 from hone.search.planner import PlannedRecipe
+from hone.search.prior import known_cost_s
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 from hone.search.execute import SCREEN_MARGIN, safe_name
@@ -90,7 +91,8 @@ def sweep(
     history = history or History()
     results: list[CandidateResult] = []
     started = time.monotonic() if started is None else started
-    budget = TimeBudget(None if settings.time_budget_s is None else started + settings.time_budget_s)
+    budget = TimeBudget(None if settings.time_budget_s is None else started + settings.time_budget_s,
+                        known_cost=lambda recipe, n: known_cost_s(recipe, history, n))
     sets = len(workload.input_sets)
     artifacts = Path(artifacts_dir) if artifacts_dir is not None else temporary_artifacts()
 
