@@ -39,8 +39,9 @@ def test_the_same_models_run_orders_by_measured_speedup_and_leaves_out_what_cann
         keys["wrong"]: _measured_as(4, None, best=3.0, missed=True),
     })
     apply_prior(plan, history)
-    # "new" has no evidence: it is predicted the median of what is left (3.0 and 2.6: 2.8).
-    assert [p.recipe.label for p in plan] == ["eager", "fast", "new", "mid"]
+    # "new" was not measured by that run (its budget left it out): a repeat run confirms instead.
+    assert [p.recipe.label for p in plan] == ["eager", "fast", "mid"]
+    assert plan.pruned["new"].startswith("run 4 of this model here (same library versions) did not measure it")
     assert plan.pruned["slow"].startswith("run 4 of this model here measured 1.10x against its winner's 3.00x")
     assert "over the accuracy budget" in plan.pruned["wrong"] and "--explore" in plan.pruned["wrong"]
     assert plan[1].recipe.origin == "planned; prior run 4 of this model here: 3.00x"
@@ -56,7 +57,17 @@ def test_other_library_versions_prune_nothing_and_the_previous_winner_is_never_p
     other = History(measured={keys["slow"]: _measured_as(4, 1.1, best=3.0, same=False)})
     assert len(apply_prior(plan, other)) == 3
     winner = History(winner=keys["winner"], measured={keys["winner"]: _measured_as(4, 1.0, best=3.0)})
-    assert [p.recipe.label for p in apply_prior(_plan("slow", "winner"), winner)] == ["eager", "winner", "slow"]
+    # 1.0x against its run's best 3.0x (another input set may have won it), still not left out.
+    assert [p.recipe.label for p in apply_prior(_plan("slow", "winner"), winner)] == ["eager", "winner"]
+
+
+def test_without_this_models_history_a_recipe_with_no_evidence_is_predicted_the_median():
+    plan = _plan("a", "new", "b")
+    keys = {p.recipe.label: p.recipe.key for p in plan}
+    # Evidence from another library version: nothing is left out, but the order follows it.
+    history = History(measured={keys["a"]: _measured_as(4, 1.2, best=3.0, same=False),
+                                keys["b"]: _measured_as(4, 3.0, best=3.0, same=False)})
+    assert [p.recipe.label for p in apply_prior(plan, history)] == ["eager", "b", "new", "a"]  # new: median 2.1
 
 
 def test_similar_models_predict_by_similarity_weighted_speedups():

@@ -77,3 +77,18 @@ def test_a_quantized_attempt_that_missed_the_budget_is_screened_for_the_fallback
     assert all(e["status"] == "wrong_answer" and e["screen_p50_s"] > 0 and "measurement" not in e for e in sets.values())
     broken = _run(tmp_path, NanRuntime.recipe(), best_p50={"bs2": 1.0, "bs8": 1.0}, screen_failures=True)
     assert all(e["status"] == "wrong_answer" and "screen_p50_s" not in e for e in broken.values())  # NaN: never timed
+
+
+def test_a_slower_candidate_on_the_pareto_front_is_measured_in_full(tmp_path):
+    from hone.search.pareto import Point
+
+    best = {"bs2": 1e-4, "bs8": 1e-4}
+    # The best so far is fast but far from fp32 and large: the slow, exact candidate is a choice.
+    lossy = {label: [Point("lossy", 1e-4, 0.5, 64 * 2**40).to_list()] for label in SETS}
+    sets = _run(tmp_path, SlowRuntime.recipe(), best_p50=best, front=lossy)
+    for label, entry in sets.items():
+        assert entry["stage"] == "confirmed" and entry["stage_reason"].startswith(f"on the Pareto front at {label}")
+        assert _timed_s(entry) >= FULL.min_time_s
+    # Against a best that is as exact and as small, it is screened out as before.
+    exact = {label: [Point("exact", 1e-4, 0.0, 1).to_list()] for label in SETS}
+    assert all(e["stage"] == "screened" for e in _run(tmp_path, SlowRuntime.recipe(), best_p50=best, front=exact).values())

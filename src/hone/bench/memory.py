@@ -72,6 +72,14 @@ class RssSampler:
             self._thread.start()
         return self
 
+    def so_far(self) -> int:
+        """The peak since the block began, read without ending it."""
+        if self._kernel:
+            peak = _high_water_kib()
+            return max(self.peak_bytes, peak * 1024) if peak is not None else self.peak_bytes
+        self._sample()
+        return self.peak_bytes
+
     def __exit__(self, *exc) -> bool:
         if self._kernel:
             RssSampler._resetting -= 1

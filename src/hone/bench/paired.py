@@ -23,7 +23,7 @@ from typing import Any
 from hone.bench.measure import warm_up
 
 PAIRS = 6
-PAIR_WINDOW_S = 0.1  # timed seconds per window (at least PAIR_MIN_CALLS calls)
+PAIR_WINDOW_S = 0.25  # timed seconds per window (at least PAIR_MIN_CALLS calls): 0.1 s gave intervals of +-25 % on MiniLM
 PAIR_MIN_CALLS = 3
 SETTLE_S = 0.02  # idle before each window: another runtime's spinning workers go to sleep
 EAGER_WARMUP_S = 0.5
@@ -104,7 +104,7 @@ def paired(
     candidate is assumed warm (it was just measured); eager is warmed up here. `measure_s`: the
     full measurement's time cap, which scales the windows down for short (test) measurements."""
     at = time.time()
-    window_s = min(PAIR_WINDOW_S, measure_s / 40)
+    window_s = min(PAIR_WINDOW_S, measure_s / 32)
     warm_up(eager, min(EAGER_WARMUP_S, measure_s / 8))
     ratios, eager_p50, candidate_p50 = [], [], []
     for i in range(pairs):

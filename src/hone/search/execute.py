@@ -34,6 +34,7 @@ from hone.runtimes.base import Runner
 from hone.search._child import failure
 from hone.search.build import _load, build_recipe
 from hone.search.job import Bundle, Job
+from hone.search.pareto import Point, dominated_by
 from hone.search.recipe import Recipe, Step
 from hone.validate.check import check_metric, check_tensors, eval_outputs, verdict_of
 
@@ -147,6 +148,7 @@ class Execution:
         reuse_failed: dict[str, Any] | None = None
         try:
             with RssSampler() as memory:
+                self.memory = memory  # screening reads the peak so far (the Pareto front has memory)
                 reset_device_peak(self.device)
                 build, reused = self._build_for(label, inputs)
                 entry["build"] = build.record(reused)
@@ -300,6 +302,10 @@ class Execution:
             return self._ok(verdict, timed(full), common, {"stage": "confirmed"})
         self.stage("screen")
         screen = timed(screening(full))
+        pareto = self._on_front(label, verdict, screen.p50) if screen.p50 > best * (1 + SCREEN_MARGIN) else None
+        if pareto:
+            self.stage("measure")
+            return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": pareto})
         if screen.p50 > best * (1 + SCREEN_MARGIN):
             slower = screen.p50 / best - 1
             why = (f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
@@ -310,6 +316,22 @@ class Execution:
                f"({best * 1e3:.3g} ms) at {label}: measured in full")
         self.stage("measure")
         return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": why})
+
+    def _on_front(self, label: str, verdict, p50: float) -> str | None:
+        """Why a candidate slower than the margin still matters: no candidate so far is as fast,
+        as close to fp32 and as small at once. None when one is (it is screened out)."""
+        points = [Point.from_list(p) for p in self.job.front.get(label, [])]
+        if not points:
+            return None
+        memory = getattr(self, "memory", None)
+        mine = Point(self.recipe.label, p50, verdict.error, memory.so_far() if memory is not None else 0.0)
+        if dominated_by(mine, points) is not None:
+            return None
+        fastest = min(points, key=lambda p: p.p50_s)
+        return (f"on the Pareto front at {label}: {p50 / fastest.p50_s - 1:.0%} slower than {fastest.label} in screening, "
+                f"but no candidate so far is as fast, as close to fp32 (error {mine.error:.3g} against "
+                f"{fastest.error:.3g}) and as small ({mine.peak_bytes / 2**20:.0f} MiB against "
+                f"{fastest.peak_bytes / 2**20:.0f} MiB) at once: measured in full")
 
     def _ok(self, verdict, measurement: Measurement, common: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
         measurement = dataclasses.replace(measurement, peak_device_bytes=device_peak_bytes(self.device))

@@ -51,6 +51,9 @@ class Job:
     # screening measurement is clearly slower there keeps that measurement and is not timed in
     # full (search.execute); empty: everything is measured in full.
     best_p50: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The Pareto front so far per input set (search.pareto.Point.to_list: label, p50, error, peak
+    # bytes): a candidate slower than the margin that no point dominates is measured in full.
+    front: dict[str, list[list]] = dataclasses.field(default_factory=dict)
     # Also time a short screening when the answer misses the budget (finite, right shapes): the
     # accuracy fallback decides from it whether a retry could still win.
     screen_failures: bool = False

@@ -54,10 +54,13 @@ def unavailable_reason(recipe: Recipe, hw: "Hardware", device: str) -> str | Non
 
 
 def score(stack: Stack, found: list[Finding]) -> tuple[float, str] | None:
-    """The strongest claim of any of the stack's steps on any finding: (share x weight, the
-    origin "finding -> reason"), or None when no step addresses a finding here."""
-    best: tuple[float, str] | None = None
+    """How much of the profile the stack addresses: for each finding, its steps' strongest
+    claim on it (share x weight), summed over the findings, so a stack that lowers precision
+    (compute) and compiles away dispatch (overhead) outranks either step alone; with the origin
+    of the strongest claim ("finding -> reason"). None when no step addresses a finding here."""
+    total, strongest = 0.0, None
     for finding in found:
+        best: tuple[float, str] | None = None
         for kind, claim, _link in stack.claims():
             if kind != finding.kind:
                 continue
@@ -67,7 +70,10 @@ def score(stack: Stack, found: list[Finding]) -> tuple[float, str] | None:
             weight = finding.share * claim.weight
             if best is None or weight > best[0]:
                 best = (weight, f"{finding.text} -> {reason}")
-    return best
+        if best is not None:
+            total += best[0]
+            strongest = best if strongest is None or best[0] > strongest[0] else strongest
+    return None if strongest is None else (total, strongest[1])
 
 
 def plan(

@@ -3,10 +3,11 @@
 Two kinds of evidence, both read by search.history from the store:
 
 - this model on this machine (the latest finished run): each recipe's measured speedup, how far
-  it got, and its worker time. A recipe that run measured clearly slower than its winner (by
-  more than the screening margin), or whose every attempt missed the accuracy budget, with the
-  same library versions, is not worth building again: it is left out with the evidence
-  (`explore` builds it anyway). Its worker time replaces the budget's cost guess.
+  it got, and its worker time. With the same library versions, a repeat run confirms that run's
+  answer rather than searching again: a recipe it measured clearly slower than its winner (by
+  more than the screening margin), or whose every attempt missed the accuracy budget, or that it
+  did not measure at all (its time budget left it out), is left out with the evidence
+  (`explore` builds it anyway). Worker times replace the budget's cost guess.
 - other models with a similar op mix on this machine (the cosine of their profiles' op-time
   shares, at least SIMILAR): their recipes' speedups, averaged by similarity, predict this one's.
 
@@ -99,11 +100,22 @@ def apply_prior(plan: "Plan", history: "History", explore: bool = False) -> "Pla
     """Leave out what the same model's history says cannot pay (unless `explore`), then order
     the rest by predicted speedup after the baseline and the previous winner."""
     items = list(plan)
+    earlier = next((m for m in history.measured.values() if m.same_versions), None)
     if not explore:
         kept = []
         for item in items:
             measured = history.measured.get(item.recipe.key)
-            why = None if item.recipe.baseline or item.recipe.key == history.winner or measured is None else measured.not_worth()
+            if item.recipe.baseline or item.recipe.key == history.winner:
+                why = None
+            elif measured is not None:
+                why = measured.not_worth()
+            elif earlier is not None:
+                # That run is this model's answer here: what it did not measure (its budget left it
+                # out) is not worth a second run's time, which confirms the answer instead.
+                why = (f"run {earlier.run_id} of this model here (same library versions) did not measure it, "
+                       f"and a repeat run confirms that run's contenders")
+            else:
+                why = None
             if why:
                 plan.pruned[item.recipe.label] = f"{why}: not rebuilt (--explore builds it)"
             else:

@@ -28,6 +28,7 @@ from hone.search.build import step_paths
 from hone.search.fallback import FallbackSettings, quantization_step
 from hone.search.history import History
 from hone.search.job import Bundle, Job
+from hone.search.pareto import Point, front
 from hone.search.planner import PlannedRecipe
 from hone.search.prior import known_cost_s
 from hone.search.recipe import Recipe
@@ -228,6 +229,15 @@ class _Runner:
                 best[r.input_set] = min(best.get(r.input_set, float("inf")), r.measurement.p50)
         return best
 
+    def _front(self) -> dict[str, list[list]]:
+        """The Pareto front of every ok candidate so far, per input set (search.pareto)."""
+        points: dict[str, list[Point]] = {}
+        for r in self.seen.values():
+            if r.ok and r.measurement is not None and r.measurement.n and r.verdict is not None:
+                points.setdefault(r.input_set, []).append(
+                    Point(r.recipe.label, r.measurement.p50, r.verdict.error, r.measurement.peak_rss_bytes or 0))
+        return {label: [p.to_list() for p in front(found)] for label, found in points.items()}
+
     def _best_speedup(self, baseline_p50: dict[str, float]) -> float | None:
         """The best geometric-mean speedup of a recipe ok at every set whose artifact exists (or
         that recorded why it has none): a later recipe saves only if it is at least as fast."""
@@ -272,6 +282,7 @@ class _Runner:
             baseline_p50=baseline_p50,
             best_speedup=self._best_speedup(baseline_p50),
             best_p50={} if recipe.baseline else self._best_p50(),
+            front={} if recipe.baseline else self._front(),
             # A quantized attempt that misses the budget is timed anyway: retries depend on it.
             screen_failures=bool(self.settings.fallback.attempts) and quantization_step(recipe) is not None,
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},

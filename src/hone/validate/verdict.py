@@ -90,6 +90,15 @@ class Verdict:
         """NaN/Inf or a wrong output shape: a bug, not an accuracy miss (no float layer fixes it)."""
         return any(c.nonfinite or c.max_abs_err == float("inf") for c in self.outputs)
 
+    @property
+    def error(self) -> float:
+        """How far from fp32, one number to compare candidates of one run by (lower is closer):
+        the task metric's distance from fp32's score where there is a metric, else the worst
+        output's 1 - cosine similarity."""
+        if self.metric is not None:
+            return abs(self.metric.delta)
+        return max((1.0 - c.cosine for c in self.outputs), default=0.0)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
