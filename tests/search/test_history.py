@@ -5,6 +5,7 @@ previous winner is tried first."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 import hone
 from hone import api
@@ -87,3 +88,31 @@ def test_a_refined_winner_is_added_first_when_its_base_is_planned():
     assert [p.recipe.label for p in plan] == ["eager", "b+keep2", "a", "b"]
     assert plan[1].recipe.origin == "accuracy fallback for b; won run 3 of this model here: tried first"
     assert [p.recipe.label for p in history.winner_first(_plan("a"))] == ["eager", "a"]  # its base is not planned
+
+
+@pytest.mark.slow
+def test_a_repeat_run_loads_the_previous_winners_artifact_instead_of_building_it(tmp_path, monkeypatch):
+    from plugins_for_tests import BUILD_LOG, logged_builds
+
+    log = tmp_path / "builds.log"
+    monkeypatch.setenv(BUILD_LOG, str(log))
+    model, x = tiny_mlp()
+    kw = dict(recipes=[SlowEagerRuntime.recipe(), CountingRuntime.recipe()], store=tmp_path / "runs.db", progress=False,
+              measure_time_s=0.2)
+    first = hone.optimize(model, x, **kw)
+    assert first.selection.best.label == "test_counting" and len(logged_builds(log, "test_counting")) == 1
+
+    second = hone.optimize(model, x, **kw)
+    assert len(logged_builds(log, "test_counting")) == 1  # not built again
+    winner = next(r for r in second.results if r.recipe.label == "test_counting")
+    assert winner.ok and winner.build["loaded_from_run"] == first.run.run_id and winner.measurement.n
+    assert any("loaded the artifact run" in note for note in winner.summary)
+    # The repeat run keeps its own copy: the winner exports and loads from this run's store.
+    out = second.export(tmp_path / "out")
+    with torch.no_grad():
+        assert torch.allclose(hone.load(out)(x)[0], model(x), atol=1e-5)
+    # Another library version: the artifact is not trusted, the winner is built again.
+    versions = api._versions()
+    monkeypatch.setattr(api, "_versions", lambda: {**versions, "torch": "0.0.0"})
+    hone.optimize(model, x, **kw)
+    assert len(logged_builds(log, "test_counting")) == 2

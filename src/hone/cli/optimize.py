@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from hone.api import DEFAULT_TIME_BUDGET_S
 from hone.cli.app import app
 from hone.errors import InputError
 
@@ -38,7 +39,7 @@ def optimize(
     fallback_attempts: int = typer.Option(3, help="retries of a quantized candidate over budget, keeping more layers in float (0: off)"),
     timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
     time_budget: float = typer.Option(
-        600.0, "--time-budget",
+        DEFAULT_TIME_BUDGET_S, "--time-budget",
         help="seconds for the whole run; recipes that no longer fit are left out and listed (0: no limit)",
     ),
     measure_time: float = typer.Option(8.0, help="seconds of timing per candidate at most"),

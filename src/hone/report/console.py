@@ -105,7 +105,10 @@ def _build_s(r: CandidateResult) -> str:
     if m is None:
         return "-"
     total = m.build_s + m.first_call_s
-    return f"{total:.2f} s" if total < 10 else f"{total:.0f} s"
+    shown = f"{total:.2f} s" if total < 10 else f"{total:.0f} s"
+    if r.build and r.build.get("loaded_from_run") is not None:
+        return f"{shown} (loaded)"  # an earlier run's artifact, not built in this one
+    return shown
 
 
 def _peak(r: CandidateResult) -> str:

@@ -98,9 +98,13 @@ class _Build:
     outputs: tuple | None = None  # its outputs for the inputs it was built for (the manifest's)
     checks: list[dict[str, Any]] | None = None  # the verdict's per-output checks there
     saved: dict[str, Any] | None = None  # its artifact record once saved
+    loaded_from: dict[str, str] | None = None  # an earlier run's saved artifact it was loaded from
 
     def record(self, reused: bool) -> dict[str, Any]:
-        return {"index": self.index, "built_for": self.built_for, "build_s": self.build_s, "reused": reused}
+        found = {"index": self.index, "built_for": self.built_for, "build_s": self.build_s, "reused": reused}
+        if self.loaded_from is not None:
+            found["loaded_from_run"] = int(self.loaded_from["run"])
+        return found
 
 
 class Execution:
@@ -120,6 +124,7 @@ class Execution:
         # bundle's), after the candidate's memory was sampled, and dropped before the next set.
         self.pair_recipe = _recipe_from(job.pair_recipe, job.pair_step_paths) if job.pair_recipe else None
         self.fresh_module = fresh_module
+        self.notes: list[str] = []  # what happened to builds, for the next set's summary
         self.mark = started  # the first set's wall time includes the worker's start and load
         result.setdefault("sets", {})
 
@@ -209,6 +214,10 @@ class Execution:
         self.stage("build")
         index = self.builds
         self.builds += 1
+        loaded = self._load_prebuilt(label, index)
+        if loaded is not None:
+            self.current = loaded
+            return loaded, False
         ctx = self._context(inputs, f"build{index}")
         start = time.perf_counter()
         try:
@@ -220,6 +229,27 @@ class Execution:
             raise
         self.current = _Build(index, label, runner, artifact, build_s, [label])
         return self.current, False
+
+    def _load_prebuilt(self, label: str, index: int) -> _Build | None:
+        """The artifact an earlier run saved for this set, loaded and checked against its own
+        recorded outputs (export.load), so a repeat run re-times the winner without building it
+        again. None when there is none or it does not load: then it is built as usual."""
+        entry = self.job.prebuilt.get(label)
+        if not entry or not Path(entry["dir"]).is_dir():
+            return None
+        from hone import export
+        from hone.plugin import first_line
+
+        start = time.perf_counter()
+        try:
+            runner = export.load(entry["dir"], threads=self.job.threads, device=self.device, sha256=entry["sha256"])
+        except Exception as exc:  # noqa: BLE001 - a stale artifact costs the shortcut, not the candidate
+            self.notes.append(f"the artifact run {entry['run']} saved for {label} did not load ({first_line(exc)}): built again")
+            return None
+        artifact = Artifact("loaded", compute_dtype=self.recipe.compute_dtype)
+        self.notes.append(f"loaded the artifact run {entry['run']} saved for {label} (checked against its recorded outputs), "
+                          "not built again")
+        return _Build(index, label, runner, artifact, time.perf_counter() - start, [label], loaded_from=entry)
 
     def _context(self, inputs: tuple, name: str) -> BuildContext:
         workdir = Path(self.job.workdir) / name
@@ -276,7 +306,8 @@ class Execution:
             build.outputs = tuple(t.detach().to("cpu") for t in outputs)
             build.checks = [c.to_dict() for c in verdict.outputs]
         del outputs
-        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": list(runner.summary())}
+        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": [*runner.summary(), *self.notes]}
+        self.notes = []
 
         def timed(settings: MeasureSettings) -> Measurement:
             return measure(lambda: runner(*inputs), timer_for(self.device), batch_size=int(inputs[0].shape[0]),
@@ -400,13 +431,18 @@ class Execution:
         checks = build.checks if build.checks and len(build.checks) == len(self.bundle.output_names) else None
         started = time.perf_counter()
         try:
-            where = export.save(
-                build.runner, self.recipe, target,
-                input_names=self.bundle.input_names, output_names=self.bundle.output_names,
-                example_inputs=self._inputs(build.built_for), reference=self.bundle.reference[build.built_for],
-                outputs=build.outputs, checks=checks, p50_s=p50,
-                extra={"built_for": build.built_for, "input_sets": list(build.served), "build_s": build.build_s},
-            )
+            if build.loaded_from is not None:  # the earlier run's files, with this run's figures
+                extra = {"built_for": build.built_for, "input_sets": list(build.served), "p50_s": p50,
+                         "loaded_from_run": int(build.loaded_from["run"])}
+                where = export.copy_artifact(build.loaded_from["dir"], target, build.loaded_from["sha256"], extra=extra)
+            else:
+                where = export.save(
+                    build.runner, self.recipe, target,
+                    input_names=self.bundle.input_names, output_names=self.bundle.output_names,
+                    example_inputs=self._inputs(build.built_for), reference=self.bundle.reference[build.built_for],
+                    outputs=build.outputs, checks=checks, p50_s=p50,
+                    extra={"built_for": build.built_for, "input_sets": list(build.served), "build_s": build.build_s},
+                )
             data = export.read_manifest(where)
             build.saved = {
                 "dir": str(target), "sha256": data["sha256"], "checksums": data["checksums"], "files": data["files"],

@@ -54,6 +54,9 @@ class History:
     # The prior's evidence: this model's latest finished run here, by recipe key; and other
     # models' with a similar op mix, by recipe label: [(similarity, speedup), ...].
     measured: dict[str, Measured] = dataclasses.field(default_factory=dict)
+    # The previous winner's saved artifacts per input set ({"dir", "sha256"}), when that run had
+    # the same library versions: a repeat run loads and re-times them instead of building again.
+    winner_artifacts: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     similar: dict[str, list[tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
     def known(self, recipe: "Recipe", input_set: str) -> KnownFailure | None:
@@ -129,7 +132,14 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 history.winner, history.winner_run = best.key, run_id
                 if _base(best.label) != best.label:
                     history.winner_recipe = _resolved(db, run_id, best.key)
-            history.measured = _measured(run_id, results, selection, info.get("versions") == versions)
+            same = info.get("versions") == versions
+            history.measured = _measured(run_id, results, selection, same)
+            if best is not None and same:
+                history.winner_artifacts = {
+                    r.input_set: {"dir": r.artifact["dir"], "sha256": r.artifact["sha256"], "run": str(run_id)}
+                    for r in results
+                    if r.recipe.key == best.key and r.artifact and r.artifact.get("dir") and r.artifact.get("sha256")
+                }
         if info.get("versions") != versions:
             continue
         for r in results:

@@ -57,6 +57,9 @@ class Job:
     # Also time a short screening when the answer misses the budget (finite, right shapes): the
     # accuracy fallback decides from it whether a retry could still win.
     screen_failures: bool = False
+    # Saved artifacts of this recipe from an earlier run (same model, machine and versions), per
+    # input set ({"dir", "sha256", "run"}): loaded and checked instead of built (search.execute).
+    prebuilt: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     # Paired timing (bench.paired): the baseline recipe (and its step paths) that a candidate
     # measured in full is timed against, in the same worker; None: no pairing (the baseline's own job).
     pair_recipe: dict[str, Any] | None = None

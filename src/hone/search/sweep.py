@@ -286,6 +286,7 @@ class _Runner:
             # A quantized attempt that misses the budget is timed anyway: retries depend on it.
             screen_failures=bool(self.settings.fallback.attempts) and quantization_step(recipe) is not None,
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
+            prebuilt=self.history.winner_artifacts if recipe.key == self.history.winner else {},
             pair_recipe=None if pair is None else pair.to_dict(),
             pair_step_paths=[] if pair is None else step_paths(pair),
         )
