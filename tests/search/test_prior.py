@@ -3,6 +3,8 @@ out what cannot pay; runs of models with a similar op mix predict the rest."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hone.config import NoConfig
@@ -111,3 +113,15 @@ def test_a_run_is_read_into_measured_speedups_best_and_misses():
     found = _measured(9, results, select(results), same_versions=True)
     assert found[fast.key].speedup == pytest.approx(2.0) and found[fast.key].best_speedup == pytest.approx(2.0)
     assert found[wrong.key].missed_accuracy and found[wrong.key].not_worth()
+
+
+def test_a_recipe_slower_than_the_winner_beyond_noise_is_not_rebuilt_one_within_noise_is():
+    plan = _plan("close", "apart")
+    keys = {p.recipe.label: p.recipe.key for p in plan}
+    history = History(measured={
+        keys["close"]: dataclasses.replace(_measured_as(4, 2.8, best=3.0), high=3.1, best_low=2.9),
+        keys["apart"]: dataclasses.replace(_measured_as(4, 2.6, best=3.0), high=2.7, best_low=2.9),
+    })
+    apply_prior(plan, history)
+    assert [p.recipe.label for p in plan] == ["eager", "close"]
+    assert "(at most 2.70x) against its winner's 3.00x (at least 2.90x): slower beyond noise" in plan.pruned["apart"]

@@ -75,3 +75,30 @@ def test_payoff_counts_the_calls_that_repay_the_one_time_cost():
     assert found["inductor"].extra_s == pytest.approx(20.0)
     assert found["inductor"].calls == 5000  # 20 s / 4 ms saved per call
     assert found["slow"].calls is None  # slower than eager: it never pays off
+
+
+def _paired(ratios):
+    from hone.bench.paired import PairedSpeedup
+
+    return PairedSpeedup(tuple(ratios), (0.01,) * len(ratios), tuple(0.01 / r for r in ratios), at=0.0)
+
+
+def test_paired_speedups_rank_and_beyond_noise_needs_separate_intervals():
+    eager = _ok("eager", "bs1", 10)
+    a = dataclasses.replace(_ok("a", "bs1", 5), paired=_paired([2.0, 2.1, 1.9, 2.0]), stage="confirmed")
+    b = dataclasses.replace(_ok("b", "bs1", 4), paired=_paired([1.5, 1.6, 1.4, 1.5]), stage="confirmed")
+    sel = select([eager, a, b])
+    # b's p50 against eager at the start says 2.5x; paired beside eager it is 1.5x: a wins.
+    assert sel.best.label == "a" and sel.ranking[0].paired
+    assert "paired with eager, 95 %" in sel.why_best and "beyond noise: the intervals separate" in sel.why_runner_up
+    close = dataclasses.replace(b, paired=_paired([1.8, 2.2, 1.7, 2.3]))
+    assert "within noise: the intervals overlap" in select([eager, a, close]).why_runner_up
+
+
+def test_a_screened_candidate_ranks_after_those_measured_in_full():
+    eager = _ok("eager", "bs1", 10)
+    confirmed = dataclasses.replace(_ok("a", "bs1", 5), paired=_paired([2.0, 2.1, 1.9, 2.0]), stage="confirmed")
+    # Its short figure against eager from the start looks faster, but it was never a contender.
+    screened = dataclasses.replace(_ok("s", "bs1", 4), stage="screened")
+    sel = select([eager, confirmed, screened])
+    assert sel.best.label == "a" and [r.recipe.label for r in sel.ranking] == ["a", "eager", "s"]

@@ -125,6 +125,7 @@ class Execution:
         self.pair_recipe = _recipe_from(job.pair_recipe, job.pair_step_paths) if job.pair_recipe else None
         self.fresh_module = fresh_module
         self.notes: list[str] = []  # what happened to builds, for the next set's summary
+        self.memory: RssSampler | None = None  # the current set's sampler (screening reads the peak so far)
         self.mark = started  # the first set's wall time includes the worker's start and load
         result.setdefault("sets", {})
 
@@ -153,7 +154,7 @@ class Execution:
         reuse_failed: dict[str, Any] | None = None
         try:
             with RssSampler() as memory:
-                self.memory = memory  # screening reads the peak so far (the Pareto front has memory)
+                self.memory = memory
                 reset_device_peak(self.device)
                 build, reused = self._build_for(label, inputs)
                 entry["build"] = build.record(reused)
@@ -354,8 +355,7 @@ class Execution:
         points = [Point.from_list(p) for p in self.job.front.get(label, [])]
         if not points:
             return None
-        memory = getattr(self, "memory", None)
-        mine = Point(self.recipe.label, p50, verdict.error, memory.so_far() if memory is not None else 0.0)
+        mine = Point(self.recipe.label, p50, verdict.error, self.memory.so_far() if self.memory is not None else 0.0)
         if dominated_by(mine, points) is not None:
             return None
         fastest = min(points, key=lambda p: p.p50_s)

@@ -152,8 +152,9 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
 
 
 def _measured(run_id: int, results: list[CandidateResult], selection, same_versions: bool) -> dict[str, Measured]:
-    speedups = {r.recipe.key: r.speedup for r in selection.ranking}
-    best = selection.ranking[0].speedup if selection.ranking else None
+    ranked = {r.recipe.key: r for r in selection.ranking}
+    top = selection.ranking[0] if selection.ranking else None
+    best = top.speedup if top else None
     passed_bases = {_base(r.recipe.label) for r in results if r.ok and r.recipe.kept_float}
     by_key: dict[str, list[CandidateResult]] = {}
     for r in results:
@@ -162,7 +163,9 @@ def _measured(run_id: int, results: list[CandidateResult], selection, same_versi
     for key, rs in by_key.items():
         label = rs[0].recipe.label
         missed = any(r.status is Status.WRONG_ANSWER for r in rs) and label not in passed_bases
-        found[key] = Measured(run_id, speedups.get(key), best, sum(r.wall_s for r in rs), len(rs), missed, same_versions)
+        mine = ranked.get(key)
+        found[key] = Measured(run_id, mine.speedup if mine else None, best, sum(r.wall_s for r in rs), len(rs), missed,
+                              same_versions, mine.high if mine else None, top.low if top else None)
     return found
 
 

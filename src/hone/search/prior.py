@@ -46,6 +46,8 @@ class Measured:
     sets: int
     missed_accuracy: bool  # wrong answer (and no refinement of it passed)
     same_versions: bool
+    high: float | None = None  # the top of its speedup's interval in that run
+    best_low: float | None = None  # the bottom of the winner's
 
     def not_worth(self) -> str | None:
         """Why building it again cannot pay, or None."""
@@ -54,9 +56,14 @@ class Measured:
         if self.missed_accuracy:
             return (f"run {self.run_id} of this model here (same library versions) found it over the accuracy budget, "
                     f"retries included")
-        if self.speedup is not None and self.best_speedup is not None and self.speedup * (1 + SCREEN_MARGIN) < self.best_speedup:
+        if self.speedup is None or self.best_speedup is None:
+            return None
+        if self.speedup * (1 + SCREEN_MARGIN) < self.best_speedup:
             return (f"run {self.run_id} of this model here measured {self.speedup:.2f}x against its winner's "
                     f"{self.best_speedup:.2f}x, more than {SCREEN_MARGIN:.0%} slower")
+        if self.high is not None and self.best_low is not None and self.high < self.best_low:
+            return (f"run {self.run_id} of this model here measured {self.speedup:.2f}x (at most {self.high:.2f}x) "
+                    f"against its winner's {self.best_speedup:.2f}x (at least {self.best_low:.2f}x): slower beyond noise")
         return None
 
 

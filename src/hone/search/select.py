@@ -28,6 +28,7 @@ class Ranked:
     low: float = 0.0  # the speedup's interval (95 % when paired at every set)
     high: float = math.inf
     paired: bool = False  # from paired timing at every set (else against eager at the start)
+    screened: bool = False  # screening stopped it at some set: never a contender (ranked after)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Selection:
             "best": self.best.to_dict() if self.best else None,
             "ranking": [
                 {"label": r.recipe.label, "speedup": r.speedup, "speedups": r.speedups, "low": r.low,
-                 "high": r.high, "paired": r.paired} for r in self.ranking
+                 "high": r.high, "paired": r.paired, "screened": r.screened} for r in self.ranking
             ],
             "drift": self.drift,
             "why_best": self.why_best,
@@ -147,7 +148,9 @@ def select(results: list[CandidateResult]) -> Selection:
             losers[recipe.label] = "no eager fp32 baseline to compare with"
             continue
         ranked.append(_ranked(recipe, per_set, baseline, speedups))  # type: ignore[arg-type]
-    ranked.sort(key=lambda r: r.speedup, reverse=True)
+    # Candidates measured in full first: a screened one was clearly slower than the best so far
+    # when it ran, and its short, unpaired figure is not comparable with a paired one.
+    ranked.sort(key=lambda r: (r.screened, -r.speedup))
 
     if not ranked:
         return Selection(None, (), "no candidate passed validation on every input set", "", losers)
@@ -185,6 +188,7 @@ def _ranked(recipe: Recipe, per_set: dict[str, CandidateResult], baseline: dict[
             speedups: dict[str, float]) -> Ranked:
     """The geometric mean over sets and its interval: the paired one when every set was paired,
     else the IQR spread of the candidate and eager (the larger), as wide either way."""
+    screened = any(r.stage == "screened" for r in per_set.values())
     if recipe.baseline:
         return Ranked(recipe, 1.0, speedups, 1.0, 1.0)
     pairs = [per_set[s].paired for s in sorted(speedups)]
@@ -193,5 +197,5 @@ def _ranked(recipe: Recipe, per_set: dict[str, CandidateResult], baseline: dict[
         return Ranked(recipe, gm, speedups, low, high, paired=True)
     gm = math.exp(sum(math.log(v) for v in speedups.values()) / len(speedups))
     noise = max(_noise(per_set[s], baseline[s]) for s in speedups)
-    return Ranked(recipe, gm, speedups, gm / (1 + noise), gm * (1 + noise))
+    return Ranked(recipe, gm, speedups, gm / (1 + noise), gm * (1 + noise), screened=screened)
 
