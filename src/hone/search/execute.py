@@ -391,10 +391,14 @@ class Execution:
             return False
         if self.recipe.baseline:
             return True
+        if any(e.get("stage") == "screened" for e in sets.values()):
+            return False  # clearly slower than a candidate measured before it: never the winner
         p50 = {**job.done_p50, **{s: e["measurement"]["stats"]["p50_s"] for s, e in sets.items()}}
         if any(s not in job.baseline_p50 for s in p50):
             return False  # no eager figure to compare with: it cannot be selected
-        ratios = [job.baseline_p50[s] / p50[s] for s in sorted(p50)]
+        # As selection computes it (select.speedup_of): the paired ratio where there is one.
+        ratios = [sets[s]["paired"]["speedup"] if s in sets and sets[s].get("paired") else job.baseline_p50[s] / p50[s]
+                  for s in sorted(p50)]
         speedup = math.exp(sum(math.log(v) for v in ratios) / len(ratios))
         return job.best_speedup is None or speedup >= job.best_speedup * (1 - SPEEDUP_SLACK)
 

@@ -147,11 +147,14 @@ def keep_winner_only(results: list[CandidateResult], artifacts: Path) -> bool:
     return any(p.is_dir() for p in keep)
 
 
-def geomean_speedup(baseline_p50: dict[str, float], p50: dict[str, float]) -> float | None:
-    """eager p50 / p50, geometric mean over the sets (in sorted order, as select sums them)."""
+def geomean_speedup(baseline_p50: dict[str, float], p50: dict[str, float],
+                    paired: dict[str, float] | None = None) -> float | None:
+    """Geometric mean over the sets (in sorted order, as the worker sums them) of the paired
+    speedup where there is one, else eager p50 / p50: what select.speedup_of gives."""
+    paired = paired or {}
     if not p50 or any(s not in baseline_p50 for s in p50):
         return None
-    ratios = [baseline_p50[s] / p50[s] for s in sorted(p50)]
+    ratios = [paired[s] if s in paired else baseline_p50[s] / p50[s] for s in sorted(p50)]
     return math.exp(sum(math.log(v) for v in ratios) / len(ratios))
 
 
@@ -250,7 +253,10 @@ class _Runner:
                 continue
             if not all(r.artifact and ("unsaved" in r.artifact or Path(r.artifact["dir"]).is_dir()) for r in rs):
                 continue
-            gm = geomean_speedup(baseline_p50, {r.input_set: r.measurement.p50 for r in rs})  # type: ignore[union-attr]
+            if any(r.stage == "screened" for r in rs):
+                continue  # never the winner (select ranks it after those measured in full)
+            gm = geomean_speedup(baseline_p50, {r.input_set: r.measurement.p50 for r in rs},  # type: ignore[union-attr]
+                                 {r.input_set: r.paired.speedup for r in rs if r.paired is not None})
             if gm is not None and (best is None or gm > best):
                 best = gm
         return best
