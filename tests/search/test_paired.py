@@ -61,7 +61,9 @@ def test_with_injected_drift_the_paired_speedup_stays_within_its_interval_of_the
     eager, fast = (next(r for r in result.results if r.recipe.label == label) for label in ("eager", "test_drifting_fast"))
     assert eager.status is Status.OK and fast.status is Status.OK and fast.paired is not None
     ranked = next(r for r in result.selection.ranking if r.recipe.label == "test_drifting_fast")
-    assert ranked.paired and ranked.low <= 2.0 <= ranked.high, (ranked.low, ranked.speedup, ranked.high)
+    # The true ratio is 2 less the timer's fixed cost per call (~10 us on 2 ms, 1.99): within 1 %.
+    assert ranked.paired and ranked.low <= 2.0 * 1.01 and ranked.high >= 2.0 * 0.99, (ranked.low, ranked.speedup, ranked.high)
+    assert ranked.high / ranked.low < 1.1  # an interval narrow enough to mean something
     # Without pairing the drift shows: eager timed at the start, the candidate seconds later.
     unpaired = eager.measurement.p50 / fast.measurement.p50
     assert unpaired < 2.0 * 0.85, unpaired
