@@ -72,11 +72,12 @@ class Strategy:
                 retry = self._next_refinement()
                 if retry is None:
                     continue
-                why = None if not self.ran(retry) else "ran already"
-                why = why or self.refusal(retry)
+                if self.ran(retry):  # the previous winner, tried first: no further retries needed
+                    self._stop_refining()
+                    continue
+                why = self.refusal(retry)
                 if why:
-                    if why != "ran already":
-                        self.on_skip(retry.label, why)
+                    self.on_skip(retry.label, why)
                     self._stop_refining()  # later attempts keep more layers in float: they cost more
                     continue
                 self.on_more(self.input_sets)
