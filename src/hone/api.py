@@ -313,19 +313,29 @@ def _calibration_warnings(workload, planned) -> list[str]:
 
 
 def _profile_for_plan(workload, hw, settings) -> "Profile | None":
-    """The profile behind the plan, on the largest input set. A profiler failure costs the
-    advice, never the sweep."""
+    """The profile behind the plan: the largest input set in full, the smallest without the
+    batch sweep, their shares averaged (profiler.across). A profiler failure costs the advice,
+    never the sweep."""
     import logging
 
+    from hone.profiler.across import across_sets
     from hone.profiler.advice import advise, findings
     from hone.profiler.profile import profile_workload
 
     largest = max(workload.input_sets, key=lambda s: s.batch_size)
+    smallest = min(workload.input_sets, key=lambda s: s.batch_size)
     try:
         found = profile_workload(
             workload, hw, input_set=largest.label, threads=settings.threads, device=settings.device,
             scaling_max_batch=largest.batch_size,
         )
+        others = []
+        if smallest.batch_size < largest.batch_size:
+            others.append(profile_workload(
+                workload, hw, input_set=smallest.label, threads=settings.threads, device=settings.device,
+                scaling_max_batch=0,
+            ))
+        found = across_sets(found, others)
         found.findings = findings(found, hw)
         found.advice = advise(found, hw)
         return found

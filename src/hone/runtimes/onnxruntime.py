@@ -92,11 +92,13 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
     def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device == "cpu":
             no_dispatch = Claim(1.0, "a C++ session runs the graph without Python dispatch per op")
+            # ORT_ENABLE_ALL fuses Conv/Gemm with bias and activation, LayerNorm, GELU, attention.
+            fewer_passes = Claim(0.6, "graph optimizations fuse activations and norms into their producers")
             # The lower optimization levels matter for quantized graphs, whose QDQ fusions and
             # layout changes differ by level: offered stacked on quantizers only.
             return [
                 Variant(OnnxRuntimeConfig(), "onnxruntime", "ONNX graph optimizations", cost=1.0,
-                        addresses={"overhead": no_dispatch}),
+                        addresses={"overhead": no_dispatch, "memory": fewer_passes}),
                 *(Variant(OnnxRuntimeConfig(graph_optimization_level=level), f"onnxruntime-{level}",
                           f"ONNX Runtime with graph optimization level {level!r}", cost=1.0, alone=False)
                   for level in ("extended", "basic", "disable")),

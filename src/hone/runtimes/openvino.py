@@ -132,12 +132,16 @@ class OpenVino(Runtime[OpenVinoConfig]):
         # AMX, AVX2-VNNI-2 in recent releases), and the precision it settled on is read back.
         return [
             Variant(OpenVinoConfig(), "openvino", "OpenVINO CPU plugin, f32 pinned, LATENCY hint (one stream)",
-                    cost=1.5, addresses={"overhead": Claim(0.45, "OpenVINO's C++ plugin runs the whole graph")}),
+                    cost=1.5, addresses={"overhead": Claim(0.45, "OpenVINO's C++ plugin runs the whole graph"),
+                                         "memory": Claim(0.6, "the CPU plugin fuses activations and norms into convolutions and GEMMs")}),
             Variant(OpenVinoConfig(performance_hint="THROUGHPUT"), "openvino-throughput",
                     "OpenVINO CPU plugin, f32, THROUGHPUT hint (several streams)", cost=1.5, stack=False),
             Variant(OpenVinoConfig(inference_precision="bf16"), "openvino-bf16",
                     "OpenVINO CPU plugin computing float layers in bf16 (declared)", cost=1.5,
-                    compute_dtype="bfloat16", stack=False),
+                    compute_dtype="bfloat16", stack=False,
+                    addresses={"overhead": Claim(0.45, "OpenVINO's C++ plugin runs the whole graph"),
+                               "memory": Claim(0.9, "bf16 activations halve the bytes each op moves", unit="bf16"),
+                               "compute": Claim(1.0, "", unit="bf16")}),
         ]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:

@@ -2,9 +2,10 @@
 profile's findings, each with why it is there.
 
 The composer (search.compose) builds the chains from the plugins' declarations; the planner
-orders them: the baseline first, then recipes whose steps claim the profile's findings (by
-share x claim weight, the finding behind the strongest claim becoming the recipe's origin),
-then the rest in composition order, the expensive ones last. Where overhead dominates, a recipe
+orders them: the baseline first, then recipes whose steps claim the profile's findings (gain =
+share x claim weight summed over findings, the finding behind the strongest claim becoming the
+recipe's origin), by gain per unit of cost and spread over the runtimes, then the rest in
+composition order, the expensive ones last. Where overhead dominates, a recipe
 with a step that pays only for memory or compute (lower precision) is left out, with the reason.
 Recipes whose steps cannot run here stay in the plan with the reason: the sweep reports them as
 `unsupported` instead of hiding them.
@@ -128,26 +129,41 @@ def plan(
                     f"{_lower_precision_steps(s)} adds casts and saves no dispatch")
         chosen_stacks = [s for s in chosen_stacks if s.recipe.label not in pruned]
 
-    # Baseline first, then recipes addressing a finding by score, then the rest in composition
-    # order, the expensive ones (autotuning, tuning) last: a time budget then drops those first.
+    # Baseline first, then recipes addressing a finding (search order below), then the rest in
+    # composition order, the expensive ones (autotuning, tuning) last: a time budget then drops
+    # those first.
     scored = {s.recipe.key: score(s, found) for s in chosen_stacks}
     position = {s.recipe.key: i for i, s in enumerate(chosen_stacks)}
-
-    def order(s: Stack) -> tuple[int, float, int]:
-        if s.recipe.baseline:
-            return 0, 0.0, 0
-        hit = scored[s.recipe.key]
-        if hit is not None:
-            return 1, -hit[0], position[s.recipe.key]
-        return (3 if s.recipe.cost >= EXPENSIVE_COST else 2), 0.0, position[s.recipe.key]
-
-    chosen_stacks.sort(key=order)
+    baseline_stacks = [s for s in chosen_stacks if s.recipe.baseline]
+    addressing = _by_gain_per_cost([s for s in chosen_stacks if not s.recipe.baseline and scored[s.recipe.key]],
+                                   {k: v[0] for k, v in scored.items() if v is not None})
+    rest = sorted((s for s in chosen_stacks if not s.recipe.baseline and scored[s.recipe.key] is None),
+                  key=lambda s: (s.recipe.cost >= EXPENSIVE_COST, position[s.recipe.key]))
+    chosen_stacks = [*baseline_stacks, *addressing, *rest]
     planned = []
     for s in chosen_stacks:
         hit = scored[s.recipe.key]
         recipe = dataclasses.replace(s.recipe, origin=hit[1]) if hit is not None and not s.recipe.baseline else s.recipe
         planned.append(PlannedRecipe(recipe, unavailable_reason(recipe, hw, device)))
     return Plan(planned, pruned)
+
+
+def _by_gain_per_cost(stacks: list[Stack], gain: dict[str, float]) -> list[Stack]:
+    """The order to try the stacks that address a finding, greedily: next is the one with the
+    most claimed gain per unit of cost (what a time budget buys), its gain divided by one plus
+    the number already placed on the same runtime. The claims tell runtimes apart less well
+    than variants of one runtime (ONNX Runtime's kernels against Inductor's are a measurement,
+    not a declaration), so the first candidates spread over the runtimes before second variants
+    of one of them; a tie keeps composition order."""
+    remaining, placed, same_runtime = list(stacks), [], {}
+    while remaining:
+        def worth(s: Stack) -> float:
+            return gain[s.recipe.key] / max(s.recipe.cost, 1e-9) / (1 + same_runtime.get(s.recipe.runtime.name, 0))
+        best = max(remaining, key=worth)  # max keeps the first of equals: composition order
+        remaining.remove(best)
+        placed.append(best)
+        same_runtime[best.recipe.runtime.name] = same_runtime.get(best.recipe.runtime.name, 0) + 1
+    return placed
 
 
 def _named_stack(composer: Composer, label: str, by_label: dict[str, Stack]) -> Stack:
