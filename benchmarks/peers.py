@@ -11,8 +11,11 @@ and thread count for everyone:
 - ONNX Runtime `quantize_dynamic` with defaults on that export;
 - OpenVINO: `convert_model` + `compile_model(..., "CPU")` with defaults (the precision it picked
   is read back: bf16 on bf16-capable CPUs);
-- hone's pick under its default budget: the winner's saved artifact, loaded and timed here; and
-  hone's best fp32-exact candidate as its own run measured it (its artifact is not kept).
+- hone's pick under its default budget: the winner's saved artifact, loaded and timed here;
+- hone's own candidate for each runtime (`inductor`, `onnxruntime`, `openvino`: fp32, exact), each
+  from a `hone.optimize(..., recipes=[label])` run and its saved artifact timed here: the goal is
+  hone's candidate at least as fast as the runtime's defaults, and hone's fastest exact
+  candidate at least as fast as the fastest exact peer.
 Each as speedup over the eager measured here (geometric mean over the input sets), with the
 workload's metric (its eval set) or, without one, the max abs error against eager.
 """
@@ -38,6 +41,8 @@ from hone.validate.reference import compute_reference
 from hone.validate.verdict import AccuracyBudget
 
 SETTINGS = MeasureSettings()
+# hone's plain recipe for each peer runtime: fp32 in, fp32 out, its defaults as hone sets them.
+HONE_PER_RUNTIME = ("inductor", "onnxruntime", "openvino")
 Predict = Callable[..., tuple]
 
 
@@ -94,6 +99,21 @@ def _peers(flat: FlatIO, inputs: tuple, input_names: list[str], threads: int, wo
     return found
 
 
+def _hone_runner(run, input_set: str, note: str) -> tuple[Predict | None, str]:
+    best = run.selection.best
+    if best is None:
+        return None, "no candidate passed"
+    ranked = next((r for r in run.selection.ranking if r.recipe.key == best.key), None)
+    if ranked is not None and ranked.recipe.baseline:
+        candidate = next((r for r in run.selection.ranking if not r.recipe.baseline), None)
+        figure = f"{candidate.speedup:.2f}x" if candidate is not None and candidate.speedup else "no figure"
+        return None, f"slower than eager in hone's own run ({figure}): no artifact kept"
+    try:
+        return run.runner(input_set), note
+    except Exception as exc:  # noqa: BLE001 - a row that says why
+        return None, f"{type(exc).__name__}: {str(exc)[:80]}"
+
+
 def _quality(predict: Predict, workload, reference, label: str, inputs: tuple) -> str:
     if workload.eval is not None and reference.eval_outputs is not None:
         produced = eval_outputs(predict, workload.eval, int(inputs[0].shape[0]), reference.output_names, reference.batch_axes)
@@ -114,9 +134,9 @@ def main(spec: str) -> None:
     result = hone.optimize(spec, store=False, progress=False)
     hone_wall = time.perf_counter() - started
     best = result.selection.best
-    exact = next((r for r in result.selection.ranking if r.recipe.compute_dtype == "float32" and not r.recipe.baseline
-                  and not r.recipe.kept_float and "int8" not in r.recipe.label), None)
-
+    # hone's candidate per runtime, each the winner of its own run over eager (else it has no
+    # artifact, and its row gives the speedup hone measured).
+    per_runtime = {label: hone.optimize(spec, recipes=[label], store=False, progress=False) for label in HONE_PER_RUNTIME}
     timer = timer_for("cpu")
     p50: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
@@ -127,11 +147,11 @@ def main(spec: str) -> None:
             work = Path(tmp) / s.label
             work.mkdir()
             peers = _peers(flat, inputs, workload.input_names, threads, work)
-            if best is not None:
-                try:
-                    peers[f"hone pick: {best.label}"] = (result.runner(s.label), "its saved artifact")
-                except Exception as exc:  # noqa: BLE001
-                    peers[f"hone pick: {best.label}"] = (None, f"{type(exc).__name__}: {str(exc)[:80]}")
+            hone_runs = {f"hone pick: {best.label}" if best else "hone pick": (result, "its saved artifact")}
+            hone_runs.update({f"hone {label} (fp32)": (run, "hone's candidate, saved artifact")
+                              for label, run in per_runtime.items()})
+            for name, (run, note) in hone_runs.items():
+                peers[name] = _hone_runner(run, s.label, note)
             for label, (predict, note) in peers.items():
                 notes.setdefault(label, note)
                 if predict is None:
@@ -150,13 +170,25 @@ def main(spec: str) -> None:
     for label, note in notes.items():
         times = p50.get(label, {})
         if len(times) < len(sets):
-            print(f"| {label} | " + " | ".join("-" for _ in sets) + f" | - | - | failed: {note} |")
+            print(f"| {label} | " + " | ".join("-" for _ in sets) + f" | - | - | not timed: {note} |")
             continue
         gm = math.exp(sum(math.log(eager[s] / times[s]) for s in sets) / len(sets))
         print(f"| {label} | " + " | ".join(f"{times[s] * 1e3:.2f} ms" for s in sets) + f" | {gm:.2f}x | {quality[label]} | {note} |")
-    if exact is not None:
-        print(f"| hone fp32-exact: {exact.recipe.label} | (its own run) | | {exact.speedup:.2f}x ({exact.low:.2f}-{exact.high:.2f}) | | "
-              f"measured in hone's run, paired with its eager |")
+    print()
+    gm = {label: math.exp(sum(math.log(eager[s] / times[s]) for s in sets) / len(sets))
+          for label, times in p50.items() if len(times) == len(sets)}
+    exact_peers = {k: v for k, v in gm.items() if k in ("torch.compile defaults", "onnxruntime defaults")
+                   or (k == "openvino defaults" and "f32" in notes[k])}
+    hone_exact = {k: v for k, v in gm.items() if k.startswith("hone ") and k.endswith("(fp32)")}
+    if exact_peers and hone_exact:
+        peer, mine = max(exact_peers, key=exact_peers.get), max(hone_exact, key=hone_exact.get)
+        print(f"- fastest exact peer: {peer} {exact_peers[peer]:.2f}x; hone's fastest exact candidate: {mine} "
+              f"{hone_exact[mine]:.2f}x")
+    for label in HONE_PER_RUNTIME:
+        theirs = {"inductor": "torch.compile defaults", "onnxruntime": "onnxruntime defaults", "openvino": "openvino defaults"}[label]
+        mine = f"hone {label} (fp32)"
+        if mine in gm and theirs in gm:
+            print(f"- {label}: hone's candidate {gm[mine]:.2f}x against the runtime's defaults {gm[theirs]:.2f}x")
     print()
     print(f"hone: {result.selection.why_best}")
     print()

@@ -184,7 +184,9 @@ def optimize(
     recipes: exactly these recipes (plus the eager baseline): Recipe objects or stacks by name,
     e.g. ["pt2e-int8+aoti", "bf16+inductor"]; a stack that does not compose is an InputError
     naming the step and the mismatch, before any work.
-    profile_first: profile eager fp32 first and let its findings order and prune the plan.
+    profile_first: profile eager fp32 first and let its findings order and prune the plan; with
+    a store, an earlier run's profile of this model on this machine, thread count and library
+    versions is reused instead (`explore` profiles again).
     retry_failed: rebuild recipes the store records as unsupported, crashed or oom for this model
     on this machine with these library versions (by default they are reported, not rebuilt).
     A store also puts the previous winner of this model on this machine first in the plan, and
@@ -195,7 +197,7 @@ def optimize(
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
-    from hone.search.history import history_facts, read_history
+    from hone.search.history import earlier_profile, history_facts, model_identity, read_history
     from hone.search.prior import apply_prior
     from hone.search.planner import plan
     from hone.search.run import OptimizeResult
@@ -234,14 +236,22 @@ def optimize(
         # arithmetic (reductions split the same way), and any difference is the harness's.
         with threads_set(settings.threads):
             reference = compute_reference(workload)  # a model that cannot run its inputs stops here
-        found = None
+        found, summary, earlier = None, None, None
         if profile_first and recipes is None:
-            shown.stage("profiling eager fp32: where the time goes")
-            found = _profile_for_plan(workload, hw, settings)
+            if not explore:
+                with _open_store(store) as db:
+                    earlier = earlier_profile(db, model_identity(workload), hw.fingerprint, device, _versions(),
+                                              settings.threads)
+            if earlier is not None:
+                summary = {**earlier[1], "reused_from_run": earlier[0]}
+            else:
+                shown.stage("profiling eager fp32: where the time goes")
+                found = _profile_for_plan(workload, hw, settings)
+                summary = _profile_summary(found)
         planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes,
-                       findings=found.findings if found else None)
+                       findings=_stored_findings(summary) if summary else None)
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
-        info.profile = _profile_summary(found)
+        info.profile = summary
         info.pruned = dict(planned.pruned)
         info.warnings = _calibration_warnings(workload, planned)
         sets = len(workload.input_sets)
@@ -342,6 +352,13 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
     except Exception as exc:  # noqa: BLE001 - profiling is advisory here
         logging.getLogger(__name__).warning("profiling failed, planning without advice: %s: %s", type(exc).__name__, exc)
         return None
+
+
+def _stored_findings(summary: dict[str, Any]) -> list:
+    """The plan's findings from a profile summary: the one just taken, or an earlier run's."""
+    from hone.profiler.records import Finding
+
+    return [Finding(f["kind"], f["share"], f["finding"], dict(f.get("units") or {})) for f in summary.get("findings", [])]
 
 
 def _profile_summary(found) -> dict[str, Any] | None:

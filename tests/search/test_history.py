@@ -116,3 +116,24 @@ def test_a_repeat_run_loads_the_previous_winners_artifact_instead_of_building_it
     monkeypatch.setattr(api, "_versions", lambda: {**versions, "torch": "0.0.0"})
     hone.optimize(model, x, **kw)
     assert len(logged_builds(log, "test_counting")) == 2
+
+
+def test_a_repeat_run_plans_from_the_earlier_profile_and_explore_profiles_again(tmp_path, monkeypatch):
+    profiled = []
+    real = api._profile_for_plan
+    monkeypatch.setattr(api, "_profile_for_plan", lambda *a: profiled.append(1) or real(*a))
+    model, x = tiny_mlp()
+    kw = dict(include=["eager"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+    first = hone.optimize(model, x, **kw)
+    assert len(profiled) == 1 and first.run.profile["findings"] is not None
+    second = hone.optimize(model, x, **kw)
+    assert len(profiled) == 1  # planned from the first run's profile
+    assert second.run.profile["reused_from_run"] == first.run.run_id
+    assert second.run.profile["findings"] == first.run.profile["findings"]
+    hone.optimize(model, x, explore=True, **kw)
+    assert len(profiled) == 2
+    # Another library version: profiled again.
+    versions = api._versions()
+    monkeypatch.setattr(api, "_versions", lambda: {**versions, "torch": "0.0.0"})
+    hone.optimize(model, x, **kw)
+    assert len(profiled) == 3

@@ -229,7 +229,9 @@ def _header(result: OptimizeResult) -> Text:
         lines.append(Text(f"note: {run.batch_axes_note}", "yellow"))
     if run.profile:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in run.profile["shares"].items())
-        lines.append(Text(f"profile ({run.profile['input_set']}): {run.profile['verdict']}-bound ({shares} of wall time)"))
+        reused = run.profile.get("reused_from_run")
+        source = f", from run {reused}: same model, machine and versions" if reused else ""
+        lines.append(Text(f"profile ({run.profile['input_set']}{source}): {run.profile['verdict']}-bound ({shares} of wall time)"))
     for warning in run.warnings:
         lines.append(Text(f"WARNING: {warning}", "bold yellow"))
     if run.fp64_skipped:

@@ -101,6 +101,22 @@ def model_identity(workload: "Workload") -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def earlier_profile(db: "Store | None", model_id: str, fingerprint: str, device: str, versions: dict[str, str],
+                    threads: int) -> tuple[int, dict] | None:
+    """(run id, profile summary) of the latest run of this model on this machine, device, thread
+    count and library versions that profiled it: the same eager model on the same machine
+    spends its time the same way, so a repeat run plans from that profile instead of profiling
+    again (its findings are stored with the run)."""
+    if db is None:
+        return None
+    for run_id, _status, info in db.runs_on(fingerprint, RUNS_READ):
+        profile = info.get("profile") or {}
+        if (info.get("model_id") == model_id and info.get("device") == device and info.get("versions") == versions
+                and info.get("threads") == threads and profile.get("findings") is not None and "reused_from_run" not in profile):
+            return run_id, profile
+    return None
+
+
 def read_history(db: "Store | None", model_id: str, fingerprint: str, device: str, versions: dict[str, str],
                  current_run: int | None = None, op_mix: dict[str, float] | None = None) -> History:
     """History from the latest RUNS_READ runs on this machine of the same model and device.
