@@ -12,10 +12,12 @@ and thread count for everyone:
 - OpenVINO: `convert_model` + `compile_model(..., "CPU")` with defaults (the precision it picked
   is read back: bf16 on bf16-capable CPUs);
 - hone's pick under its default budget: the winner's saved artifact, loaded and timed here;
-- hone's own candidate for each runtime (`inductor`, `onnxruntime`, `openvino`: fp32, exact), each
-  from a `hone.optimize(..., recipes=[label])` run and its saved artifact timed here: the goal is
-  hone's candidate at least as fast as the runtime's defaults, and hone's fastest exact
-  candidate at least as fast as the fastest exact peer.
+- hone's own recipe for each runtime (`inductor`, `onnxruntime`, `openvino` in fp32, and
+  `openvino-bf16`, OpenVINO's own default precision on bf16 CPUs), built in this process by
+  hone's build path (search.build.build_recipe: the same passes, runtime and settings as in a
+  worker), so only the runtime differs from its peer: the goal is hone's candidate at least as
+  fast as the runtime's defaults, and hone's fastest exact candidate at least as fast as the
+  fastest exact peer.
 Each as speedup over the eager measured here (geometric mean over the input sets), with the
 workload's metric (its eval set) or, without one, the max abs error against eager.
 """
@@ -33,6 +35,10 @@ import torch
 
 import hone
 from hone.bench.measure import MeasureSettings, measure
+from hone.hardware import probe
+from hone.plugin import BuildContext
+from hone.search.build import build_recipe
+from hone.search.compose import Composer
 from hone.bench.timers import timer_for
 from hone.models.spec import load_model
 from hone.models.workload import FlatIO
@@ -42,7 +48,8 @@ from hone.validate.verdict import AccuracyBudget
 
 SETTINGS = MeasureSettings()
 # hone's plain recipe for each peer runtime: fp32 in, fp32 out, its defaults as hone sets them.
-HONE_PER_RUNTIME = ("inductor", "onnxruntime", "openvino")
+HONE_PER_RUNTIME = ("inductor", "onnxruntime", "openvino", "openvino-bf16")
+EXACT = ("inductor", "onnxruntime", "openvino")  # hone's recipes that compute in fp32
 Predict = Callable[..., tuple]
 
 
@@ -99,17 +106,24 @@ def _peers(flat: FlatIO, inputs: tuple, input_names: list[str], threads: int, wo
     return found
 
 
-def _hone_runner(run, input_set: str, note: str) -> tuple[Predict | None, str]:
-    best = run.selection.best
-    if best is None:
+def _winner(run, input_set: str) -> tuple[Predict | None, str]:
+    if run.selection.best is None:
         return None, "no candidate passed"
-    ranked = next((r for r in run.selection.ranking if r.recipe.key == best.key), None)
-    if ranked is not None and ranked.recipe.baseline:
-        candidate = next((r for r in run.selection.ranking if not r.recipe.baseline), None)
-        figure = f"{candidate.speedup:.2f}x" if candidate is not None and candidate.speedup else "no figure"
-        return None, f"slower than eager in hone's own run ({figure}): no artifact kept"
     try:
-        return run.runner(input_set), note
+        return run.runner(input_set), "its saved artifact"
+    except Exception as exc:  # noqa: BLE001 - a row that says why
+        return None, f"{type(exc).__name__}: {str(exc)[:80]}"
+
+
+def _hone_recipe(composer, label: str, flat, inputs: tuple, workload, reference, threads: int, workdir: Path):
+    """hone's recipe `label`, built here as a worker builds it."""
+    try:
+        recipe = composer.parse(label).recipe
+        workdir.mkdir(parents=True)
+        ctx = BuildContext(inputs, workload.input_names, reference.output_names, workdir, threads)
+        runner, _, _ = build_recipe(recipe, flat, ctx)
+        dtype = getattr(runner, "compute_dtype", None)
+        return runner, f"hone's recipe, built here{f'; computes in {dtype}' if dtype else ''}"
     except Exception as exc:  # noqa: BLE001 - a row that says why
         return None, f"{type(exc).__name__}: {str(exc)[:80]}"
 
@@ -134,9 +148,8 @@ def main(spec: str) -> None:
     result = hone.optimize(spec, store=False, progress=False)
     hone_wall = time.perf_counter() - started
     best = result.selection.best
-    # hone's candidate per runtime, each the winner of its own run over eager (else it has no
-    # artifact, and its row gives the speedup hone measured).
-    per_runtime = {label: hone.optimize(spec, recipes=[label], store=False, progress=False) for label in HONE_PER_RUNTIME}
+    hw = probe(measure_peaks=False)
+    composer = Composer(workload, hw, "cpu")
     timer = timer_for("cpu")
     p50: dict[str, dict[str, float]] = {}
     notes: dict[str, str] = {}
@@ -147,11 +160,10 @@ def main(spec: str) -> None:
             work = Path(tmp) / s.label
             work.mkdir()
             peers = _peers(flat, inputs, workload.input_names, threads, work)
-            hone_runs = {f"hone pick: {best.label}" if best else "hone pick": (result, "its saved artifact")}
-            hone_runs.update({f"hone {label} (fp32)": (run, "hone's candidate, saved artifact")
-                              for label, run in per_runtime.items()})
-            for name, (run, note) in hone_runs.items():
-                peers[name] = _hone_runner(run, s.label, note)
+            peers[f"hone pick: {best.label}" if best else "hone pick"] = _winner(result, s.label)
+            for label in HONE_PER_RUNTIME:
+                peers[f"hone {label}"] = _hone_recipe(composer, label, flat, inputs, workload, reference, threads,
+                                                      work / label)
             for label, (predict, note) in peers.items():
                 notes.setdefault(label, note)
                 if predict is None:
@@ -179,16 +191,17 @@ def main(spec: str) -> None:
           for label, times in p50.items() if len(times) == len(sets)}
     exact_peers = {k: v for k, v in gm.items() if k in ("torch.compile defaults", "onnxruntime defaults")
                    or (k == "openvino defaults" and "f32" in notes[k])}
-    hone_exact = {k: v for k, v in gm.items() if k.startswith("hone ") and k.endswith("(fp32)")}
+    hone_exact = {k: v for k, v in gm.items() if k in {f"hone {label}" for label in EXACT}}
     if exact_peers and hone_exact:
         peer, mine = max(exact_peers, key=exact_peers.get), max(hone_exact, key=hone_exact.get)
-        print(f"- fastest exact peer: {peer} {exact_peers[peer]:.2f}x; hone's fastest exact candidate: {mine} "
-              f"{hone_exact[mine]:.2f}x")
-    for label in HONE_PER_RUNTIME:
-        theirs = {"inductor": "torch.compile defaults", "onnxruntime": "onnxruntime defaults", "openvino": "openvino defaults"}[label]
-        mine = f"hone {label} (fp32)"
+        print(f"- fastest exact peer: {peer} {exact_peers[peer]:.2f}x; hone's fastest exact recipe: {mine} "
+              f"{hone_exact[mine]:.2f}x; hone's pick {gm.get(f'hone pick: {best.label}' if best else '', 0):.2f}x "
+              f"({gm.get(f'hone pick: {best.label}' if best else '', 0) / exact_peers[peer]:.2f}x the fastest exact peer)")
+    ov_mine = "hone openvino-bf16" if "bf16" in notes.get("openvino defaults", "") else "hone openvino"
+    for mine, theirs in (("hone inductor", "torch.compile defaults"), ("hone onnxruntime", "onnxruntime defaults"),
+                         (ov_mine, "openvino defaults")):
         if mine in gm and theirs in gm:
-            print(f"- {label}: hone's candidate {gm[mine]:.2f}x against the runtime's defaults {gm[theirs]:.2f}x")
+            print(f"- {mine} {gm[mine]:.2f}x against {theirs} {gm[theirs]:.2f}x ({gm[mine] / gm[theirs]:.2f})")
     print()
     print(f"hone: {result.selection.why_best}")
     print()

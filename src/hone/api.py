@@ -236,7 +236,7 @@ def optimize(
         # arithmetic (reductions split the same way), and any difference is the harness's.
         with threads_set(settings.threads):
             reference = compute_reference(workload)  # a model that cannot run its inputs stops here
-        found, summary, earlier = None, None, None
+        summary, earlier = None, None
         if profile_first and recipes is None:
             if not explore:
                 with _open_store(store) as db:
@@ -246,8 +246,7 @@ def optimize(
                 summary = {**earlier[1], "reused_from_run": earlier[0]}
             else:
                 shown.stage("profiling eager fp32: where the time goes")
-                found = _profile_for_plan(workload, hw, settings)
-                summary = _profile_summary(found)
+                summary = _profile_summary(_profile_for_plan(workload, hw, settings))
         planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes,
                        findings=_stored_findings(summary) if summary else None)
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])

@@ -125,3 +125,20 @@ def test_a_recipe_slower_than_the_winner_beyond_noise_is_not_rebuilt_one_within_
     apply_prior(plan, history)
     assert [p.recipe.label for p in plan] == ["eager", "close"]
     assert "(at most 2.70x) against its winner's 3.00x (at least 2.90x): slower beyond noise" in plan.pruned["apart"]
+
+
+def test_a_run_of_another_model_with_the_same_op_mix_predicts_through_the_store(tmp_path):
+    import torch
+
+    import hone
+    from tiny_models import TinyMLP
+
+    kw = dict(include=["torchscript-trace"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+    torch.manual_seed(0)
+    first = hone.optimize(TinyMLP().eval(), torch.randn(4, 32), **kw)
+    measured = next(r for r in select(first.results).ranking if r.recipe.label == "torchscript-trace")
+    # Another model (wider: another model id), the same op types in nearly the same shares.
+    second = hone.optimize(TinyMLP(hidden=96).eval(), torch.randn(4, 32), **kw)
+    assert second.run.model_id != first.run.model_id
+    planned = next(r.recipe for r in second.results if r.recipe.label == "torchscript-trace")
+    assert f"prior 1 run(s) of models with a similar op mix here: {measured.speedup:.2f}x" in planned.origin
