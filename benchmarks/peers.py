@@ -197,7 +197,7 @@ def main(spec: str) -> None:
         print(f"- fastest exact peer: {peer} {exact_peers[peer]:.2f}x; hone's fastest exact recipe: {mine} "
               f"{hone_exact[mine]:.2f}x; hone's pick {gm.get(f'hone pick: {best.label}' if best else '', 0):.2f}x "
               f"({gm.get(f'hone pick: {best.label}' if best else '', 0) / exact_peers[peer]:.2f}x the fastest exact peer)")
-    ov_mine = "hone openvino-bf16" if "bf16" in notes.get("openvino defaults", "") else "hone openvino"
+    ov_mine = "hone openvino-bf16" if "bfloat16" in notes.get("openvino defaults", "") else "hone openvino"
     for mine, theirs in (("hone inductor", "torch.compile defaults"), ("hone onnxruntime", "onnxruntime defaults"),
                          (ov_mine, "openvino defaults")):
         if mine in gm and theirs in gm:
