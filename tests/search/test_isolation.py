@@ -60,8 +60,10 @@ def test_wrong_and_nan_answers_are_rejected_before_timing():
     assert nan.status is Status.WRONG_ANSWER and "NaN/Inf" in nan.reason
 
 
-def test_interrupting_the_parent_kills_the_worker(tmp_path):
-    """Ctrl-C during a candidate: the parent stops and leaves no worker behind."""
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_interrupting_or_killing_the_parent_ends_the_worker(tmp_path, how):
+    """Ctrl-C during a candidate: the parent stops and leaves no worker behind. Killed outright
+    (SIGKILL: no handler runs), the worker ends too, on its own (die_with_parent)."""
     import os
     import signal
     import subprocess
@@ -104,13 +106,13 @@ def test_interrupting_the_parent_kills_the_worker(tmp_path):
         time.sleep(0.5)
     assert hanging, "the hanging candidate never started"
     time.sleep(1)
-    parent.send_signal(signal.SIGINT)
+    parent.send_signal(getattr(signal, how))
     try:
         _, err = parent.communicate(timeout=60)
     except subprocess.TimeoutExpired:  # show where the parent is stuck (faulthandler on SIGABRT)
         parent.send_signal(signal.SIGABRT)
         _, err = parent.communicate(timeout=30)
         raise AssertionError(f"the parent did not stop within 60 s of Ctrl-C; its stacks:\n{err[-6000:]}") from None
-    assert parent.returncode != 0 and "KeyboardInterrupt" in err
+    assert parent.returncode != 0 and ("KeyboardInterrupt" in err if how == "SIGINT" else parent.returncode == -9)
     hanging[0].wait(timeout=10)  # raises if the worker outlived its parent
     assert not hanging[0].is_running()

@@ -19,6 +19,39 @@ from pathlib import Path
 
 
 UNEXPECTED = ("crashed", "oom")  # statuses whose result keeps the traceback or the stderr tail
+PARENT_ENV = "HONE_WORKER_PARENT"  # the sweep's pid, set by search.worker.worker_env
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int | None) -> None:
+    """End this worker when the sweep that started it dies. A worker runs in its own session
+    (so a timeout can kill its whole group), so a sweep killed by a signal it cannot catch
+    (SIGTERM, SIGKILL) would otherwise leave it running unseen, burning the cores the next run
+    measures on. Linux: the kernel sends SIGTERM when the parent exits (prctl). Elsewhere: a
+    daemon thread checks the parent once a second (no thread on Linux: nothing beside the
+    timed calls)."""
+    if parent_pid is None:
+        return
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent_pid:  # the parent died before the prctl: no signal will come
+                os._exit(1)
+            return
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hone-parent-watch", daemon=True).start()
 
 
 class Stage:
@@ -119,4 +152,5 @@ def _write_atomic(path: Path, data: dict) -> None:
 
 
 if __name__ == "__main__":
+    die_with_parent(int(os.environ[PARENT_ENV]) if os.environ.get(PARENT_ENV) else None)
     sys.exit(run(sys.argv[1]))

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from hone.search._child import UNEXPECTED
+from hone.search._child import PARENT_ENV, UNEXPECTED
 from hone.search.job import Job
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
@@ -32,6 +32,7 @@ def worker_env(threads: int) -> dict[str, str]:
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env["PYTHONUNBUFFERED"] = "1"
+    env[PARENT_ENV] = str(os.getpid())  # the worker ends when this process does (_child.die_with_parent)
     return env
 
 
