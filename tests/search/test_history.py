@@ -118,6 +118,7 @@ def test_a_repeat_run_loads_the_previous_winners_artifact_instead_of_building_it
     assert len(logged_builds(log, "test_counting")) == 2
 
 
+@pytest.mark.slow
 def test_a_repeat_run_plans_from_the_earlier_profile_and_explore_profiles_again(tmp_path, monkeypatch):
     profiled = []
     real = api._profile_for_plan

@@ -127,6 +127,7 @@ def test_a_recipe_slower_than_the_winner_beyond_noise_is_not_rebuilt_one_within_
     assert "(at most 2.70x) against its winner's 3.00x (at least 2.90x): slower beyond noise" in plan.pruned["apart"]
 
 
+@pytest.mark.slow
 def test_a_run_of_another_model_with_the_same_op_mix_predicts_through_the_store(tmp_path):
     import torch
 

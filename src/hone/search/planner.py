@@ -135,8 +135,10 @@ def plan(
     scored = {s.recipe.key: score(s, found) for s in chosen_stacks}
     position = {s.recipe.key: i for i, s in enumerate(chosen_stacks)}
     baseline_stacks = [s for s in chosen_stacks if s.recipe.baseline]
+    cannot_run = {s.recipe.key: unavailable_reason(s.recipe, hw, device) for s in chosen_stacks}
+    blocked = {key for key, reason in cannot_run.items() if reason}
     addressing = _by_gain_per_cost([s for s in chosen_stacks if not s.recipe.baseline and scored[s.recipe.key]],
-                                   {k: v[0] for k, v in scored.items() if v is not None})
+                                   {k: v[0] for k, v in scored.items() if v is not None}, blocked)
     rest = sorted((s for s in chosen_stacks if not s.recipe.baseline and scored[s.recipe.key] is None),
                   key=lambda s: (s.recipe.cost >= EXPENSIVE_COST, position[s.recipe.key]))
     chosen_stacks = [*baseline_stacks, *addressing, *rest]
@@ -144,17 +146,18 @@ def plan(
     for s in chosen_stacks:
         hit = scored[s.recipe.key]
         recipe = dataclasses.replace(s.recipe, origin=hit[1]) if hit is not None and not s.recipe.baseline else s.recipe
-        planned.append(PlannedRecipe(recipe, unavailable_reason(recipe, hw, device)))
+        planned.append(PlannedRecipe(recipe, cannot_run[s.recipe.key]))
     return Plan(planned, pruned)
 
 
-def _by_gain_per_cost(stacks: list[Stack], gain: dict[str, float]) -> list[Stack]:
+def _by_gain_per_cost(stacks: list[Stack], gain: dict[str, float], blocked: set[str]) -> list[Stack]:
     """The order to try the stacks that address a finding, greedily: next is the one with the
     most claimed gain per unit of cost (what a time budget buys), its gain divided by one plus
     the number already placed on the same runtime. The claims tell runtimes apart less well
     than variants of one runtime (ONNX Runtime's kernels against Inductor's are a measurement,
     not a declaration), so the first candidates spread over the runtimes before second variants
-    of one of them; a tie keeps composition order."""
+    of one of them; a tie keeps composition order. A recipe that cannot run here (`blocked`)
+    covers nothing: it does not count against its runtime."""
     remaining, placed, same_runtime = list(stacks), [], {}
     while remaining:
         def worth(s: Stack) -> float:
@@ -162,7 +165,8 @@ def _by_gain_per_cost(stacks: list[Stack], gain: dict[str, float]) -> list[Stack
         best = max(remaining, key=worth)  # max keeps the first of equals: composition order
         remaining.remove(best)
         placed.append(best)
-        same_runtime[best.recipe.runtime.name] = same_runtime.get(best.recipe.runtime.name, 0) + 1
+        if best.recipe.key not in blocked:
+            same_runtime[best.recipe.runtime.name] = same_runtime.get(best.recipe.runtime.name, 0) + 1
     return placed
 
 
