@@ -239,7 +239,7 @@ def optimize(
         summary, earlier = None, None
         if profile_first and recipes is None:
             if not explore:
-                with _open_store(store) as db:
+                with _open_store(store, existing_only=True) as db:
                     earlier = earlier_profile(db, model_identity(workload), hw.fingerprint, device, _versions(),
                                               settings.threads)
             if earlier is not None:
@@ -486,12 +486,18 @@ class _NoStore:
         return False
 
 
-def _open_store(store):
+def _open_store(store, *, existing_only: bool = False):
+    """The store as a context (None inside for store=False). `existing_only`: None too when the
+    file is not there yet, so a read before any work creates nothing (a run that then fails on
+    bad input leaves no store behind)."""
     if store is False:
         return _NoStore()
     from hone.store import Store, default_store_path
 
-    return Store(Path(store) if store not in (None, True) else default_store_path())
+    path = Path(store) if store not in (None, True) else default_store_path()
+    if existing_only and not path.exists():
+        return _NoStore()
+    return Store(path)
 
 
 def _start_or_resume(db, info, resume: bool):
