@@ -54,7 +54,7 @@ def _numpy_runner(session_run, input_names: list[str]) -> Predict:
     return call
 
 
-def _build(label: str, flat, inputs: tuple, names: list[str], threads: int, work: Path, spec: str, pick: dict) -> tuple[Predict, str]:
+def _build(label: str, flat, inputs: tuple, names: list[str], threads: int, work: Path, workload, pick: dict) -> tuple[Predict, str]:
     import torch
 
     if label == "torch.compile defaults":
@@ -93,12 +93,11 @@ def _build(label: str, flat, inputs: tuple, names: list[str], threads: int, work
 
         return hone.load(pick["dir"], threads=threads), "its saved artifact"
     from hone.hardware import probe
-    from hone.models.spec import load_model
     from hone.plugin import BuildContext
     from hone.search.build import build_recipe
     from hone.search.compose import Composer
 
-    recipe = Composer(load_model(spec), probe(measure_peaks=False), "cpu").parse(label).recipe
+    recipe = Composer(workload, probe(measure_peaks=False), "cpu").parse(label).recipe
     ctx = BuildContext(inputs, names, flat.output_names, work, threads)
     runner, _, _ = build_recipe(recipe, flat, ctx)
     dtype = getattr(runner, "compute_dtype", None)
@@ -141,7 +140,7 @@ def child(spec: str, label: str, picks: dict) -> None:
                 work = Path(tmp) / s.label
                 work.mkdir()
                 predict, note = (lambda *a: eager(*a), "") if label == "eager fp32" else \
-                    _build(label, eager, inputs, workload.input_names, threads, work, spec, picks.get(s.label, {}))
+                    _build(label, eager, inputs, workload.input_names, threads, work, workload, picks.get(s.label, {}))
                 predict(*inputs)
                 pairing = paired(lambda: timer.time_call(lambda: eager(*inputs)), lambda: timer.time_call(lambda: predict(*inputs)))
                 out["note"] = note

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
-import math
 import re
 import shutil
 import time
@@ -36,6 +35,7 @@ from hone.search.build import _load, build_recipe
 from hone.search.job import Bundle, Job
 from hone.search.pareto import Point, dominated_by
 from hone.search.recipe import Recipe, Step
+from hone.search.select import geomean_speedup
 from hone.validate.check import check_metric, check_tensors, eval_outputs, verdict_of
 
 SPEEDUP_SLACK = 1e-9  # the parent's best and this worker's geomean are the same floats, summed alike
@@ -394,12 +394,10 @@ class Execution:
         if any(e.get("stage") == "screened" for e in sets.values()):
             return False  # clearly slower than a candidate measured before it: never the winner
         p50 = {**job.done_p50, **{s: e["measurement"]["stats"]["p50_s"] for s, e in sets.items()}}
-        if any(s not in job.baseline_p50 for s in p50):
+        # As selection computes it: the paired ratio where there is one.
+        speedup = geomean_speedup(job.baseline_p50, p50, {s: e["paired"]["speedup"] for s, e in sets.items() if e.get("paired")})
+        if speedup is None:
             return False  # no eager figure to compare with: it cannot be selected
-        # As selection computes it (select.speedup_of): the paired ratio where there is one.
-        ratios = [sets[s]["paired"]["speedup"] if s in sets and sets[s].get("paired") else job.baseline_p50[s] / p50[s]
-                  for s in sorted(p50)]
-        speedup = math.exp(sum(math.log(v) for v in ratios) / len(ratios))
         return job.best_speedup is None or speedup >= job.best_speedup * (1 - SPEEDUP_SLACK)
 
     def _finish(self) -> None:

@@ -63,6 +63,17 @@ def speedup_of(result: CandidateResult, baseline: CandidateResult | None) -> flo
     return baseline.measurement.p50 / result.measurement.p50
 
 
+def geomean_speedup(baseline_p50: dict[str, float], p50: dict[str, float],
+                    paired: dict[str, float] | None = None) -> float | None:
+    """Geometric mean over the sets (in sorted order, as the worker sums them) of the paired
+    speedup where there is one, else eager p50 / p50: what speedup_of gives per set."""
+    paired = paired or {}
+    if not p50 or any(s not in baseline_p50 for s in p50):
+        return None
+    ratios = [paired[s] if s in paired else baseline_p50[s] / p50[s] for s in sorted(p50)]
+    return math.exp(sum(math.log(v) for v in ratios) / len(ratios))
+
+
 def eager_drift(results: list[CandidateResult]) -> str:
     """How eager's p50 moved over the run: its own measurement at the start against the eager
     windows of every paired candidate, per input set. Empty when nothing was paired."""

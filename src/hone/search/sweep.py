@@ -8,7 +8,6 @@ the sweep is over, every artifact but the winner's is deleted."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from hone.search.prior import known_cost_s
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 from hone.search.execute import SCREEN_MARGIN, safe_name
-from hone.search.select import select
+from hone.search.select import geomean_speedup, select
 from hone.search.strategy import Strategy
 from hone.search.executor import Executor, SubprocessExecutor
 from hone.validate.reference import Reference
@@ -145,17 +144,6 @@ def keep_winner_only(results: list[CandidateResult], artifacts: Path) -> bool:
         if job_dir.is_dir() and not any(job_dir.iterdir()):
             job_dir.rmdir()
     return any(p.is_dir() for p in keep)
-
-
-def geomean_speedup(baseline_p50: dict[str, float], p50: dict[str, float],
-                    paired: dict[str, float] | None = None) -> float | None:
-    """Geometric mean over the sets (in sorted order, as the worker sums them) of the paired
-    speedup where there is one, else eager p50 / p50: what select.speedup_of gives."""
-    paired = paired or {}
-    if not p50 or any(s not in baseline_p50 for s in p50):
-        return None
-    ratios = [paired[s] if s in paired else baseline_p50[s] / p50[s] for s in sorted(p50)]
-    return math.exp(sum(math.log(v) for v in ratios) / len(ratios))
 
 
 class _Runner:
