@@ -55,15 +55,19 @@ def die_with_parent(parent_pid: int | None) -> None:
 
 
 class Stage:
-    """Where the worker is, so a failure says "build raised ..." rather than just the error.
+    """Where the worker is, so a failure says "build raised ..." rather than just the error,
+    and how long each stage took (`take`: where a set's time went, for its row).
     On CUDA each stage is also an NVTX range, so an Nsight Systems capture reads as stages."""
 
     def __init__(self, device: str = "cpu") -> None:
         self.now = "load"
         self._nvtx = device.startswith("cuda")
         self._open = False
+        self._since = time.perf_counter()
+        self._seconds: dict[str, float] = {}
 
     def __call__(self, name: str) -> None:
+        self._close()
         self.now = name
         if self._nvtx:
             import torch
@@ -72,6 +76,17 @@ class Stage:
                 torch.cuda.nvtx.range_pop()
             torch.cuda.nvtx.range_push(f"hone {name}")
             self._open = True
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        self._seconds[self.now] = self._seconds.get(self.now, 0.0) + now - self._since
+        self._since = now
+
+    def take(self) -> dict[str, float]:
+        """Seconds per stage since the last take (the worker's start for the first)."""
+        self._close()
+        taken, self._seconds = self._seconds, {}
+        return {name: round(s, 3) for name, s in taken.items()}
 
 
 def _import_main(main_path: str) -> None:

@@ -30,7 +30,7 @@ from hone.bench.paired import paired
 from hone.bench.timers import timer_for
 from hone.plugin import Artifact, BuildContext
 from hone.runtimes.base import Runner
-from hone.search._child import failure
+from hone.search._child import Stage, failure
 from hone.search.build import _load, build_recipe
 from hone.search.job import Bundle, Job
 from hone.search.pareto import Point, dominated_by
@@ -111,7 +111,7 @@ class Execution:
     """One job's sets, run in order in this process. `result["sets"]` fills in as they finish;
     `write()` persists `result` (the child rewrites its result file atomically)."""
 
-    def __init__(self, job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
+    def __init__(self, job: Job, bundle: Bundle, stage: Stage, result: dict[str, Any],
                  write: Callable[[], None], started: float, fresh_module: Callable[[], Any] | None = None):
         self.job, self.bundle, self.stage, self.result, self.write = job, bundle, stage, result, write
         self.recipe = recipe_from_job(job)
@@ -137,6 +137,7 @@ class Execution:
             entry = self._run_set(label)
             now = time.perf_counter()
             entry["wall_s"] = now - self.mark
+            entry["stages_s"] = self.stage.take()
             self.mark = now
             sets[label] = entry
             self.write()
@@ -458,7 +459,7 @@ class Execution:
             build.saved = {"unsaved": why, "input_sets": list(build.served)}
 
 
-def execute(job: Job, bundle: Bundle, stage: Callable[[str], None], result: dict[str, Any],
+def execute(job: Job, bundle: Bundle, stage: Stage, result: dict[str, Any],
             write: Callable[[], None], started: float, fresh_module: Callable[[], Any] | None = None) -> None:
     """`fresh_module()`: the model as the payload holds it, untouched by this job's passes (for
     the eager build that paired timing compares with); default a deep copy of the bundle's."""

@@ -64,6 +64,9 @@ class CandidateResult:
     # A confirmed candidate timed against eager in alternating windows in its own worker, seconds
     # apart (bench.paired): the speedup that selection uses, drift cancelled, with its interval.
     paired: PairedSpeedup | None = None
+    # Where this set's worker time went: seconds per worker stage (load, build, first call,
+    # validate, screen, measure, pair, save), summing to about `wall_s`.
+    stages_s: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +92,7 @@ class CandidateResult:
             "stage_reason": self.stage_reason,
             "screen_p50_s": self.screen_p50_s,
             "paired": self.paired.to_dict() if self.paired else None,
+            "stages_s": dict(self.stages_s),
         }
 
     @classmethod
@@ -114,4 +118,5 @@ class CandidateResult:
             stage_reason=data.get("stage_reason", ""),
             screen_p50_s=data.get("screen_p50_s"),
             paired=PairedSpeedup.from_dict(data["paired"]) if data.get("paired") else None,
+            stages_s=dict(data.get("stages_s") or {}),
         )

@@ -135,30 +135,11 @@ def _share_wall(results: list[CandidateResult], wall_s: float) -> None:
 
 
 def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> CandidateResult:
-    from hone.bench.measurement import Measurement
-    from hone.bench.paired import PairedSpeedup
-    from hone.validate.verdict import Verdict
-
-    return CandidateResult(
-        recipe=recipe,
-        input_set=input_set,
-        status=Status(data["status"]),
-        reason=data["reason"],
-        verdict=Verdict.from_dict(data["verdict"]) if data.get("verdict") else None,
-        measurement=Measurement.from_dict(data["measurement"]) if data.get("measurement") else None,
-        runner_info=data.get("runner_info") or {},
-        wall_s=float(data.get("wall_s") or 0.0),
-        # Worker output only for unexpected ends; an expected refusal or a rejected answer has
-        # its reason, and its stderr is backend chatter.
-        log_tail=data.get("log_tail") or (tail if data["status"] in UNEXPECTED else ""),
-        build=data.get("build"),
-        summary=list(data.get("summary") or []),
-        artifact=data.get("artifact"),
-        stage=data.get("stage", ""),
-        stage_reason=data.get("stage_reason", ""),
-        screen_p50_s=data.get("screen_p50_s"),
-        paired=PairedSpeedup.from_dict(data["paired"]) if data.get("paired") else None,
-    )
+    # Worker output only for unexpected ends; an expected refusal or a rejected answer has its
+    # reason, and its stderr is backend chatter.
+    log_tail = data.get("log_tail") or (tail if data["status"] in UNEXPECTED else "")
+    return CandidateResult.from_dict({**data, "recipe": None, "input_set": input_set, "log_tail": log_tail, "known_from": None,
+                                      "wall_s": float(data.get("wall_s") or 0.0)}, recipe_from=lambda _: recipe)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
