@@ -3,7 +3,7 @@ import random
 import time
 
 
-from hone.bench.measure import MeasureSettings, measure
+from hone.bench.measure import MeasureSettings, measure, median_half_width
 from hone.bench.measurement import Measurement
 from hone.bench.timers import PerfCounterTimer
 
@@ -40,13 +40,33 @@ def test_stable_timings_stop_with_no_warning():
     assert m.noise_warning is None and m.n >= 10 and m.p50 == 0.01
 
 
-def test_noisy_timings_hit_the_cap_and_say_so():
+def test_timings_whose_median_stays_unsettled_hit_the_cap_and_say_so():
     rng = random.Random(0)
-    noisy = iter(lambda: rng.choice([0.01, 0.02, 0.04]), None)
-    m = measure(lambda: None, FakeTimer(noisy), batch_size=1, threads=1,
+    # Two modes of equal weight: the median's interval always spans both, however many calls.
+    bimodal = iter(lambda: rng.choice([0.01, 0.03]), None)
+    m = measure(lambda: None, FakeTimer(bimodal), batch_size=1, threads=1,
                 settings=MeasureSettings(max_time_s=0.3, min_time_s=0.05))
-    assert m.noise_warning and "IQR/median" in m.noise_warning
+    assert m.noise_warning and "IQR/median" in m.noise_warning and "median within" not in m.noise_warning
     assert m.rel_iqr > 0.05
+
+
+def test_noisy_timings_stop_once_their_median_is_known_and_still_say_they_were_noisy():
+    rng = random.Random(1)
+    noisy = iter(lambda: 0.01 * rng.lognormvariate(0, 0.15), None)  # IQR/median about 20 %
+    m = measure(lambda: None, FakeTimer(noisy), batch_size=1, threads=1,
+                settings=MeasureSettings(max_time_s=30, min_time_s=0.05))
+    assert m.rel_iqr > 0.05 and "median within" in m.noise_warning
+    assert median_half_width(list(m.times_s)) < 0.02
+    assert m.n < 2000  # long before the cap: about 0.3 s of calls at these figures
+    assert abs(m.p50 / 0.01 - 1) < 0.03  # lognormal's median is 0.01
+
+
+def test_median_half_width_follows_the_order_statistics():
+    assert median_half_width([1.0] * 9) == math.inf  # too few calls to bound it
+    assert median_half_width([1.0] * 50) == 0.0
+    spread = [1.0 + i / 100 for i in range(101)]  # uniform 1.00 .. 2.00, median 1.5
+    # 0-based ranks 50 -+ 9.85 -> 40 and 60: 1.40 and 1.60
+    assert math.isclose(median_half_width(spread), (1.60 - 1.40) / 2 / 1.5)
 
 
 def test_warm_up_discards_the_slow_start():
