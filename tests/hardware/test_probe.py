@@ -160,3 +160,16 @@ def test_import_does_not_touch_torch_or_cuda(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_process_with_a_cpu_only_torch_finds_no_gpu_without_asking_a_child(monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(probe_mod, "_GPUS", None)
+    monkeypatch.setattr(probe_mod._peaks, "query_gpus_in_child", lambda: asked.append(1) or [])
+    gpus = probe_mod._query_gpus()
+    if torch.version.cuda or getattr(torch.version, "hip", None):
+        assert asked  # a GPU build: only a child may touch the device
+    else:
+        assert gpus == () and not asked

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -198,9 +199,20 @@ def _torch_version() -> str:
 _GPUS: tuple[GpuInfo, ...] | None = None
 
 
+def _cpu_only_torch_loaded() -> bool:
+    """Whether this process already imported torch, and that torch was built without CUDA or
+    ROCm: then it sees no GPU, and asking a child would only cost its torch import. The probe
+    never imports torch itself (a process that has not must stay free of it)."""
+    torch = sys.modules.get("torch")
+    version = getattr(torch, "version", None)
+    return version is not None and not (getattr(version, "cuda", None) or getattr(version, "hip", None))
+
+
 def _query_gpus() -> tuple[GpuInfo, ...]:
     """GPUs from a child process, once per process (it costs a torch import)."""
     global _GPUS
+    if _GPUS is None and _cpu_only_torch_loaded():
+        _GPUS = ()
     if _GPUS is None:
         raw = _peaks.query_gpus_in_child()
         try:
