@@ -267,6 +267,7 @@ def optimize(
                 info.pruned.update(planned.pruned)
             history.winner_first(planned)
             info.history = history_facts(history)
+            info.incumbent = history.incumbent()
             try:
                 results = sweep(
                     planned, workload, reference, settings,

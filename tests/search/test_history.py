@@ -14,6 +14,7 @@ from hone.search.history import History
 from hone.search.planner import Plan, PlannedRecipe
 from hone.search.recipe import Recipe, Step
 from hone.search.result import Status
+from hone.store import Store
 from plugins_for_tests import CountingRuntime, RaiseRuntime, SlowEagerRuntime, UnsupportedRuntime
 from tiny_models import tiny_mlp
 
@@ -56,6 +57,10 @@ def test_a_second_run_reports_known_failures_tries_the_winner_first_and_retries_
     order = list(dict.fromkeys(r.recipe.label for r in second.results))
     assert order == ["eager", "test_counting", "test_unsupported", "test_raise"]
     assert second.run.history["known_failures"] == 2 and second.run.history["previous_winner_run"] == first.run.run_id
+    # The run keeps its incumbent, so the stored run re-selects what it reported.
+    assert second.run.incumbent == {"key": first.selection.best.key, "run": first.run.run_id}
+    with Store(tmp_path / "runs.db") as db:
+        assert db.load_run(second.run.run_id).run.incumbent == second.run.incumbent
     known = {r.recipe.label: r for r in second.results if r.known_from is not None}
     assert set(known) == {"test_unsupported", "test_raise"}
     for label, r in known.items():

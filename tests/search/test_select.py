@@ -95,6 +95,22 @@ def test_paired_speedups_rank_and_beyond_noise_needs_separate_intervals():
     assert "within noise: the intervals overlap" in select([eager, a, close]).why_runner_up
 
 
+def test_the_previous_winner_stays_unless_beaten_beyond_noise():
+    eager = _ok("eager", "bs1", 10)
+    incumbent = dataclasses.replace(_ok("a", "bs1", 5), paired=_paired([2.0, 2.2, 1.8, 2.0]), stage="confirmed")
+    close = dataclasses.replace(_ok("b", "bs1", 4), paired=_paired([2.1, 2.5, 1.9, 2.3]), stage="confirmed")
+    clear = dataclasses.replace(_ok("c", "bs1", 3), paired=_paired([3.0, 3.1, 2.9, 3.0]), stage="confirmed")
+    previous = {"key": incumbent.recipe.key, "run": 7}
+
+    assert select([eager, incumbent, close]).best.label == "b"  # no history: the point estimate leads
+    kept = select([eager, incumbent, close], incumbent=previous)
+    assert kept.best.label == "a" and kept.ranking[0].recipe.label == "a"
+    assert "kept as the winner of run 7: b at 2.19x" in kept.why_best
+    assert select([eager, incumbent, clear], incumbent=previous).best.label == "c"  # beaten beyond noise
+    screened = dataclasses.replace(incumbent, stage="screened", paired=None)  # clearly slower this time
+    assert select([eager, screened, close], incumbent=previous).best.label == "b"
+
+
 def test_a_screened_candidate_ranks_after_those_measured_in_full():
     eager = _ok("eager", "bs1", 10)
     confirmed = dataclasses.replace(_ok("a", "bs1", 5), paired=_paired([2.0, 2.1, 1.9, 2.0]), stage="confirmed")

@@ -62,6 +62,10 @@ class History:
     def known(self, recipe: "Recipe", input_set: str) -> KnownFailure | None:
         return self.failures.get((recipe.key, input_set))
 
+    def incumbent(self) -> dict[str, Any] | None:
+        """The previous winner, as search.select keeps it: {"key", "run"}, or None."""
+        return {"key": self.winner, "run": self.winner_run} if self.winner else None
+
     def winner_first(self, plan: "Plan") -> "Plan":
         """The plan with the previous winner moved right after the baseline. A winner that was
         a refinement (`base+keepN`) is added there when its base is planned. Unchanged when
@@ -136,13 +140,13 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
             theirs = (info.get("profile") or {}).get("op_mix") or {}
             close = similarity(op_mix, theirs) if op_mix and theirs and status == "finished" else 0.0
             if close >= SIMILAR:
-                for ranked in select(db.results(run_id)).ranking:
+                for ranked in select(db.results(run_id), info.get("incumbent")).ranking:
                     if not ranked.recipe.baseline:
                         history.similar.setdefault(ranked.recipe.label, []).append((close, ranked.speedup))
             continue
         results = db.results(run_id)
         if history.winner is None and status == "finished":
-            selection = select(results)
+            selection = select(results, info.get("incumbent"))
             best = selection.best
             if best is not None:
                 history.winner, history.winner_run = best.key, run_id

@@ -70,6 +70,9 @@ class RunInfo:
     batch_axes_note: str | None = None  # set when the axes were assumed, not inferred or declared
     model_id: str = ""  # search.history.model_identity: module structure and input specs
     history: dict[str, Any] = dataclasses.field(default_factory=dict)  # what earlier runs told this one
+    # The previous winner of this model here ({"key", "run"}): it stays the winner unless beaten
+    # beyond noise (search.select), so a stored run re-selects what it reported.
+    incumbent: dict[str, Any] | None = None
     profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
     pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
     warnings: list[str] = dataclasses.field(default_factory=list)  # said loudly in every report
@@ -97,7 +100,7 @@ class OptimizeResult:
 
     @classmethod
     def from_results(cls, run: RunInfo, results: list[CandidateResult]) -> "OptimizeResult":
-        return cls(run, results, select(results), artifacts_owner=claim_artifacts(results))
+        return cls(run, results, select(results, run.incumbent), artifacts_owner=claim_artifacts(results))
 
     @property
     def best(self) -> list[CandidateResult]:

@@ -6,6 +6,11 @@ paired ratio is its speedup, with a 95 % interval, and drift over the run cancel
 candidate without one (screened out, or resumed from an older run) is compared with eager's p50
 from the start of the sweep, its interval the pair's spread (IQR / median). A recipe that failed
 anywhere cannot win; a gain is called beyond noise only when the intervals separate.
+
+A repeat run names the previous winner (`incumbent`: {"key", "run"}). It stays the winner
+unless another candidate beats it beyond noise (the challenger's interval lies above the
+incumbent's): a lead within noise is a coin toss, and two runs of the same model on the same
+machine should not hand back different answers on one.
 """
 
 from __future__ import annotations
@@ -131,7 +136,7 @@ def _noise(a: CandidateResult, b: CandidateResult) -> float:
     return max(a.measurement.rel_iqr, b.measurement.rel_iqr)  # type: ignore[union-attr]
 
 
-def select(results: list[CandidateResult]) -> Selection:
+def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = None) -> Selection:
     by_recipe: dict[str, dict[str, CandidateResult]] = defaultdict(dict)
     recipes: dict[str, Recipe] = {}
     for r in results:
@@ -166,10 +171,13 @@ def select(results: list[CandidateResult]) -> Selection:
     if not ranked:
         return Selection(None, (), "no candidate passed validation on every input set", "", losers)
 
+    kept = _keep_incumbent(ranked, incumbent)
     best = ranked[0]
     sets = ", ".join(input_sets)
     drift = eager_drift(results)
     why_best = f"{best.recipe.label}: {best.speedup:.2f}x eager fp32 (geometric mean over {sets}{_interval(best)}), ok on all"
+    if kept:
+        why_best += f"; {kept}"
     if not best.recipe.baseline:
         if best.low <= 1:
             why_best += "; within noise of eager (its interval reaches 1x), so the gain is not established"
@@ -186,6 +194,22 @@ def select(results: list[CandidateResult]) -> Selection:
             f"{best.recipe.label} ({verdict})"
         )
     return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers, drift)
+
+
+def _keep_incumbent(ranked: list[Ranked], incumbent: dict[str, Any] | None) -> str:
+    """Move the incumbent to the front of `ranked` when the leader does not beat it beyond noise;
+    returns why (empty when the ranking stands)."""
+    if not incumbent or not ranked or ranked[0].recipe.key == incumbent.get("key"):
+        return ""
+    at = next((i for i, r in enumerate(ranked) if r.recipe.key == incumbent.get("key")), None)
+    if at is None or ranked[at].screened:
+        return ""  # not ok everywhere this time, or clearly slower somewhere: the ranking stands
+    leader, kept = ranked[0], ranked[at]
+    if leader.low > kept.high:
+        return ""
+    ranked.insert(0, ranked.pop(at))
+    return (f"kept as the winner of run {incumbent.get('run')}: {leader.recipe.label} at {leader.speedup:.2f}x"
+            f"{_interval(leader)} does not beat it beyond noise")
 
 
 def _interval(r: Ranked) -> str:

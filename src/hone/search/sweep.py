@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -119,15 +120,15 @@ def sweep(
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
             raise
-    if not keep_winner_only(results, artifacts) and artifacts_dir is None:
+    if not keep_winner_only(results, artifacts, history.incumbent()) and artifacts_dir is None:
         discard_temporary(artifacts)  # nothing to keep: no result will claim it
     return results
 
 
-def keep_winner_only(results: list[CandidateResult], artifacts: Path) -> bool:
+def keep_winner_only(results: list[CandidateResult], artifacts: Path, incumbent: dict[str, Any] | None = None) -> bool:
     """Delete every artifact under `artifacts` but the selected recipe's (and leftovers of
     workers that died while saving). True when the winner has an artifact there."""
-    best = select(results).best
+    best = select(results, incumbent).best
     keep = {Path(r.artifact["dir"]).resolve() for r in results
             if best is not None and r.recipe.key == best.key and r.artifact and r.artifact.get("dir")}
     if not artifacts.is_dir():

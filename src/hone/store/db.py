@@ -326,15 +326,16 @@ class Store:
         candidates (how many results) and best (the winner's label, or None)."""
         rows = self._query(
             """
-            SELECT r.id, r.created_at, r.finished_at, r.model, r.status, COUNT(c.run_id)
+            SELECT r.id, r.created_at, r.finished_at, r.model, r.status, r.info_json, COUNT(c.run_id)
             FROM runs r LEFT JOIN candidates c ON c.run_id = r.id
             GROUP BY r.id ORDER BY r.id DESC LIMIT ?
             """,
             (limit,),
         )
         runs = []
-        for run_id, created_at, finished_at, model, status, n in rows:
-            best = select(self._results(run_id, resolve=False)).best if n else None
+        for run_id, created_at, finished_at, model, status, info_json, n in rows:
+            incumbent = json.loads(info_json).get("incumbent")
+            best = select(self._results(run_id, resolve=False), incumbent).best if n else None
             runs.append(
                 {
                     "id": int(run_id),
