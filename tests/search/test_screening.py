@@ -61,6 +61,15 @@ def test_a_candidate_faster_than_the_best_so_far_is_measured_in_full(tmp_path):
         assert _timed_s(entry) >= FULL.min_time_s
 
 
+def test_after_a_screen_out_its_later_sets_are_screened_only(tmp_path):
+    # Clearly slower at bs2, faster than the best at bs8: selection leaves it out of the
+    # contenders either way, so bs8 is not measured in full.
+    sets = _run(tmp_path, SlowRuntime.recipe(), best_p50={"bs2": 1e-4, "bs8": 1.0})
+    assert [e["stage"] for e in sets.values()] == ["screened", "screened"]
+    assert "it was screened out at bs2" in sets["bs8"]["stage_reason"]
+    assert _timed_s(sets["bs8"]) < FULL.min_time_s / 2 and "paired" not in sets["bs8"]
+
+
 def test_without_a_best_so_far_every_set_is_measured_in_full(tmp_path):
     sets = _run(tmp_path, SlowRuntime.recipe(), best_p50={})
     assert [e["stage"] for e in sets.values()] == ["confirmed", "confirmed"]

@@ -345,6 +345,13 @@ class Execution:
                    f"({best * 1e3:.3g} ms), beyond the {SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, not in full")
             common["summary"] = [*common["summary"], f"screened: {slower:.0%} slower than the best so far at {label}"]
             return self._ok(verdict, screen, common, {"stage": "screened", "stage_reason": why})
+        earlier = next((s for s, e in self.result["sets"].items() if e.get("stage") == "screened"), None)
+        if earlier is not None:
+            # Selection never ranks a recipe screened out at one set among the contenders
+            # (search.select): its full measurement here could not change the answer.
+            why = (f"screening p50 {screen.p50 * 1e3:.3g} ms at {label}, but it was screened out at {earlier}, "
+                   "which leaves it out of the contenders: not timed in full")
+            return self._ok(verdict, screen, common, {"stage": "screened", "stage_reason": why})
         why = (f"screening p50 {screen.p50 * 1e3:.3g} ms within {SCREEN_MARGIN:.0%} of the best so far "
                f"({best * 1e3:.3g} ms) at {label}: measured in full")
         self.stage("measure")
