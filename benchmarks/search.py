@@ -74,9 +74,28 @@ def section(model: str) -> list[str]:
         f"| {model} | default, second run (same store) | {_cell(second, t_second)} {counts(second)} |",
         "",
         *[f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in checks],
+        f"- where the second run's time went: {_time_by_recipe(second, t_second)}",
         "",
     ]
     return lines
+
+
+def _time_by_recipe(result, wall: float) -> str:
+    """Worker seconds per recipe (and its largest stages), and what the parent spent besides."""
+    spent: dict[str, float] = {}
+    stages: dict[str, dict[str, float]] = {}
+    for r in result.results:
+        spent[r.recipe.label] = spent.get(r.recipe.label, 0.0) + r.wall_s
+        for name, seconds in r.stages_s.items():
+            stages.setdefault(r.recipe.label, {})[name] = stages.get(r.recipe.label, {}).get(name, 0.0) + seconds
+    parts = []
+    for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if seconds < 0.5:
+            continue
+        top = sorted(stages.get(label, {}).items(), key=lambda kv: -kv[1])[:3]
+        parts.append(f"{label} {seconds:.0f} s ({', '.join(f'{n} {v:.0f} s' for n, v in top)})")
+    parts.append(f"outside the workers {max(0.0, wall - sum(spent.values())):.0f} s")
+    return "; ".join(parts)
 
 
 def main(models: list[str]) -> None:
