@@ -103,12 +103,12 @@ def test_fullgraph_refuses_a_model_with_graph_breaks_naming_the_first():
 
 def test_proposals_per_device_and_their_costs(hardware):
     cpu = {r.label: r for r in Inductor.propose(None, hardware, "cpu")}
-    assert set(cpu) == {"inductor", "inductor-dynamic", "inductor-max-autotune"}
+    assert set(cpu) == {"inductor", "inductor-dynamic", "inductor-unfrozen", "inductor-max-autotune"}
     assert cpu["inductor-max-autotune"].cost > cpu["inductor"].cost  # the budget plans autotuning as expensive
     cuda = {r.label for r in Inductor.propose(None, hardware, "cuda")}
     assert {"inductor-reduce-overhead", "inductor-max-autotune-no-cudagraphs"} <= cuda
     assert {label: r.cost for label, r in cpu.items()} == {
-        "inductor": 2.5, "inductor-dynamic": 2.5, "inductor-max-autotune": 8.0}
+        "inductor": 2.5, "inductor-dynamic": 2.5, "inductor-unfrozen": 2.5, "inductor-max-autotune": 8.0}
 
 
 def test_variants_declare_what_they_take_and_address():
@@ -119,10 +119,12 @@ def test_variants_declare_what_they_take_and_address():
     assert set(default.addresses) == {"overhead", "memory", "compute"}
     cuda = {v.tag: v for v in Inductor.variants(None, None, "cuda", "torch")}
     assert cuda["inductor-reduce-overhead"].addresses["overhead"].weight == 1.0
-    assert all(v.config.freezing for v in cuda.values())
+    assert all(v.config.freezing for tag, v in cuda.items() if tag != "inductor-unfrozen")
+    assert not cuda["inductor-unfrozen"].config.freezing  # torch.compile's own defaults
+    assert "compute" not in cuda["inductor-unfrozen"].addresses  # no pre-packed GEMMs
     # A quantized model on CUDA: torchao's tensor-subclass weights need nothing folded.
     assert not any(v.config.freezing for v in Inductor.variants(None, None, "cuda", "torch-quantized"))
-    assert all(v.config.freezing for v in Inductor.variants(None, None, "cpu", "torch-quantized"))
+    assert all(v.config.freezing for v in Inductor.variants(None, None, "cpu", "torch-quantized"))  # pt2e needs it
 
 
 def test_dynamic_compile_serves_a_second_batch_size_without_recompiling():

@@ -37,12 +37,12 @@ def test_the_same_models_run_orders_by_measured_speedup_and_leaves_out_what_cann
     history = History(measured={
         keys["slow"]: _measured_as(4, 1.1, best=3.0),  # 3.0 / 1.1: far beyond the screening margin
         keys["fast"]: _measured_as(4, 3.0, best=3.0),
-        keys["mid"]: _measured_as(4, 2.6, best=3.0),  # within the margin: worth building again
+        keys["mid"]: _measured_as(4, 2.6, best=3.0),  # within the margin: the winner stays all the same
         keys["wrong"]: _measured_as(4, None, best=3.0, missed=True),
     })
     apply_prior(plan, history)
     # "new" was not measured by that run (its budget left it out): a repeat run confirms instead.
-    assert [p.recipe.label for p in plan] == ["eager", "fast", "mid"]
+    assert [p.recipe.label for p in plan] == ["eager", "fast"]
     assert plan.pruned["new"].startswith("run 4 of this model here (same library versions) did not measure it")
     assert plan.pruned["slow"].startswith("run 4 of this model here measured 1.10x against its winner's 3.00x")
     assert "over the accuracy budget" in plan.pruned["wrong"] and "--explore" in plan.pruned["wrong"]
@@ -115,16 +115,19 @@ def test_a_run_is_read_into_measured_speedups_best_and_misses():
     assert found[wrong.key].missed_accuracy and found[wrong.key].not_worth()
 
 
-def test_a_recipe_slower_than_the_winner_beyond_noise_is_not_rebuilt_one_within_noise_is():
-    plan = _plan("close", "apart")
+def test_a_repeat_rebuilds_only_what_measured_as_fast_as_the_winner():
+    plan = _plan("close", "apart", "level")
     keys = {p.recipe.label: p.recipe.key for p in plan}
     history = History(measured={
         keys["close"]: dataclasses.replace(_measured_as(4, 2.8, best=3.0), high=3.1, best_low=2.9),
         keys["apart"]: dataclasses.replace(_measured_as(4, 2.6, best=3.0), high=2.7, best_low=2.9),
+        # Faster by the point estimate, and the winner was kept over it (within noise): built again.
+        keys["level"]: dataclasses.replace(_measured_as(4, 3.2, best=3.0), high=3.5, best_low=2.9),
     })
     apply_prior(plan, history)
-    assert [p.recipe.label for p in plan] == ["eager", "close"]
+    assert [p.recipe.label for p in plan] == ["eager", "level"]
     assert "(at most 2.70x) against its winner's 3.00x (at least 2.90x): slower beyond noise" in plan.pruned["apart"]
+    assert "2.80x against its winner's 3.00x, within noise; a repeat run keeps its winner" in plan.pruned["close"]
 
 
 @pytest.mark.slow

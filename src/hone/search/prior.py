@@ -4,9 +4,10 @@ Two kinds of evidence, both read by search.history from the store:
 
 - this model on this machine (the latest finished run): each recipe's measured speedup, how far
   it got, and its worker time. With the same library versions, a repeat run confirms that run's
-  answer rather than searching again: a recipe it measured clearly slower than its winner (by
-  more than the screening margin), or whose every attempt missed the accuracy budget, or that it
-  did not measure at all (its time budget left it out), is left out with the evidence
+  answer rather than searching again: a recipe it measured slower than its winner (clearly, by
+  more than the screening margin or beyond noise, or within noise: the winner stays unless
+  beaten beyond noise, search.select), or whose every attempt missed the accuracy budget, or
+  that it did not measure at all (its time budget left it out), is left out with the evidence
   (`explore` builds it anyway). Worker times replace the budget's cost guess.
 - other models with a similar op mix on this machine (the cosine of their profiles' op-time
   shares, at least SIMILAR): their recipes' speedups, averaged by similarity, predict this one's.
@@ -58,13 +59,19 @@ class Measured:
                     f"retries included")
         if self.speedup is None or self.best_speedup is None:
             return None
+        if self.speedup >= self.best_speedup:
+            return None  # as fast as the winner by the point estimate (the winner was kept over it)
         if self.speedup * (1 + SCREEN_MARGIN) < self.best_speedup:
             return (f"run {self.run_id} of this model here measured {self.speedup:.2f}x against its winner's "
                     f"{self.best_speedup:.2f}x, more than {SCREEN_MARGIN:.0%} slower")
         if self.high is not None and self.best_low is not None and self.high < self.best_low:
             return (f"run {self.run_id} of this model here measured {self.speedup:.2f}x (at most {self.high:.2f}x) "
                     f"against its winner's {self.best_speedup:.2f}x (at least {self.best_low:.2f}x): slower beyond noise")
-        return None
+        # Within noise of the winner, but slower: a repeat run keeps its winner unless beaten beyond
+        # noise (search.select), which a recipe that measured slower will hardly do on the same
+        # machine and versions; re-measuring it would cost a full build and pairing per set.
+        return (f"run {self.run_id} of this model here measured {self.speedup:.2f}x against its winner's "
+                f"{self.best_speedup:.2f}x, within noise; a repeat run keeps its winner unless beaten beyond noise")
 
 
 def op_mix(ops: list) -> dict[str, float]:
