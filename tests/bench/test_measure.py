@@ -80,3 +80,10 @@ def test_real_timer_measures_a_sleep():
     m = measure(lambda: time.sleep(0.002), PerfCounterTimer(), batch_size=1, threads=1,
                 settings=MeasureSettings(max_time_s=1, min_time_s=0.1))
     assert 0.002 <= m.p50 < 0.05
+
+
+def test_warm_up_of_slow_calls_stops_at_its_cap_inside_a_window():
+    from hone.bench.measure import warm_up
+
+    calls = warm_up(lambda: time.sleep(0.05) or 0.05, max_s=0.08)
+    assert calls == 2  # not the five of a whole window

@@ -46,6 +46,19 @@ def test_abba_windows_cancel_a_drift_inside_the_pairing():
     assert max(found.eager_p50_s) > 1.5 * min(found.eager_p50_s)  # eager itself really moved
 
 
+def test_a_call_longer_than_a_window_is_a_window_of_its_own():
+    from hone.bench import paired as paired_mod
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        return 0.3  # seconds, as the timer reports them: longer than a window
+    assert paired_mod._window(slow, 0.25, 3) == 0.3 and len(calls) == 1
+    quick = iter([0.01, 0.03, 0.02] + [0.01] * 100)
+    assert paired_mod._window(lambda: next(quick), 0.05, 3) == pytest.approx(0.02)  # three calls, 0.06 s: their median
+
+
 @pytest.mark.slow
 def test_with_injected_drift_the_paired_speedup_stays_within_its_interval_of_the_true_ratio(monkeypatch):
     import hone
