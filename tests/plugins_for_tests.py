@@ -292,6 +292,31 @@ class SlowRuntime(_TestRuntime):
         return _SlowerRunner(model.module, ctx.device, {}, ctx.example_inputs)
 
 
+class _BurstyRunner(ModuleRunner):
+    """10 ms a call, but two calls in three hit a 30 ms burst: its median is the burst, its
+    fastest tenth what it can do (a neighbour's load during a short screening)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        self.calls += 1
+        time.sleep(0.01 if self.calls % 3 == 0 else 0.03)
+        return super().infer_impl(inputs)
+
+
+@RUNTIMES.register
+class BurstyRuntime(_TestRuntime):
+    """Right answers at 10 ms a call, timed through bursts that triple most calls."""
+
+    name = "test_bursty"
+    runner_class = _BurstyRunner
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        return _BurstyRunner(model.module, ctx.device, {}, ctx.example_inputs)
+
+
 # -- drift: a machine that slows down over the run ---------------------------------------------
 
 DRIFT_T0 = "HONE_TEST_DRIFT_T0"  # time.time() when the drift began (workers inherit it)

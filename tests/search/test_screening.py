@@ -16,7 +16,7 @@ from hone.search._child import Stage
 from hone.search.build import step_paths
 from hone.search.execute import SCREEN_MARGIN, execute
 from hone.search.job import Bundle, Job
-from plugins_for_tests import NanRuntime, SlowRuntime, WrongRuntime
+from plugins_for_tests import BurstyRuntime, NanRuntime, SlowRuntime, WrongRuntime
 from tiny_models import TinyMLP
 
 # A full measurement takes at least 2 s of timed calls; a screening one at most 1 s.
@@ -59,6 +59,15 @@ def test_a_candidate_faster_than_the_best_so_far_is_measured_in_full(tmp_path):
     for entry in sets.values():
         assert entry["stage"] == "confirmed" and "measured in full" in entry["stage_reason"]
         assert _timed_s(entry) >= FULL.min_time_s
+
+
+def test_a_burst_during_screening_does_not_screen_out_a_candidate_that_can_keep_up(tmp_path):
+    # Its median (30 ms, a burst) is far beyond 12 ms x 1.25, its fastest tenth (10 ms) is not.
+    sets = _run(tmp_path, BurstyRuntime.recipe(), best_p50={"bs2": 0.012, "bs8": 0.012})
+    for entry in sets.values():
+        assert entry["stage"] == "confirmed" and "(p10 10" in entry["stage_reason"]
+    slower = _run(tmp_path / "slow", SlowRuntime.recipe(), best_p50={"bs2": 0.005, "bs8": 0.005})
+    assert all(e["stage"] == "screened" for e in slower.values())  # 10 ms every call: out
 
 
 def test_after_a_screen_out_its_later_sets_are_screened_only(tmp_path):

@@ -47,6 +47,10 @@ class Measurement:
         return _quantile(self._sorted, 0.50)
 
     @property
+    def p10(self) -> float:
+        return _quantile(self._sorted, 0.10)
+
+    @property
     def p90(self) -> float:
         return _quantile(self._sorted, 0.90)
 

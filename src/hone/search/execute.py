@@ -335,14 +335,19 @@ class Execution:
             return self._ok(verdict, timed(full), common, {"stage": "confirmed"})
         self.stage("screen")
         screen = timed(screening(full))
-        pareto = self._on_front(label, verdict, screen.p50) if screen.p50 > best * (1 + SCREEN_MARGIN) else None
+        # Out only when even its fastest tenth of calls is beyond the margin: a neighbour's burst
+        # during the short screening slows part of it, and must not screen out the fastest
+        # candidate (digits-cnn's onnxruntime, 4x, was once screened out and the run picked a 1.85x).
+        slower_beyond_margin = screen.p10 > best * (1 + SCREEN_MARGIN)
+        pareto = self._on_front(label, verdict, screen.p50) if slower_beyond_margin else None
         if pareto:
             self.stage("measure")
             return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": pareto})
-        if screen.p50 > best * (1 + SCREEN_MARGIN):
+        if slower_beyond_margin:
             slower = screen.p50 / best - 1
             why = (f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
-                   f"({best * 1e3:.3g} ms), beyond the {SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, not in full")
+                   f"({best * 1e3:.3g} ms), its fastest tenth of calls (p10 {screen.p10 * 1e3:.3g} ms) beyond the "
+                   f"{SCREEN_MARGIN:.0%} margin; timed {sum(screen.times_s):.1f} s, not in full")
             common["summary"] = [*common["summary"], f"screened: {slower:.0%} slower than the best so far at {label}"]
             return self._ok(verdict, screen, common, {"stage": "screened", "stage_reason": why})
         earlier = next((s for s, e in self.result["sets"].items() if e.get("stage") == "screened"), None)
@@ -352,8 +357,8 @@ class Execution:
             why = (f"screening p50 {screen.p50 * 1e3:.3g} ms at {label}, but it was screened out at {earlier}, "
                    "which leaves it out of the contenders: not timed in full")
             return self._ok(verdict, screen, common, {"stage": "screened", "stage_reason": why})
-        why = (f"screening p50 {screen.p50 * 1e3:.3g} ms within {SCREEN_MARGIN:.0%} of the best so far "
-               f"({best * 1e3:.3g} ms) at {label}: measured in full")
+        why = (f"screening p50 {screen.p50 * 1e3:.3g} ms (p10 {screen.p10 * 1e3:.3g} ms) within {SCREEN_MARGIN:.0%} of the "
+               f"best so far ({best * 1e3:.3g} ms) at {label}: measured in full")
         self.stage("measure")
         return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": why})
 
