@@ -27,10 +27,14 @@ class _TestRuntime(Runtime):
     def recipe(cls) -> Recipe:
         return Recipe(cls.name, (), Step(cls.name, cls.Config()), origin="test")
 
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        """The module wrapped in `runner_class`, unlogged."""
+        return self.runner_class(model.module, ctx.device, {}, ctx.example_inputs)
+
     def logged_build(self, model: Artifact, ctx: BuildContext) -> Runner:
         """Log the build (the tests count builds) and wrap the module in `runner_class`."""
         _log_build(self.name, ctx)
-        return self.runner_class(model.module, ctx.device, {}, ctx.example_inputs)
+        return _TestRuntime.build_impl(self, model, ctx)
 
     def load(self, directory, files: list[str], ctx: BuildContext) -> Runner:
         from hone.runtimes.base import load_exported_module
@@ -235,9 +239,6 @@ class SlowEagerRuntime(_TestRuntime):
     def recipe(cls) -> Recipe:
         return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test: a slow control", baseline=True)
 
-    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return _SlowRunner(model.module, ctx.device, {}, ctx.example_inputs)
-
 
 class _RaisesElsewhereRunner(ModuleRunner):
     def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
@@ -288,9 +289,6 @@ class SlowRuntime(_TestRuntime):
     name = "test_slow"
     runner_class = _SlowerRunner
 
-    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return _SlowerRunner(model.module, ctx.device, {}, ctx.example_inputs)
-
 
 class _BurstyRunner(ModuleRunner):
     """10 ms a call, but two calls in three hit a 30 ms burst: its median is the burst, its
@@ -312,9 +310,6 @@ class BurstyRuntime(_TestRuntime):
 
     name = "test_bursty"
     runner_class = _BurstyRunner
-
-    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return _BurstyRunner(model.module, ctx.device, {}, ctx.example_inputs)
 
 
 # -- drift: a machine that slows down over the run ---------------------------------------------
@@ -355,9 +350,6 @@ class DriftingEagerRuntime(_TestRuntime):
     @classmethod
     def recipe(cls) -> Recipe:
         return Recipe("eager", (), Step(cls.name, cls.Config()), origin="test: a drifting control", baseline=True)
-
-    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        return self.runner_class(model.module, ctx.device, {}, ctx.example_inputs)
 
 
 @RUNTIMES.register

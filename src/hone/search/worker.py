@@ -138,7 +138,7 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> Candid
     # Worker output only for unexpected ends; an expected refusal or a rejected answer has its
     # reason, and its stderr is backend chatter.
     log_tail = data.get("log_tail") or (tail if data["status"] in UNEXPECTED else "")
-    return CandidateResult.from_dict({**data, "recipe": None, "input_set": input_set, "log_tail": log_tail, "known_from": None,
+    return CandidateResult.from_dict({**data, "recipe": None, "input_set": input_set, "log_tail": log_tail,
                                       "wall_s": float(data.get("wall_s") or 0.0)}, recipe_from=lambda _: recipe)
 
 
