@@ -6,12 +6,14 @@ worker processes import this module by path (tests/ is on sys.path, and workers 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 
 import torch
 
+from hone.config import Config
 from hone.errors import Unsupported
 from hone.plugin import Artifact, BuildContext
 from hone.registry import RUNTIMES
@@ -288,6 +290,29 @@ class SlowRuntime(_TestRuntime):
 
     name = "test_slow"
     runner_class = _SlowerRunner
+
+
+@dataclasses.dataclass(frozen=True)
+class DelayConfig(Config):
+    delay_s: float = 0.01
+
+
+@RUNTIMES.register
+class DelayRuntime(_TestRuntime):
+    """Right answers, `config.delay_s` more per call: as many distinct (by key) candidates of a
+    chosen speed as a test needs."""
+
+    name = "test_delay"
+    Config = DelayConfig
+
+    @classmethod
+    def recipe_with(cls, label: str, delay_s: float) -> Recipe:
+        return Recipe(label, (), Step(cls.name, DelayConfig(delay_s)), origin="test")
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        runner = _SlowRunner(model.module, ctx.device, {}, ctx.example_inputs)
+        runner.delay_s = self.config.delay_s
+        return runner
 
 
 class _BurstyRunner(ModuleRunner):

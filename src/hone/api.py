@@ -30,6 +30,11 @@ DEFAULT_TIMEOUT_S = 600.0
 # The whole run: the plan's order (profile, prior) decides what fits. On MiniLM (2 cores) the
 # default run reaches the exhaustive run's winner in this time (docs/BENCHMARKS.md, search).
 DEFAULT_TIME_BUDGET_S = 180.0
+# Stop early after this many candidates in a row clearly slower than the best or failed
+# (search.strategy.Plateau). The plan spreads its first candidates over the runtimes by the
+# profile's claims, so five in a row that do not come near the best means the runtimes and
+# precisions the profile points at have had their turn; what is left is the speculative tail.
+DEFAULT_PATIENCE = 5
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
 # Libraries whose versions go into every run record (read from metadata, never imported).
 VERSIONED = (
@@ -152,6 +157,7 @@ def optimize(
     fallback_attempts: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
+    patience: int = DEFAULT_PATIENCE,
     measure_time_s: float = 8.0,
     include: Iterable[str] | None = None,
     exclude: Iterable[str] | None = None,
@@ -177,6 +183,9 @@ def optimize(
     sets the unit; a recipe starts only if its expected cost fits in what is left, so expensive
     ones (autotuning, TVM tuning) run when the profile advises them or time allows. Left-out
     recipes are reported with the arithmetic. `include` naming a recipe does not exempt it.
+    patience: within a time budget, stop once this many candidates in a row were each more than
+    the screening margin slower than the best so far or failed; the rest is reported as not run,
+    with that reason (0: run on until the budget is spent; no budget: everything runs).
     store: the SQLite file for results (default ./hone-runs/hone.db or $HONE_DB); False: none.
     resume: continue the latest unfinished run of the same model and settings.
     include / exclude: recipe labels of the default plan to keep or leave out; an included label
@@ -213,6 +222,8 @@ def optimize(
     started = time.monotonic()
     budget = AccuracyBudget.parse(accuracy_budget)
     _check_options(timeout_s, measure_time_s, threads, time_budget_s)
+    if patience < 0:
+        raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
     with SweepProgress(enabled=progress) as shown:
         shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
@@ -230,6 +241,7 @@ def optimize(
             measure=MeasureSettings(max_time_s=measure_time_s),
             fallback=fallback_settings,
             time_budget_s=time_budget_s,
+            patience=patience,
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         # At the workers' thread count: the eager control in a worker then repeats the reference's

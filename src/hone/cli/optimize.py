@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from hone.api import DEFAULT_TIME_BUDGET_S
+from hone.api import DEFAULT_PATIENCE, DEFAULT_TIME_BUDGET_S
 from hone.cli.app import app
 from hone.errors import InputError
 
@@ -41,6 +41,11 @@ def optimize(
     time_budget: float = typer.Option(
         DEFAULT_TIME_BUDGET_S, "--time-budget",
         help="seconds for the whole run; recipes that no longer fit are left out and listed (0: no limit)",
+    ),
+    patience: int = typer.Option(
+        DEFAULT_PATIENCE, "--patience",
+        help="stop once this many candidates in a row were clearly slower than the best or failed; "
+        "the rest is listed as not run (0: spend the whole time budget)",
     ),
     measure_time: float = typer.Option(8.0, help="seconds of timing per candidate at most"),
     recipe: Optional[list[str]] = typer.Option(
@@ -86,6 +91,7 @@ def optimize(
         fallback_attempts=fallback_attempts,
         timeout_s=timeout,
         time_budget_s=time_budget or None,
+        patience=patience,
         measure_time_s=measure_time,
         include=_labels(only),
         recipes=stacks,

@@ -10,7 +10,12 @@ strategy owns
   (search.budget), else it is left out with the arithmetic (`on_skip`);
 - refinement: after a quantized candidate misses the accuracy budget, its retries
   (search.fallback.refinements) come next, each planned only if it can recover the budget and
-  beat the best so far (`on_pruned` says why not).
+  beat the best so far (`on_pruned` says why not);
+- when to stop early: once `patience` candidates in a row that cost worker time were all
+  clearly slower than the best so far or failed (a plateau, as Ray Tune's experiment plateau
+  stopper has it), the rest of the plan is left out with that reason. The plan puts the
+  recipes the profile points at first, spread over the runtimes, so what is left is the
+  speculative tail; a budget exists to be spent where it still pays, not to be used up.
 """
 
 from __future__ import annotations
@@ -32,11 +37,32 @@ class Proposal:
     refinement: bool = False  # a retry of an earlier proposal: it stops at its first failing set
 
 
+@dataclasses.dataclass
+class Plateau:
+    """Counts the candidates since the last one that contended (within the screening margin of
+    the best so far, search.sweep). `patience` 0: never reached."""
+
+    patience: int = 0
+    since: int = 0
+
+    def observe(self, contends: bool | None) -> None:
+        if contends is None:  # it cost no worker time (resumed, a known failure, unsupported)
+            return
+        self.since = 0 if contends else self.since + 1
+
+    @property
+    def reached(self) -> bool:
+        return self.patience > 0 and self.since >= self.patience
+
+
 class Strategy:
     """`pending(recipe)`: how many input sets a recipe would still cost a worker (not resumed,
     not a known failure). `ran(recipe)`: whether the sweep already has it at every set (the
     previous winner, tried first, may be a refinement the fallback would propose again).
-    `cannot_pay(attempt)`: why no retry of a missed attempt can beat the best so far, or None."""
+    `cannot_pay(attempt)`: why no retry of a missed attempt can beat the best so far, or None.
+    `contends(recipe, results)`: whether that proposal's results came within noise of the best
+    so far (None: it cost no worker time); `plateau_reason()`: why the rest is left out once
+    `patience` proposals in a row did not (0: never stop early)."""
 
     def __init__(
         self,
@@ -52,6 +78,9 @@ class Strategy:
         on_skip: Callable[[str, str], None] = lambda label, why: None,
         on_more: Callable[[int], None] = lambda count: None,
         on_pruned: Callable[[str, str], None] = lambda label, why: None,
+        patience: int = 0,
+        contends: Callable[[Recipe, list[CandidateResult]], bool | None] = lambda recipe, results: None,
+        plateau_reason: Callable[[int], str] = lambda patience: f"plateau after {patience} candidates",
     ):
         self.queue = list(planned)
         self.budget, self.input_sets = budget, input_sets
@@ -60,6 +89,9 @@ class Strategy:
         self.on_skip, self.on_more, self.on_pruned = on_skip, on_more, on_pruned
         self._refining: Generator[Recipe, list[CandidateResult], None] | None = None
         self._answer: list[CandidateResult] | None = None  # the last retry's results, for its generator
+        self.plateau = Plateau(patience)
+        self.contends, self.plateau_reason = contends, plateau_reason
+        self._plateau_why: str | None = None  # once reached: the reason every later recipe carries
 
     def refusal(self, recipe: Recipe) -> str | None:
         missing = self.pending(recipe)
@@ -85,14 +117,24 @@ class Strategy:
             if not self.queue:
                 return None
             item = self.queue.pop(0)
-            # The baseline always runs: every speedup is measured against it.
-            why = None if item.recipe.baseline or item.unavailable else self.refusal(item.recipe)
+            # The baseline always runs: every speedup is measured against it. What cannot run
+            # here or is resumed costs nothing and is still reported, plateau or not.
+            why = None if item.recipe.baseline or item.unavailable else self._stopped(item.recipe) or self.refusal(item.recipe)
             if why:
                 self.on_skip(item.recipe.label, why)
                 continue
             return Proposal(item.recipe, item.unavailable)
 
+    def _stopped(self, recipe: Recipe) -> str | None:
+        if not self.plateau.reached or not self.pending(recipe):
+            return None
+        if self._plateau_why is None:
+            self._plateau_why = self.plateau_reason(self.plateau.patience)
+        return self._plateau_why
+
     def tell(self, proposal: Proposal, results: list[CandidateResult]) -> None:
+        if not proposal.recipe.baseline:
+            self.plateau.observe(self.contends(proposal.recipe, results))
         if proposal.recipe.baseline:
             self.budget.observe_baseline(results)
         if proposal.refinement:

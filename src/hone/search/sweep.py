@@ -55,6 +55,9 @@ class SweepSettings:
     fallback: FallbackSettings = FallbackSettings()
     time_budget_s: float | None = None  # the whole run's, from `started` (None: no budget)
     paired: bool = True  # time each confirmed candidate against eager in its worker (bench.paired)
+    # Stop early after this many candidates in a row clearly slower than the best or failed
+    # (search.strategy.Plateau); 0: never. Only under a time budget: without one, everything runs.
+    patience: int = 0
 
 
 def sweep(
@@ -108,7 +111,9 @@ def sweep(
                          executor or SubprocessExecutor(Path(tmp)), baseline)
         strategy = Strategy(planned, budget, sets, pending=pending, ran=runner.ran, fallback=settings.fallback,
                             rank=_ranker(workload, reference), cannot_pay=runner.cannot_pay, on_skip=on_skip,
-                            on_more=on_more, on_pruned=on_pruned)
+                            on_more=on_more, on_pruned=on_pruned,
+                            patience=settings.patience if settings.time_budget_s is not None else 0,
+                            contends=runner.contends, plateau_reason=runner.plateau_reason)
         try:
             while (proposal := strategy.ask()) is not None:
                 ran = runner.run(proposal.recipe, proposal.unavailable, stop_at_failure=proposal.refinement)
@@ -164,6 +169,7 @@ class _Runner:
         self.labels = [s.label for s in workload.input_sets]
         # Every result seen so far (resumed ones included): what decides whether a worker saves.
         self.seen: dict[tuple[str, str], CandidateResult] = dict(done)
+        self.last_worked = False  # whether the last run() started a worker (the plateau counts only those)
 
     def run(self, recipe: Recipe, unavailable: str | None = None, stop_at_failure: bool = False) -> list[CandidateResult]:
         """`stop_at_failure`: skip the remaining input sets once one fails (fallback retries)."""
@@ -174,6 +180,7 @@ class _Runner:
         if stop_at_failure and any(not r.ok for r in resumed.values()):
             todo = []
         new: list[CandidateResult] = []
+        self.last_worked = False
         if todo:
             self.on_start(f"{recipe.label} @ {', '.join(todo)}")
             if unavailable:
@@ -185,6 +192,7 @@ class _Runner:
                 new = [known.result(recipe, s) for s in todo if (known := history.known(recipe, s))]
                 rest = [s for s in todo if history.known(recipe, s) is None]
                 if rest and not (stop_at_failure and new):
+                    self.last_worked = True
                     new += self._run_job(recipe, rest, list(resumed.values()) + new, stop_at_failure)
             for result in new:
                 self.seen[(recipe.key, result.input_set)] = result
@@ -213,6 +221,41 @@ class _Runner:
         return (f"cannot beat the best so far: the last attempt ran {p50 * 1e3:.3g} ms at {label} against "
                 f"{b * 1e3:.3g} ms (more than {SCREEN_MARGIN:.0%} slower), and layers kept in float only add time")
 
+    def contends(self, recipe: Recipe, results: list[CandidateResult]) -> bool | None:
+        """Whether the candidate just run came within SCREEN_MARGIN of the best geometric-mean
+        speedup of the others so far (the first one always does). False when it failed at a set;
+        None when no worker ran for it (it cost nothing, so it says nothing about a plateau)."""
+        if not self.last_worked:
+            return None
+        mine = self._speedup([r for r in results if r.recipe.key == recipe.key])
+        if mine is None:
+            return False
+        leader = self.leader(excluding=recipe.key)
+        return leader is None or mine >= leader[1] / (1 + SCREEN_MARGIN)
+
+    def leader(self, excluding: str | None = None) -> tuple[str, float] | None:
+        """The recipe with the best geometric-mean speedup so far (ok at every set), and that speedup."""
+        by_recipe: dict[str, list[CandidateResult]] = {}
+        for r in self.seen.values():
+            if not r.recipe.baseline and r.recipe.key != excluding:
+                by_recipe.setdefault(r.recipe.key, []).append(r)
+        speedups = [(rs[0].recipe.label, gm) for rs in by_recipe.values() if (gm := self._speedup(rs)) is not None]
+        return max(speedups, key=lambda found: found[1], default=None)
+
+    def _speedup(self, results: list[CandidateResult], baseline_p50: dict[str, float] | None = None) -> float | None:
+        """One recipe's geometric-mean speedup (paired where it was); None unless ok at every set."""
+        if len(results) != len(self.labels) or not all(r.ok and r.measurement is not None for r in results):
+            return None
+        return geomean_speedup(self._baseline_p50() if baseline_p50 is None else baseline_p50, {r.input_set: r.measurement.p50 for r in results},  # type: ignore[union-attr]
+                               {r.input_set: r.paired.speedup for r in results if r.paired is not None})
+
+    def plateau_reason(self, patience: int) -> str:
+        leader = self.leader()
+        best = f"{leader[0]}, {leader[1]:.2f}x" if leader else "none ok"
+        return (f"the search reached a plateau: the last {patience} candidates built were each more than "
+                f"{SCREEN_MARGIN:.0%} slower than the best so far ({best}) or failed (--patience 0 runs on until the "
+                "time budget is spent)")
+
     def _best_p50(self) -> dict[str, float]:
         """The fastest p50 of any recipe ok so far, per input set (what screening compares with)."""
         best: dict[str, float] = {}
@@ -238,14 +281,11 @@ class _Runner:
             by_recipe.setdefault(r.recipe.key, []).append(r)
         best = None
         for rs in by_recipe.values():
-            if len(rs) != len(self.labels) or not all(r.ok and r.measurement is not None for r in rs):
-                continue
             if not all(r.artifact and ("unsaved" in r.artifact or Path(r.artifact["dir"]).is_dir()) for r in rs):
                 continue
             if any(r.stage == "screened" for r in rs):
                 continue  # never the winner (select ranks it after those measured in full)
-            gm = geomean_speedup(baseline_p50, {r.input_set: r.measurement.p50 for r in rs},  # type: ignore[union-attr]
-                                 {r.input_set: r.paired.speedup for r in rs if r.paired is not None})
+            gm = self._speedup(rs, baseline_p50)
             if gm is not None and (best is None or gm > best):
                 best = gm
         return best
