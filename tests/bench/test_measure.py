@@ -87,3 +87,22 @@ def test_warm_up_of_slow_calls_stops_at_its_cap_inside_a_window():
 
     calls = warm_up(lambda: time.sleep(0.05) or 0.05, max_s=0.08)
     assert calls == 2  # not the five of a whole window
+
+
+def test_a_full_measurement_resumed_from_a_screening_keeps_its_calls_and_does_not_warm_up_again():
+    screening = Measurement(times_s=(0.5,) * 5, batch_size=1, threads=1, timer="fake", warmup_calls=3)
+    calls = []
+    timer = FakeTimer(iter(lambda: 0.5, None))
+    m = measure(lambda: calls.append(1), timer, batch_size=1, threads=1, resume=screening,
+                settings=MeasureSettings(max_time_s=60, min_time_s=1.0))
+    # Ten samples are the minimum: five were the screening's, so five more calls, no warm-up.
+    assert m.n == 10 and len(calls) == 5 and m.warmup_calls == 3 and m.times_s[:5] == screening.times_s
+
+
+def test_a_resumed_measurement_counts_the_screenings_time_against_the_cap():
+    screening = Measurement(times_s=(0.5, 1.5) * 5, batch_size=1, threads=1, timer="fake")
+    noisy = iter([0.1, 3.0] * 100)
+    m = measure(lambda: None, FakeTimer(noisy), batch_size=1, threads=1, resume=screening,
+                settings=MeasureSettings(max_time_s=9.0, min_time_s=1.0, median_precision=0.0))
+    # The screening's 10 s are past the 9 s cap: one window of new calls, then the cap's warning.
+    assert 10 < m.n <= 12 and "after 10." in m.noise_warning

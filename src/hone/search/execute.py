@@ -43,12 +43,16 @@ SPEEDUP_SLACK = 1e-9  # the parent's best and this worker's geomean are the same
 # than the run-to-run drift of these machines (about 20 %), so a contender is never screened out
 # by noise; the screening measurement stays its figure.
 SCREEN_MARGIN = 0.25
+# Calls a screening takes at least: its p10 is then its fastest call, so a screen-out needs even
+# that beyond the margin. Fewer than a full measurement's ten: on a slow model (GPT-2 at bs8,
+# 0.7 s a call) ten calls made screening as long as the full measurement.
+SCREEN_MIN_SAMPLES = 5
 
 
 def screening(full: MeasureSettings) -> MeasureSettings:
     """A short measurement: a quarter of the full one's time caps, at most 1 s of timing."""
     return dataclasses.replace(full, max_time_s=min(1.0, full.max_time_s / 4), warmup_max_s=min(0.5, full.warmup_max_s / 4),
-                               min_time_s=min(0.25, full.min_time_s))
+                               min_time_s=min(0.25, full.min_time_s), min_samples=min(SCREEN_MIN_SAMPLES, full.min_samples))
 
 
 def recipe_from_job(job: Job) -> Recipe:
@@ -311,9 +315,10 @@ class Execution:
         common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": [*runner.summary(), *self.notes]}
         self.notes = []
 
-        def timed(settings: MeasureSettings) -> Measurement:
+        def timed(settings: MeasureSettings, resume: Measurement | None = None) -> Measurement:
             return measure(lambda: runner(*inputs), timer_for(self.device), batch_size=int(inputs[0].shape[0]),
-                           threads=job.threads, settings=settings, build_s=build.build_s, first_call_s=first_call_s)
+                           threads=job.threads, settings=settings, resume=resume, build_s=build.build_s,
+                           first_call_s=first_call_s)
 
 
         best = job.best_p50.get(label)
@@ -325,10 +330,10 @@ class Execution:
             return wrong
         return self._staged(label, verdict, common, timed, best)
 
-    def _staged(self, label: str, verdict, common: dict[str, Any], timed: Callable[[MeasureSettings], Measurement],
+    def _staged(self, label: str, verdict, common: dict[str, Any], timed: Callable[..., Measurement],
                 best: float | None) -> dict[str, Any]:
         """Screening first where there is a best so far to compare with; the full measurement
-        only within SCREEN_MARGIN of it."""
+        only within SCREEN_MARGIN of it, continuing from the screening's calls."""
         full = self.job.measure_settings
         if best is None:
             self.stage("measure")
@@ -342,7 +347,7 @@ class Execution:
         pareto = self._on_front(label, verdict, screen.p50) if slower_beyond_margin else None
         if pareto:
             self.stage("measure")
-            return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": pareto})
+            return self._ok(verdict, timed(full, screen), common, {"stage": "confirmed", "stage_reason": pareto})
         if slower_beyond_margin:
             slower = screen.p50 / best - 1
             why = (f"screened out at {label}: p50 {screen.p50 * 1e3:.3g} ms is {slower:.0%} slower than the best so far "
@@ -360,7 +365,7 @@ class Execution:
         why = (f"screening p50 {screen.p50 * 1e3:.3g} ms (p10 {screen.p10 * 1e3:.3g} ms) within {SCREEN_MARGIN:.0%} of the "
                f"best so far ({best * 1e3:.3g} ms) at {label}: measured in full")
         self.stage("measure")
-        return self._ok(verdict, timed(full), common, {"stage": "confirmed", "stage_reason": why})
+        return self._ok(verdict, timed(full, screen), common, {"stage": "confirmed", "stage_reason": why})
 
     def _on_front(self, label: str, verdict, p50: float) -> str | None:
         """Why a candidate slower than the margin still matters: no candidate so far is as fast,
