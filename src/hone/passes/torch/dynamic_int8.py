@@ -26,6 +26,11 @@ ENGINES = ("x86", "onednn", "fbgemm")
 QUANTIZED_DYNAMIC_PREFIX = "torch.ao.nn.quantized.dynamic"
 
 
+def _has_module_types(module: torch.nn.Module, names: tuple[str, ...]) -> bool:
+    types = tuple(getattr(torch.nn, name) for name in names)
+    return any(isinstance(m, types) for m in module.modules())
+
+
 @dataclasses.dataclass(frozen=True)
 class DynamicInt8Config(QuantConfig):
     modules: tuple[str, ...] = MODULE_TYPES
@@ -69,6 +74,10 @@ class DynamicInt8(QuantizationPass[DynamicInt8Config]):
     @classmethod
     def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
         if device != "cpu":
+            return []
+        if workload is not None and not _has_module_types(workload.module, MODULE_TYPES):
+            # Nothing it would quantize (GPT-2's projections are transformers' Conv1D, a CNN has
+            # no Linear worth it): the worker would only find that out after loading the model.
             return []
         origin = "int8 weights, dynamic activation scales (Linear/LSTM)"
         return [Variant(DynamicInt8Config(), "torch-int8-dynamic", origin, compute_dtype="int8")]
