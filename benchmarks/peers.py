@@ -222,6 +222,19 @@ def main(spec: str) -> None:
     print()
     print(f"hone's own report: {result.selection.why_best}")
     print()
+    # What the default run reached, and how far each candidate got: a loss of hone's pick
+    # against its own recipe for a runtime is explained here (left out by the budget or the
+    # plateau, screened out, over the accuracy budget).
+    reached: dict[str, list[str]] = {}
+    for r in result.results:
+        if not r.recipe.baseline:
+            reached.setdefault(r.recipe.label, []).append(r.stage or r.status.value)
+    print("hone's default run reached: " + ", ".join(f"{label} ({'/'.join(dict.fromkeys(how))})"
+                                                      for label, how in reached.items()))
+    left_out = [f"{label} ({why.split(':')[0]})" for label, why in result.run.pruned.items()]
+    if left_out:
+        print(f"left out: {', '.join(left_out)}")
+    print()
 
 
 if __name__ == "__main__":
