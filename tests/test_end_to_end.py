@@ -18,7 +18,7 @@ def test_optimize_digits_cnn(capsys, hardware):
 
     # Every recipe this machine plans for the model: run, or left out with a reason (the
     # profile's pruning, the time budget, which this test sets tight enough to bite, or the
-    # plateau: five candidates in a row far behind the best).
+    # plateau: eight candidates in a row far behind the best).
     planned = {p.recipe.label: p for p in plan(load_model("digits-cnn"), hardware)}
     rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1.5", "--time-budget", "240"])
     out = capsys.readouterr().out

@@ -44,6 +44,8 @@ def test_conv_net_end_to_end(hardware):
     conv = next(o for o in profile.ops if o.name == "aten::convolution")
     assert conv.flops == 2 * 4 * 8 * 32 * 32 * 3 * 3 * 3 and conv.bound in BOUNDS and conv.time_s > 0
     assert [p.batch_size for p in profile.scaling] == [1, 2, 4] and all(p.latency_s > 0 for p in profile.scaling)
+    # The profiled batch's point is its whole-forward time, measured once, not timed again.
+    assert profile.scaling[-1].latency_s == profile.wall_s
     assert profile.peaks == PEAKS.to_dict()
     memory = profile.memory
     assert set(memory.peak_by_stage) == {"load", "first call", "steady state"}

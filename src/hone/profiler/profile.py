@@ -96,7 +96,9 @@ def profile_workload(
         points = []
         if scaling_max_batch >= 1:
             with nvtx_range("hone profile: batch scaling"):
-                points = scaling(flat, args, threads=threads, device=device, max_batch=scaling_max_batch)
+                # The profiled batch's point is the whole-forward time just measured.
+                points = scaling(flat, args, threads=threads, device=device, max_batch=scaling_max_batch,
+                                 known={chosen.batch_size: wall.p50})
 
     joined = join(calls, iterations)
     notes += joined.notes()

@@ -17,8 +17,10 @@ from hone.profiler.records import BatchPoint
 from hone.profiler.timing import measure_wall
 
 DEFAULT_MAX_BATCH = 16
-# Shorter than the whole-forward measurement: this is one of several points on a curve.
-SCALING_SETTINGS = MeasureSettings(max_time_s=1.0, warmup_max_s=0.5, min_time_s=0.2, min_samples=5)
+# Shorter than the whole-forward measurement: this is one of several points on a curve, and the
+# verdict asks only whether latency grows 1.5x or less over 4x the batch. Three calls at least:
+# on a model of 1 s a call (GPT-2 at bs8) five calls per point made the sweep 13 s of a run's 180.
+SCALING_SETTINGS = MeasureSettings(max_time_s=1.0, warmup_max_s=0.5, min_time_s=0.2, min_samples=3)
 # Latency growing by at most this factor over at least MIN_BATCH_SPAN x more samples is
 # "nearly flat": per-sample time falls almost in proportion to the batch.
 FLAT_GROWTH = 1.5
@@ -44,10 +46,15 @@ def repeat_first_sample(tensors: tuple[torch.Tensor, ...], batch: int) -> tuple[
 def scaling(
     fn: Callable[..., Any], tensors: tuple[torch.Tensor, ...], *, threads: int, device: str = "cpu",
     max_batch: int = DEFAULT_MAX_BATCH, settings: MeasureSettings = SCALING_SETTINGS,
+    known: dict[int, float] | None = None,
 ) -> list[BatchPoint]:
-    """Median latency of fn at batch sizes 1, 2, 4, ... max_batch, from the first sample."""
+    """Median latency of fn at batch sizes 1, 2, 4, ... max_batch, from the first sample.
+    `known`: batch -> p50 already measured (the profiled batch's whole-forward time), not re-timed."""
     points = []
     for batch in batch_sizes(max_batch):
+        if known and batch in known:
+            points.append(BatchPoint(batch, known[batch]))
+            continue
         args = repeat_first_sample(tensors, batch)
         measurement = measure_wall(fn, args, threads=threads, device=device, settings=settings)
         points.append(BatchPoint(batch, measurement.p50))
