@@ -4,40 +4,19 @@ subprocess executor."""
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
-import time
-
 import pytest
 import torch
 
 from hone.bench.measure import MeasureSettings
 from hone.config import NoConfig
-from hone.search._child import Stage
-from hone.search.execute import execute
-from hone.search.job import Bundle
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe, Step
 from hone.search.sweep import SweepSettings, sweep
-from hone.search.worker import results_of
 from hone.validate.reference import compute_reference
 from hone.validate.verdict import AccuracyBudget
+from in_process_executor import InProcessExecutor
 from plugins_for_tests import CountingRuntime, ShapeBoundRuntime, WrongRuntime
 from tiny_models import TinyMLP
-
-
-class InProcessExecutor:
-    """Runs each job here, on a Bundle made from its payload bytes (no path of the parent's)."""
-
-    def __init__(self) -> None:
-        self.payload_sizes: list[int] = []
-
-    def run(self, recipe, job, payload: bytes, timeout_s: float):
-        self.payload_sizes.append(len(payload))
-        job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
-        result: dict = {"sets": {}, "finished": False}
-        execute(job, Bundle.from_bytes(payload), Stage(job.device), result, lambda: None, time.perf_counter())
-        return results_of(recipe, job, result, None, "")
 
 
 def _workload():

@@ -5,23 +5,16 @@ within noise of the best starts the count again."""
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
-import time
-
 from hone.bench.measure import MeasureSettings
 from hone.config import NoConfig
-from hone.search._child import Stage
 from hone.search.budget import TimeBudget
-from hone.search.execute import execute
-from hone.search.job import Bundle
 from hone.search.planner import PlannedRecipe
 from hone.search.recipe import Recipe, Step
 from hone.search.strategy import Strategy
 from hone.search.sweep import SweepSettings, sweep
-from hone.search.worker import results_of
 from hone.validate.reference import compute_reference
 from hone.validate.verdict import AccuracyBudget
+from in_process_executor import InProcessExecutor
 from plugins_for_tests import DelayRuntime
 from results_factory import EAGER, make_recipe
 
@@ -63,14 +56,6 @@ def test_what_cannot_run_here_is_still_reported_after_the_plateau_and_patience_0
     assert proposed == ["eager", "a", "b", "gone"] and list(skipped) == ["c"]
     proposed, skipped = _strategy(list(contends), contends, patience=0)
     assert proposed == ["eager", *contends] and not skipped
-
-
-class InProcessExecutor:
-    def run(self, recipe, job, payload: bytes, timeout_s: float):
-        job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
-        result: dict = {"sets": {}, "finished": False}
-        execute(job, Bundle.from_bytes(payload), Stage(job.device), result, lambda: None, time.perf_counter())
-        return results_of(recipe, job, result, None, "")
 
 
 def _sweep(tmp_path, time_budget_s):

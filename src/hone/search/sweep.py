@@ -227,7 +227,7 @@ class _Runner:
         None when no worker ran for it (it cost nothing, so it says nothing about a plateau)."""
         if not self.last_worked:
             return None
-        mine = self._speedup([r for r in results if r.recipe.key == recipe.key])
+        mine = self._speedup(results)
         if mine is None:
             return False
         leader = self.leader(excluding=recipe.key)
@@ -246,7 +246,8 @@ class _Runner:
         """One recipe's geometric-mean speedup (paired where it was); None unless ok at every set."""
         if len(results) != len(self.labels) or not all(r.ok and r.measurement is not None for r in results):
             return None
-        return geomean_speedup(self._baseline_p50() if baseline_p50 is None else baseline_p50, {r.input_set: r.measurement.p50 for r in results},  # type: ignore[union-attr]
+        baseline = self._baseline_p50() if baseline_p50 is None else baseline_p50
+        return geomean_speedup(baseline, {r.input_set: r.measurement.p50 for r in results},  # type: ignore[union-attr]
                                {r.input_set: r.paired.speedup for r in results if r.paired is not None})
 
     def plateau_reason(self, patience: int) -> str:

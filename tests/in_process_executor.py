@@ -1,0 +1,26 @@
+"""An executor that runs each job in this process, on a Bundle made from its payload bytes
+alone (no path of the parent's): the executor seam's test double, and a fast way to run a
+real sweep in a test."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+
+from hone.search._child import Stage
+from hone.search.execute import execute
+from hone.search.job import Bundle
+from hone.search.worker import results_of
+
+
+class InProcessExecutor:
+    def __init__(self) -> None:
+        self.payload_sizes: list[int] = []
+
+    def run(self, recipe, job, payload: bytes, timeout_s: float):
+        self.payload_sizes.append(len(payload))
+        job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
+        result: dict = {"sets": {}, "finished": False}
+        execute(job, Bundle.from_bytes(payload), Stage(job.device), result, lambda: None, time.perf_counter())
+        return results_of(recipe, job, result, None, "")
