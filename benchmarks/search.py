@@ -1,6 +1,6 @@
 """Does the default search find what an exhaustive one finds, in a fraction of the time?
 
-    python benchmarks/search.py [MODEL ...] > section.md      (default: minilm digits-cnn)
+    python benchmarks/search.py [--stores DIR] [MODEL ...] > section.md   (default: minilm digits-cnn)
 
 Per model, in one script run: an exhaustive sweep (no time budget, a fresh store), the default
 `hone optimize` (a second fresh store), then the default again over that second store (the
@@ -12,7 +12,9 @@ history and the prior at work). Printed as a BENCHMARKS.md section with the targ
   most 180 s);
 - the second default run takes at most half the first's time and picks the same winner.
 
-Timing is noisy on shared machines: each figure is a ratio within this one script run.
+Timing is noisy on shared machines: each figure is a ratio within this one script run. The stores
+are kept (under --stores, default a new temporary directory, printed) so that a MISS can be traced
+with `hone report --store ...`; each default run's order of measured candidates is printed too.
 """
 
 from __future__ import annotations
@@ -47,11 +49,10 @@ def _cell(result, wall: float) -> str:
     return f"{wall:.0f} s | {best.label} | {ranked.speedup:.2f}x ({ranked.low:.2f}-{ranked.high:.2f}) |"
 
 
-def section(model: str) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="hone-search-bench-") as tmp:
-        exhaustive, t_all = _run(model, Path(tmp) / "exhaustive.db", time_budget_s=None)
-        first, t_first = _run(model, Path(tmp) / "default.db")
-        second, t_second = _run(model, Path(tmp) / "default.db")
+def section(model: str, stores: Path) -> list[str]:
+    exhaustive, t_all = _run(model, stores / f"{model}-exhaustive.db", time_budget_s=None)
+    first, t_first = _run(model, stores / f"{model}-default.db")
+    second, t_second = _run(model, stores / f"{model}-default.db")
     best = exhaustive.selection.best
     top = _ranked(exhaustive, best.label) if best else None
     pick = first.selection.best
@@ -74,10 +75,21 @@ def section(model: str) -> list[str]:
         f"| {model} | default, second run (same store) | {_cell(second, t_second)} {counts(second)} |",
         "",
         *[f"- {'PASS' if ok else 'MISS'}: {what}" for what, ok in checks],
+        f"- the default run measured, in order: {_order(first)}",
         f"- where the second run's time went: {_time_by_recipe(second, t_second)}",
         "",
     ]
     return lines
+
+
+def _order(result) -> str:
+    """Each candidate the run executed, in the order it ran, with its speedup or status."""
+    speedups = {r.recipe.key: r.speedup for r in result.selection.ranking}
+    parts = []
+    for r in result.results:
+        figure = speedups.get(r.recipe.key)
+        parts.append(f"{r.recipe.label} {figure:.2f}x" if figure is not None else f"{r.recipe.label} ({r.status})")
+    return ", ".join(parts) or "nothing"
 
 
 def _time_by_recipe(result, wall: float) -> str:
@@ -98,17 +110,25 @@ def _time_by_recipe(result, wall: float) -> str:
     return "; ".join(parts)
 
 
-def main(models: list[str]) -> None:
+def main(argv: list[str]) -> None:
     from hone.hardware import probe
+
+    if argv[:1] == ["--stores"]:
+        stores, models = Path(argv[1]), argv[2:]
+        stores.mkdir(parents=True, exist_ok=True)
+    else:
+        stores, models = Path(tempfile.mkdtemp(prefix="hone-search-bench-")), argv
+    models = models or ["minilm", "digits-cnn"]
 
     hw = probe(measure_peaks=False)
     print(f"- machine: {hw.cpu_name}, {hw.physical_cores} physical cores; date {datetime.date.today().isoformat()}; "
           f"python {platform.python_version()}")
     print(f"- command: `python benchmarks/search.py {' '.join(models)}`")
+    print(f"- stores kept in {stores}", file=sys.stderr)
     print()
     for model in models:
-        print("\n".join(section(model)))
+        print("\n".join(section(model, stores)), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["minilm", "digits-cnn"])
+    main(sys.argv[1:])
