@@ -83,13 +83,13 @@ def section(model: str, stores: Path) -> list[str]:
 
 
 def _order(result) -> str:
-    """Each candidate the run executed, in the order it ran, with its speedup or status."""
+    """Each recipe the run executed, in the order it first ran, with its speedup or status."""
     speedups = {r.recipe.key: r.speedup for r in result.selection.ranking}
-    parts = []
+    parts: dict[str, str] = {}
     for r in result.results:
         figure = speedups.get(r.recipe.key)
-        parts.append(f"{r.recipe.label} {figure:.2f}x" if figure is not None else f"{r.recipe.label} ({r.status})")
-    return ", ".join(parts) or "nothing"
+        parts.setdefault(r.recipe.key, f"{r.recipe.label} {figure:.2f}x" if figure is not None else f"{r.recipe.label} ({r.status})")
+    return ", ".join(parts.values()) or "nothing"
 
 
 def _time_by_recipe(result, wall: float) -> str:
