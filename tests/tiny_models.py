@@ -129,3 +129,41 @@ def label_sequences(decoded: list[list[int]]) -> torch.Tensor:
     """Decoded sequences as an (N, L) tensor padded with -1 (the labels of the eval set)."""
     length = max(1, max(len(d) for d in decoded))
     return torch.tensor([d + [-1] * (length - len(d)) for d in decoded])
+
+
+class PrunableCNN(torch.nn.Module):
+    """Two convolutions and a classifier: conv1's and conv2's output channels can be pruned
+    (conv2's feed the classifier's inputs), the classifier's classes cannot (they are the output)."""
+
+    def __init__(self, width: int = 16, classes: int = 4):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, width, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(width, width, 3, padding=1)
+        self.head = torch.nn.Linear(width, classes)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv2(torch.relu(self.conv1(pixels))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class WideMLP(torch.nn.Module):
+    """A hidden layer much wider than it needs to be: pruning half of it loses a little, and a
+    short distillation wins most of that back."""
+
+    def __init__(self, features: int = 16, hidden: int = 128, outputs: int = 8):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(features, hidden)
+        self.fc2 = torch.nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def tiny_bert(layers: int = 2, hidden: int = 32, heads: int = 4):
+    """A randomly initialised BertModel small enough for a unit test (no download)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=hidden * 2, max_position_embeddings=64)
+    return BertModel(config).eval()

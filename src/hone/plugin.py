@@ -69,8 +69,13 @@ class Variant(Generic[C]):
     pays_for: tuple[str, ...] = FINDINGS
     gives: frozenset[str] = frozenset()  # traits of the artifact after it ("channels_last")
     needs: frozenset[str] = frozenset()  # traits an earlier step must have given
-    alone: bool = True  # runtimes: planned by default without passes in front
-    stack: bool = True  # runtimes: passes are stacked onto it by default (False: on request only)
+    # Runtimes: planned by default without passes in front. Passes: planned by default on the
+    # default runtime for what they produce (False: composed on request only, e.g. a sweep's
+    # other ratios).
+    alone: bool = True
+    # Runtimes: passes are stacked onto it by default. Passes: stacked by default onto every
+    # other runtime that takes their output. False: on request only.
+    stack: bool = True
 
 
 class Plugin(Generic[C]):
@@ -200,6 +205,9 @@ class Artifact:
     path: Path | None = None
     compute_dtype: str = "float32"  # the precision it computes in: decides the tolerance
     notes: dict[str, Any] = dataclasses.field(default_factory=dict)  # what was done, for the store
+    # Changed beyond rounding by an earlier step (pruning): the task metric decides, not the
+    # tensor tolerance of its compute dtype (validate.check).
+    approximate: bool = False
 
 
 @dataclasses.dataclass

@@ -36,3 +36,11 @@ def test_extra_metrics_are_reported_and_do_not_decide():
     m = check_metric({"e": swapped}, {"e": ref}, ev, 1.0, AccuracyBudget(0.5))
     assert m.passed  # the cosine is within this loose budget...
     assert m.also["neighbour_agreement"] < 1.0  # ...and the neighbour change is still shown
+
+
+def test_top1_agreement_counts_argmax_matches_with_the_fp32_outputs_without_labels():
+    from hone.validate.metrics import resolve
+
+    reference = {"logits": torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.5], [0.2, 0.1]])}
+    outputs = {"logits": torch.tensor([[1.5, 1.0], [1.0, 0.0], [0.9, 0.5], [0.0, 0.1]])}  # rows 2 and 4 flip
+    assert resolve("top1_agreement")(outputs, reference, None) == 0.5

@@ -15,7 +15,7 @@ configs worth trying here, each with a tag, a cost and the findings it addresses
 - enumerates the default plan (`default_stacks`): every runtime variant alone, every pass
   variant on the default runtime for what it produces, and every pass variant stacked onto
   each runtime variant that takes its output (bounded by the variants' `alone`/`stack` flags
-  and by the checks above). Longer stacks are composed on request.
+  and by the checks above). Longer stacks, and variants marked neither, are composed on request.
 
 A new pass or runtime is one file with its declarations: it then composes with every step that
 accepts its format, and no plugin names another's config.
@@ -212,7 +212,7 @@ class Composer:
         fmt, prefix = entry
         if _is_runtime(plugin):
             return [s for link in self.links(plugin, fmt) if link.variant.alone for s in self._checked(prefix + [link])]
-        chains = (self.complete(prefix + [link]) for link in self.links(plugin, fmt))
+        chains = (self.complete(prefix + [link]) for link in self.links(plugin, fmt) if link.variant.alone)
         return [s for chain in chains if chain is not None for s in self._checked(chain)]
 
     def stacked(self, plugin: type[Plugin]) -> list[Stack]:
@@ -227,7 +227,7 @@ class Composer:
         runtimes = [r for cls in RUNTIMES if out in cls.consumes for r in self.links(cls, out)
                     if r.variant.stack and not (home and r.step == home.step)]
         found: list[Stack] = []
-        for link in self.links(plugin, fmt):
+        for link in (x for x in self.links(plugin, fmt) if x.variant.stack):
             for runtime in runtimes:
                 chain = self.complete(prefix + [link], runtime)
                 if chain is not None:

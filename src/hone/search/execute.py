@@ -252,7 +252,7 @@ class Execution:
         except Exception as exc:  # noqa: BLE001 - a stale artifact costs the shortcut, not the candidate
             self.notes.append(f"the artifact run {entry['run']} saved for {label} did not load ({first_line(exc)}): built again")
             return None
-        artifact = Artifact("loaded", compute_dtype=self.recipe.compute_dtype)
+        artifact = Artifact("loaded", compute_dtype=self.recipe.compute_dtype, approximate=self.recipe.approximates)
         self.notes.append(f"loaded the artifact run {entry['run']} saved for {label} (checked against its recorded outputs), "
                           "not built again")
         return _Build(index, label, runner, artifact, time.perf_counter() - start, [label], loaded_from=entry)
@@ -307,7 +307,7 @@ class Execution:
             produced = eval_outputs(on_device, bundle.eval, batch_size, bundle.output_names, bundle.batch_axes)
             metric = check_metric(produced, bundle.eval_reference, bundle.eval, bundle.reference_score, job.budget,
                                   bundle.batch_axes)
-        verdict = verdict_of(checks, metric, compute_dtype)
+        verdict = verdict_of(checks, metric, compute_dtype, build.artifact.approximate)
         if label == build.built_for:
             build.outputs = tuple(t.detach().to("cpu") for t in outputs)
             build.checks = [c.to_dict() for c in verdict.outputs]

@@ -1,5 +1,7 @@
 """Accuracy-driven fallback: a quantized candidate that misses the accuracy budget is retried
-with its most sensitive layers kept in float, a few more each time, up to a bound.
+with its most sensitive layers kept in float, a few more each time, up to a bound. A candidate
+with any other pass that can back off (Pass.back_off: pruning at a lower ratio) is retried with
+that pass's backed-off configs, under the same bound and the same can-it-pay rules.
 
 The layers are ranked once per quantization scheme (validate.sensitivity, on calibration
 samples); each retry is an ordinary recipe whose quantization step has `keep_float` set, so it
@@ -43,6 +45,19 @@ def quantization_step(recipe: Recipe) -> int | None:
         if issubclass(PASSES.get(step.name), QuantizationPass):
             return i
     return None
+
+
+def back_off_step(recipe: Recipe) -> int | None:
+    """Index of the recipe's first pass that can back off, or None."""
+    for i, step in enumerate(recipe.passes):
+        if PASSES.get(step.name)(step.config).back_off(1) is not None:
+            return i
+    return None
+
+
+def refinable(recipe: Recipe) -> bool:
+    """Whether a missed accuracy budget can be retried: a quantization step or a back-off."""
+    return quantization_step(recipe) is not None or back_off_step(recipe) is not None
 
 
 def missed_budget(results: list[CandidateResult]) -> bool:
@@ -130,7 +145,10 @@ def refinements(
     `on_refused(what, why)` is told the arithmetic and the retries end. An empty result (not
     run: the time budget) ends them too: later attempts cost more."""
     index = quantization_step(recipe)
-    if settings.attempts == 0 or index is None or not missed_budget(results):
+    if settings.attempts == 0 or not missed_budget(results):
+        return
+    if index is None:
+        yield from back_offs(recipe, results, settings, cannot_pay, on_refused)
         return
     step = recipe.passes[index]
     quant_pass = PASSES.get(step.name)(step.config)
@@ -174,6 +192,53 @@ def refinements(
             return
         if not missed_budget(retried):
             return  # it failed for another reason (crash, NaN): more float layers will not help
+
+
+def back_offs(
+    recipe: Recipe,
+    results: list[CandidateResult],
+    settings: FallbackSettings,
+    cannot_pay: Callable[[list[CandidateResult]], str | None] = lambda results: None,
+    on_refused: Callable[[str, str], None] = lambda label, why: None,
+) -> Generator[Recipe, list[CandidateResult], None]:
+    """The retries of a recipe whose pass can back off (a lower pruning ratio), like
+    `refinements`: each is planned only if it is predicted to recover the budget (the last
+    attempt's miss scaled by the back-off, first order) and can still beat the best so far."""
+    index = back_off_step(recipe)
+    if index is None:
+        return
+    step = recipe.passes[index]
+    plugin = PASSES.get(step.name)(step.config)
+    what = f"{recipe.label} back-off retries"
+    last, scale_last = results, 1.0
+    for attempt in range(1, settings.attempts + 1):
+        backed = plugin.back_off(attempt)
+        if backed is None:
+            return
+        why = cannot_pay(last)
+        if why:
+            on_refused(what, why)
+            return
+        miss = miss_ratio(last)
+        if miss is not None:
+            predicted = miss * backed.scale / scale_last
+            if predicted > RECOVERY_SLACK:
+                if attempt < settings.attempts and plugin.back_off(attempt + 1) is not None:
+                    continue  # this back-off cannot recover it; a further one may
+                on_refused(what, (
+                    f"cannot recover the budget: the last attempt missed it {miss:.1f}x (drop over allowed drop); "
+                    f"{backed.what} predicts {miss:.1f} x {backed.scale / scale_last:.2f} = {predicted:.1f}x, "
+                    f"beyond the {RECOVERY_SLACK:g}x this estimate is trusted to"))
+                return
+        passes = tuple(Step(s.name, backed.config) if i == index else s for i, s in enumerate(recipe.passes))
+        label = recipe.label.replace(backed.was, backed.tag, 1) if backed.was in recipe.label else f"{recipe.label}+{backed.tag}"
+        origin = f"accuracy back-off for {recipe.label}: {backed.what}"
+        retried = yield dataclasses.replace(recipe, label=label, passes=passes, origin=origin)
+        if not retried:
+            return
+        last, scale_last = retried, backed.scale
+        if all(r.ok for r in retried) or not missed_budget(retried):
+            return
 
 
 def fallback(

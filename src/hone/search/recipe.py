@@ -73,5 +73,12 @@ class Recipe:
         """Layers its quantization step keeps in float (the accuracy fallback's or the user's)."""
         return tuple(n for s in self.passes for n in s.config.to_dict().get("keep_float", ()))
 
+    @property
+    def approximates(self) -> bool:
+        """Whether a step changes what the model computes beyond rounding (pruning)."""
+        from hone.registry import PASSES
+
+        return any(PASSES.get(s.name).approximates for s in self.passes)
+
     def describe(self) -> str:
         return " -> ".join([s.name for s in self.passes] + [self.runtime.name])

@@ -25,7 +25,7 @@ from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
 from hone.search.control import check_control
 from hone.search.build import step_paths
-from hone.search.fallback import FallbackSettings, quantization_step
+from hone.search.fallback import FallbackSettings, refinable
 from hone.search.history import History
 from hone.search.job import Bundle, Job
 from hone.search.pareto import Point, front
@@ -319,8 +319,8 @@ class _Runner:
             best_speedup=self._best_speedup(baseline_p50),
             best_p50={} if recipe.baseline else self._best_p50(),
             front={} if recipe.baseline else self._front(),
-            # A quantized attempt that misses the budget is timed anyway: retries depend on it.
-            screen_failures=bool(self.settings.fallback.attempts) and quantization_step(recipe) is not None,
+            # A quantized or pruned attempt that misses the budget is timed anyway: retries depend on it.
+            screen_failures=bool(self.settings.fallback.attempts) and refinable(recipe),
             done_p50={r.input_set: r.measurement.p50 for r in resumed if r.measurement is not None},
             prebuilt=self.history.winner_artifacts if recipe.key == self.history.winner else {},
             pair_recipe=None if pair is None else pair.to_dict(),

@@ -77,9 +77,11 @@ def score(
 
 
 def verdict_of(
-    tensor_checks: tuple[OutputCheck, ...], metric: MetricCheck | None, compute_dtype: str
+    tensor_checks: tuple[OutputCheck, ...], metric: MetricCheck | None, compute_dtype: str, approximate: bool = False
 ) -> Verdict:
-    advisory = compute_dtype in ADVISORY_DTYPES and metric is not None
+    """`approximate`: an earlier step changed the model beyond rounding (pruning); as for
+    quantized compute, the tensor check is then advisory where a task metric decides."""
+    advisory = (compute_dtype in ADVISORY_DTYPES or approximate) and metric is not None
     nonfinite = [c for c in tensor_checks if c.nonfinite]
     failed = [c for c in tensor_checks if not c.passed]
     worst = max(tensor_checks, key=lambda c: c.max_abs_err / max(c.atol, 1e-30), default=None)
@@ -109,5 +111,5 @@ def verdict_of(
         return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
     reason = "; ".join(x for x in (tensors_line, metric_line) if x)
     if advisory and failed:
-        reason += " (tensor check advisory for quantized compute)"
+        reason += " (tensor check advisory for " + ("an approximated model" if approximate and compute_dtype not in ADVISORY_DTYPES else "quantized compute") + ")"
     return Verdict(True, reason, compute_dtype, tensor_checks, metric, advisory)

@@ -20,6 +20,13 @@ def top1(outputs: Outputs, reference: Outputs, labels: torch.Tensor | None) -> f
     return float((logits.float().argmax(dim=-1) == labels).float().mean())
 
 
+def top1_agreement(outputs: Outputs, reference: Outputs, labels: torch.Tensor | None) -> float:
+    """Share of samples whose highest logit (first output) is the fp32 model's: accuracy without
+    labels, for a classifier that has none at hand."""
+    out, ref = next(iter(outputs.values())), next(iter(reference.values()))
+    return float((out.float().argmax(dim=-1) == ref.float().argmax(dim=-1)).float().mean())
+
+
 def embedding_cosine(outputs: Outputs, reference: Outputs, labels: torch.Tensor | None) -> float:
     """Mean cosine similarity of each sample's embedding (first output) to its fp32 embedding."""
     out = next(iter(outputs.values())).double().flatten(1)
@@ -44,6 +51,7 @@ def neighbour_agreement(outputs: Outputs, reference: Outputs, labels: torch.Tens
 
 METRICS: dict[str, Callable[[Outputs, Outputs, "torch.Tensor | None"], float]] = {
     "top1": top1,
+    "top1_agreement": top1_agreement,
     "embedding_cosine": embedding_cosine,
     "neighbour_agreement": neighbour_agreement,
 }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from typing import TYPE_CHECKING
 
@@ -35,6 +34,7 @@ from hone.passes.torch.pt2e_int8 import (
     export_batch_dynamic,
     x86_quantizer,
 )
+from hone.passes.torch._training import checked_loss, shuffled_batches
 from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
@@ -175,21 +175,6 @@ def _export_for_training(
     return graph, facts.get("static_batch_reason")
 
 
-def _batches(train: "TrainSet", input_names: list[str], batch_size: int, steps: int, seed: int):
-    """`steps` batches of exactly `batch_size` samples, reshuffled each pass over the set."""
-    n = len(train)
-    generator = torch.Generator().manual_seed(seed)
-    order, pos = torch.randperm(n, generator=generator), 0
-    for _ in range(steps):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=generator), 0
-        idx = order[pos : pos + batch_size]
-        pos += batch_size
-        inputs = tuple(train.samples[name][idx].clone() for name in input_names)
-        labels = train.labels[idx].clone() if train.labels is not None else None
-        yield inputs, labels
-
-
 def _fine_tune(
     prepared: torch.fx.GraphModule, train: "TrainSet", input_names: list[str], cfg: Pt2eQatConfig, batch_size: int
 ) -> list[float]:
@@ -205,7 +190,8 @@ def _fine_tune(
     losses: list[float] = []
     # A caller may hold inference mode (a worker, a notebook): training needs autograd.
     with torch.inference_mode(False), torch.enable_grad():
-        for step, (inputs, labels) in enumerate(_batches(train, input_names, batch_size, cfg.steps, cfg.seed)):
+        batches = shuffled_batches(train.samples, train.labels, input_names, batch_size, cfg.steps, cfg.seed)
+        for step, (inputs, labels) in enumerate(batches):
             if step == freeze_at:
                 prepared.apply(disable_observer)
                 _freeze_batch_norm_stats(prepared)
@@ -213,12 +199,7 @@ def _fine_tune(
                 loss = train.step(prepared, inputs, labels)
             except Exception as exc:
                 raise Unsupported(f"pt2e qat: the train step failed: {_reason(exc)}") from exc
-            if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-                raise InputError("the train step must return a scalar loss tensor that depends on the model's outputs")
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise Unsupported(f"pt2e qat: the loss became {value} at step {step + 1}",
-                                  hint=f"lower lr (now {cfg.lr:g})")
+            value = checked_loss(loss, step, "pt2e qat", cfg.lr)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
