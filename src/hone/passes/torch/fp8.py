@@ -18,6 +18,7 @@ import torch
 from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
+from hone.passes.torch._gates import cuda_capability_gate
 from hone.passes.torch.weight_only import LINEAR, device_type, quantize_layers
 from hone.plugin import Artifact, BuildContext, Variant
 
@@ -59,17 +60,7 @@ class Fp8(QuantizationPass[Fp8Config]):
 
     @classmethod
     def unavailable_here(cls, hw: "Hardware", device: str) -> str | None:
-        kind, _, index = device.partition(":")
-        if kind != "cuda":
-            return f"{NEEDS}; this run is on {device}"
-        gpus = hw.gpus
-        gpu = gpus[int(index)] if index.isdigit() and int(index) < len(gpus) else (gpus[0] if gpus else None)
-        if gpu is None:
-            return f"{NEEDS}; this machine reports no CUDA GPU"
-        if tuple(gpu.capability) < MIN_CAPABILITY:
-            major, minor = gpu.capability
-            return f"{NEEDS}; {gpu.name} has compute capability {major}.{minor}"
-        return None
+        return cuda_capability_gate(hw, device, MIN_CAPABILITY, NEEDS)
 
     @classmethod
     def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
