@@ -49,6 +49,7 @@ def test_pruning_removes_flops_and_keeps_output_shapes():
     pruned = artifact.module.module
     assert pruned.conv1.out_channels == 8 and pruned.conv2.out_channels == 8
     assert pruned.head.out_features == 4  # the classes are the output: never pruned
+    assert notes["groups_pruned"] == 2 and notes["groups_left_for_outputs"] == 1
     (got,) = runner(*named.values())
     assert got.shape == expected["output"].shape
     assert model.conv1.out_channels == 16  # the user's model is untouched
@@ -68,6 +69,14 @@ def test_attention_heads_and_ffn_neurons_are_pruned_whole():
     assert notes["heads"]["encoder.layer.0.attention.self"] == [4, 2]
     outputs = runner(*named.values())
     assert [o.shape for o in outputs] == [e.shape for e in expected.values()]
+
+
+def test_a_last_layer_returned_as_it_is_keeps_its_outputs():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
+    _, artifact, _, _ = build(_recipe(ratio=0.5, recovery="none"), model, torch.randn(2, 8))
+    pruned = artifact.module.module
+    assert pruned[0].out_features == 8 and pruned[2].in_features == 8 and pruned[2].out_features == 4
 
 
 def test_a_model_whose_every_group_feeds_an_output_is_unsupported_with_the_reason():

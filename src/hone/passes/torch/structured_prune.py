@@ -146,17 +146,19 @@ class StructuredPrune(Pass[StructuredPruneConfig]):
 
         with torch.inference_mode(False):
             importance = _importance(tp, cfg)
+            traced: list = []  # the outputs of torch-pruning's tracing forward: which nodes give them
             pruner = tp.pruner.BasePruner(
                 student, inputs, importance=importance, pruning_ratio=cfg.ratio, ignored_layers=ignored,
                 num_heads={lin: h.count for h in heads for lin in (h.q, h.k, h.v)},
                 prune_num_heads=cfg.heads and bool(heads), prune_head_dims=not (cfg.heads and bool(heads)),
-                head_pruning_ratio=cfg.ratio, output_transform=_output_sum,
+                head_pruning_ratio=cfg.ratio, output_transform=lambda out: traced.append(out) or out,
             )
+            outputs = _output_nodes(pruner.DG, traced[0])
             if cfg.criterion == "taylor":
                 gradient_source = _accumulate_gradients(student, ctx, cfg)
             pruned_groups = skipped = 0
             for group in pruner.step(interactive=True):
-                if _changes_an_output(group):
+                if _changes_an_output(pruner.DG, group, outputs):
                     skipped += 1  # an output's shape is part of the answer
                     continue
                 group.prune()
@@ -252,16 +254,21 @@ def _fix_head_attributes(heads: list[_Heads], pruner) -> None:
                 setattr(h.owner, attr, h.q.out_features // after)
 
 
-def _changes_an_output(group) -> bool:
-    """Whether pruning this group would change the shape of a model output."""
+def _output_nodes(graph, outputs) -> set:
+    """The dependency graph's nodes that give the model's outputs: an op torch-pruning made for
+    an output that no module returns, or the module whose result is returned as it is."""
     import torch_pruning as tp
 
-    return any(dep.target.type == tp.ops.OPTYPE.OUTPUT or dep.source.type == tp.ops.OPTYPE.OUTPUT for dep, _ in group)
+    roots = {t.grad_fn for t in _float_outputs(outputs) if t.grad_fn is not None}
+    return {node for node in graph.module2node.values()
+            if node.type == tp.ops.OPTYPE.OUTPUT or node.grad_fn in roots}
 
 
-def _output_sum(outputs) -> torch.Tensor:
-    """One scalar of the model's float outputs: torch-pruning traces the graph back from it."""
-    return sum(t.float().sum() for t in _float_outputs(outputs))
+def _changes_an_output(graph, group, outputs: set) -> bool:
+    """Whether pruning this group would change the shape of a model output: it prunes the
+    channels an output node gives, not only the inputs a last layer takes (a norm's or an
+    elementwise op's one pruning function counts as both)."""
+    return any(dep.target in outputs and graph.is_out_channel_pruning_fn(dep.handler) for dep, _ in group)
 
 
 def _float_outputs(outputs) -> list[torch.Tensor]:
