@@ -93,7 +93,7 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
         if device == "cpu":
             no_dispatch = Claim(1.0, "a C++ session runs the graph without Python dispatch per op")
             # ORT_ENABLE_ALL fuses Conv/Gemm with bias and activation, LayerNorm and GELU (attention
-            # of a dynamo export only with its transformer optimizer, which hone does not run).
+            # and SkipLayerNorm of a dynamo export only with the ort-fusions pass, passes/onnx/ort_fusions.py).
             fewer_passes = Claim(0.6, "graph optimizations fuse activations and norms into their producers")
             # The lower optimization levels matter for quantized graphs, whose QDQ fusions and
             # layout changes differ by level: offered stacked on quantizers only.
