@@ -167,3 +167,104 @@ def tiny_bert(layers: int = 2, hidden: int = 32, heads: int = 4):
     config = BertConfig(vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=hidden * 2, max_position_embeddings=64)
     return BertModel(config).eval()
+
+
+class HandWrittenAttention(torch.nn.Module):
+    """Self-attention written out by hand, the way code before SDPA writes it: a fused qkv
+    projection split into heads, scores = q @ k^T scaled, an optional padding mask, softmax,
+    eval-mode dropout, @ v, heads merged. `variant` picks the form (the rewrite must match the
+    first ones exactly and leave the last ones alone):
+
+    "mul": scores * d^-0.5; "div": scores / sqrt(d); "prescaled": q * d^-0.5 before the matmul;
+    "additive": + a float mask (0 / -1e9 from `keep`); "masked_fill": masked_fill(keep == 0,
+    -inf) (True = masked); "where": where(keep, scores, -inf) (True = attend); "causal":
+    masked_fill with a lower-triangular buffer; "bmm": (batch x heads, L, d) through torch.bmm;
+    "wrong_dim": softmax over the query axis; "mask_after_softmax": the padding mask multiplied
+    into the probabilities; "tensor_scale": scores times a learnt temperature (a tensor);
+    "returns_weights": the probabilities are a second output; "finite_fill": masked_fill with
+    -1e4, not -inf (SDPA's boolean mask is -inf: a fully masked row would differ);
+    "scale_after_mask": (scores + additive mask) * scale, which scales the mask too.
+
+    Inputs: x (B, L, dim) and keep (B, L), 1 where a token is real (ignored by unmasked forms)."""
+
+    VARIANTS = ("mul", "div", "prescaled", "additive", "masked_fill", "where", "causal", "bmm",
+                "wrong_dim", "mask_after_softmax", "tensor_scale", "returns_weights", "finite_fill", "scale_after_mask")
+
+    def __init__(self, variant: str = "mul", dim: int = 32, heads: int = 4, max_len: int = 64):
+        super().__init__()
+        if variant not in self.VARIANTS:
+            raise ValueError(variant)
+        torch.manual_seed(0)
+        self.variant, self.heads, self.head_dim = variant, heads, dim // heads
+        self.qkv = torch.nn.Linear(dim, 3 * dim)
+        self.out = torch.nn.Linear(dim, dim)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.temperature = torch.nn.Parameter(torch.tensor(self.head_dim ** -0.5))
+        self.register_buffer("causal", torch.tril(torch.ones(max_len, max_len, dtype=torch.bool)))
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor):
+        import math
+
+        b, n, dim = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        variant, scale = self.variant, self.head_dim ** -0.5
+        if variant == "bmm":
+            q, k, v = (t.reshape(b * self.heads, n, self.head_dim) for t in (q, k, v))
+            probs = torch.bmm(q, k.transpose(1, 2)).mul(scale).softmax(dim=-1)
+            heads = torch.bmm(self.dropout(probs), v).view(b, self.heads, n, self.head_dim)
+            return self.out(heads.transpose(1, 2).reshape(b, n, dim))
+        if variant == "prescaled":
+            q = q * scale
+        scores = q @ k.transpose(-2, -1)
+        if variant == "div":
+            scores = scores / math.sqrt(self.head_dim)
+        elif variant == "tensor_scale":
+            scores = scores * self.temperature
+        elif variant not in ("prescaled", "scale_after_mask"):
+            scores = scores * scale
+        padding = keep[:, None, None, :]  # (B, 1, 1, L): broadcast over heads and queries
+        if variant == "additive":
+            scores = scores + (1.0 - padding.to(scores.dtype)) * -1e9
+        elif variant == "scale_after_mask":
+            scores = (scores + (1.0 - padding.to(scores.dtype)) * -1e9) * scale
+        elif variant == "finite_fill":
+            scores = scores.masked_fill(padding == 0, -1e4)
+        elif variant == "masked_fill":
+            scores = scores.masked_fill(padding == 0, float("-inf"))
+        elif variant == "where":
+            scores = torch.where(padding.bool(), scores, float("-inf"))
+        elif variant == "causal":
+            scores = scores.masked_fill(~self.causal[:n, :n], float("-inf"))
+        probs = torch.softmax(scores, dim=-2 if variant == "wrong_dim" else -1)
+        if variant == "mask_after_softmax":
+            probs = probs * padding.to(probs.dtype)
+        heads = self.dropout(probs) @ v
+        merged = self.out(heads.transpose(1, 2).reshape(b, n, dim))
+        return (merged, probs) if variant == "returns_weights" else merged
+
+
+def attention_inputs(batch: int = 2, length: int = 8, dim: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and a padding mask where it matters: the first sample keeps only its first 5 tokens,
+    the second keeps all (a mask of the wrong polarity leaves it no key: NaN rows)."""
+    generator = torch.Generator().manual_seed(0)
+    keep = torch.ones(batch, length, dtype=torch.int64)
+    keep[0, 5:] = 0
+    return torch.randn(batch, length, dim, generator=generator), keep
+
+
+class HalfDeadMLP(torch.nn.Module):
+    """Ten hidden units, five of them carrying almost nothing: pruning up to half the layer
+    costs no answers, pruning 80 % must cut live units (the accuracy back-off's test case)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(16, 10)
+        self.fc2 = torch.nn.Linear(10, 4)
+        with torch.no_grad():
+            self.fc1.weight[5:] *= 1e-3
+            self.fc1.bias[5:] = 0.0
+            self.fc2.weight[:, 5:] *= 1e-3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))

@@ -191,3 +191,32 @@ def test_a_back_off_that_cannot_recover_is_not_planned_and_says_why():
     assert what == "prune-l1-30 back-off retries" and "cannot recover the budget" in why and "20.0x" in why
     # A 3x miss: the first halving predicts 1.5x, within what the estimate is trusted to: planned.
     assert next(back_offs(recipe, [_missed(recipe, 0.03)], FallbackSettings())).passes[0].config.ratio == 0.15
+
+
+@pytest.mark.slow
+def test_a_ratio_that_breaks_accuracy_backs_off_in_the_sweep_and_the_retry_restores_it():
+    import hone
+
+    from plugins_for_tests import SlowEagerRuntime
+    from tiny_models import HalfDeadMLP
+
+    torch.manual_seed(1)
+    model, samples = HalfDeadMLP().eval(), torch.randn(256, 16)
+    eval_set = EvalSet({"x": samples}, "top1_agreement")
+    too_far = Recipe("prune-l1-80-raw", (Step("structured_prune", StructuredPruneConfig(ratio=0.8, recovery="none")),),
+                     Step("eager", _default_config("eager")))
+    # A slow baseline: a retry is planned only where it can beat the best so far.
+    result = hone.optimize(model, samples[:8], eval=eval_set, recipes=[SlowEagerRuntime.recipe(), too_far],
+                           accuracy_budget=0.05, store=False, progress=False, profile_first=False, measure_time_s=0.5)
+    by_label = {r.recipe.label: r for r in result.results}
+    first = by_label["prune-l1-80-raw"]
+    assert first.status is Status.WRONG_ANSWER and first.screen_p50_s is not None  # timed for the back-off
+    # It missed by ~8x (agreement ~0.6 against 0.05 allowed): halving (4x) and quartering (2x)
+    # are predicted not to recover it and are skipped; an eighth (1x) is planned and runs.
+    assert [r.recipe.label for r in result.results if r.recipe.label.startswith("prune")] == ["prune-l1-80-raw", "prune-l1-10-raw"]
+    retried = by_label["prune-l1-10-raw"]
+    assert retried.ok and retried.verdict.metric.value >= 0.95
+    assert retried.recipe.passes[0].config.ratio == 0.1
+    assert "pruning ratio lowered from 0.8 to 0.1" in retried.recipe.origin
+    assert retried.runner_info["steps"]["structured_prune"]["flops_removed"] > 0
+    assert result.selection.best.label == "prune-l1-10-raw"
