@@ -353,7 +353,14 @@ def recipe_of(chain: list[Link], runtime_fmt: str) -> Recipe:
     "pt2e-int8" runs on Inductor, "pt2e-int8+aoti" on AOTInductor). Cost: the steps' sum."""
     passes, runtime = chain[:-1], chain[-1]
     tags = [link.tag for link in passes if link.tag]
-    implied = bool(tags) and runtime.first and runtime_fmt in runtime.plugin.default_for  # type: ignore[attr-defined]
+    # The runtime goes unnamed only where it is what the last named step's output runs on by
+    # default, with no converter after that step: "prune-l1-30" is on eager, so the same
+    # pruning exported to ONNX Runtime is "prune-l1-30+onnxruntime", not a second "prune-l1-30".
+    last_named = max((i for i, link in enumerate(passes) if link.tag), default=None)
+    converted_after = last_named is not None and any(
+        link.plugin.stage == CONVERT for link in passes[last_named + 1:])  # type: ignore[attr-defined]
+    implied = (bool(tags) and not converted_after and runtime.first
+               and runtime_fmt in runtime.plugin.default_for)  # type: ignore[attr-defined]
     label = "+".join(tags + ([] if implied else [runtime.tag or runtime.plugin.name]))
     origins = [link.variant.origin for link in passes if link.variant.origin]
     if not implied and runtime.variant.origin:
