@@ -220,3 +220,5 @@ def test_a_ratio_that_breaks_accuracy_backs_off_in_the_sweep_and_the_retry_resto
     assert "pruning ratio lowered from 0.8 to 0.1" in retried.recipe.origin
     assert retried.runner_info["steps"]["structured_prune"]["flops_removed"] > 0
     assert result.selection.best.label == "prune-l1-10-raw"
+    assert any(line.startswith("pruned ") and "parameters" in line for line in retried.summary)  # in the report
+    assert "no recovery after pruning" in retried.summary

@@ -41,6 +41,12 @@ class Pass(Plugin[C]):
     # artifact is marked approximate, and the task metric decides, as for quantized compute.
     approximates: ClassVar[bool] = False
 
+    @classmethod
+    def summary(cls, notes: dict) -> list[str]:
+        """A few short lines of what this step did, from its notes, for reports (FLOPs a pruning
+        removed, its recovery); reports never read a step's note keys themselves."""
+        return []
+
     def back_off(self, attempt: int) -> BackOff | None:
         """The config of this pass's `attempt`-th retry (1, 2, ...) after its candidate missed the
         accuracy budget, or None where it has no (further) back-off. Quantization passes back

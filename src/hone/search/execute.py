@@ -287,6 +287,13 @@ class Execution:
             gc.collect()
         return found.to_dict()
 
+    def _step_summaries(self, runner: Runner) -> list[str]:
+        """Each pass's own lines of what it did (Pass.summary), from the notes the runner carries."""
+        from hone.registry import PASSES
+
+        return [line for step in self.recipe.passes
+                for line in PASSES.get(step.name).summary(runner.step_notes.get(step.name, {}))]
+
     def _validate_and_measure(self, label: str, inputs: tuple, build: _Build) -> dict[str, Any]:
         runner, bundle, job = build.runner, self.bundle, self.job
         self.stage("first call")
@@ -312,7 +319,8 @@ class Execution:
             build.outputs = tuple(t.detach().to("cpu") for t in outputs)
             build.checks = [c.to_dict() for c in verdict.outputs]
         del outputs
-        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(), "summary": [*runner.summary(), *self.notes]}
+        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(),
+                  "summary": [*runner.summary(), *self._step_summaries(runner), *self.notes]}
         self.notes = []
 
         def timed(settings: MeasureSettings, resume: Measurement | None = None) -> Measurement:

@@ -123,6 +123,20 @@ class StructuredPrune(Pass[StructuredPruneConfig]):
                     ))
         return sorted(found, key=lambda v: v.alone, reverse=True)  # the first is the default
 
+    @classmethod
+    def summary(cls, notes: dict) -> list[str]:
+        if "flops_before" not in notes:
+            return []
+        lines = [f"pruned {notes['flops_removed']:.0%} of the FLOPs ({notes['criterion']}, ratio {notes['ratio']:g}): "
+                 f"{notes['params_before'] / 1e6:.2f}M -> {notes['params_after'] / 1e6:.2f}M parameters"]
+        recovery = notes.get("recovery") or {}
+        if recovery.get("steps"):
+            lines.append(f"recovered by {recovery['method']}: {recovery['steps']} steps in {recovery['seconds']:.1f} s, "
+                         f"loss {recovery['initial_loss']:.3g} -> {recovery['final_loss']:.3g}")
+        else:
+            lines.append("no recovery after pruning")
+        return lines
+
     def back_off(self, attempt: int) -> BackOff | None:
         cfg = self.config
         ratio = round(cfg.ratio * BACK_OFF_FACTOR ** attempt, 3)
