@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -178,12 +177,12 @@ def score_mib(length: int) -> float:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{cpu}, {os.cpu_count()} cores ({' '.join(shown)})"
+    """This machine as hone's probe reads it."""
+    from hone.hardware import probe
+
+    hw = probe(measure_peaks=False)
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in hw.flags]
+    return f"{hw.cpu_name}, {hw.physical_cores} cores ({' '.join(shown)})"
 
 
 def table(rows: list[dict]) -> str:

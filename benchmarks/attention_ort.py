@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,11 +26,12 @@ PAIRS = (("ort-fusions", "onnxruntime"), ("ort-fusions+ort-int8-dynamic", "ort-i
 
 
 def _cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = re.search(r"model name\s*:\s*(.+)", info)
-    flags = set(re.search(r"flags\s*:\s*(.+)", info).group(1).split()) if "flags" in info else set()
-    wanted = sorted(f for f in flags if f.startswith("avx512") and ("bf16" in f or "vnni" in f) or f in ("avx_vnni", "amx_bf16", "amx_int8"))
-    return f"{name.group(1).strip() if name else 'unknown CPU'} ({', '.join(wanted) or 'no avx512 bf16/vnni'})"
+    """This machine as hone's probe reads it, with the units that decide int8 and bf16 speed."""
+    from hone.hardware import probe
+
+    hw = probe(measure_peaks=False)
+    units = sorted(f for f in hw.flags if f in ("avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"))
+    return f"{hw.cpu_name} ({', '.join(units) or 'no VNNI or bf16 units'})"
 
 
 def section(spec: str) -> str:

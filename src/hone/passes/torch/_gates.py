@@ -23,3 +23,16 @@ def cuda_capability_gate(hw: "Hardware", device: str, minimum: tuple[int, int], 
         major, minor = gpu.capability
         return f"{needs}; {gpu.name} has compute capability {major}.{minor}"
     return None
+
+
+def cuda_capability_now(device: str, minimum: tuple[int, int], needs: str) -> str | None:
+    """The same gate at build time, from torch itself (a worker has no probe): None when
+    `device` is a CUDA GPU of compute capability `minimum` or above, else why not."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return f"{needs}; this run is on {device}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if (major, minor) < minimum:
+        return f"{needs}; {torch.cuda.get_device_name(device)} has compute capability {major}.{minor}"
+    return None

@@ -18,8 +18,8 @@ import torch
 from hone._optional import require
 from hone.errors import InputError, Unsupported
 from hone.passes.quantize import QuantConfig, QuantizationPass, Scheme, check_keep_float
-from hone.passes.torch._gates import cuda_capability_gate
-from hone.passes.torch.weight_only import LINEAR, device_type, quantize_layers
+from hone.passes.torch._gates import cuda_capability_gate, cuda_capability_now
+from hone.passes.torch.weight_only import LINEAR, quantize_layers
 from hone.plugin import Artifact, BuildContext, Variant
 
 if TYPE_CHECKING:
@@ -70,12 +70,9 @@ class Fp8(QuantizationPass[Fp8Config]):
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
         cfg = self.config
         check_keep_float(model.module, cfg.keep_float, self.layer_types)  # a typo is wrong on any device
-        if device_type(ctx.device) != "cuda":
-            raise Unsupported(f"{NEEDS}; this run is on {ctx.device}")
-        capability = torch.cuda.get_device_capability(ctx.device)
-        if capability < MIN_CAPABILITY:
-            raise Unsupported(f"{NEEDS}; {torch.cuda.get_device_name(ctx.device)} has compute capability "
-                              f"{capability[0]}.{capability[1]}")
+        reason = cuda_capability_now(ctx.device, MIN_CAPABILITY, NEEDS)
+        if reason:
+            raise Unsupported(reason)
         require("torchao")
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor
 

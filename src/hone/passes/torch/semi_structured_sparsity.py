@@ -19,7 +19,7 @@ import torch
 from hone.config import Config
 from hone.errors import Unsupported
 from hone.passes.base import Pass
-from hone.passes.torch._gates import cuda_capability_gate
+from hone.passes.torch._gates import cuda_capability_gate, cuda_capability_now
 from hone.plugin import Artifact, BuildContext, Claim, Variant
 
 if TYPE_CHECKING:
@@ -96,10 +96,7 @@ class SemiStructuredSparsity(Pass[SemiStructuredConfig]):
                         pays_for=("compute",))]
 
     def apply_impl(self, model: Artifact, ctx: BuildContext) -> Artifact:
-        reason = None if ctx.device.startswith("cuda") and torch.cuda.is_available() else f"{NEEDS}; this run is on {ctx.device}"
-        if reason is None and torch.cuda.get_device_capability(ctx.device) < MIN_CAPABILITY:
-            major, minor = torch.cuda.get_device_capability(ctx.device)
-            reason = f"{NEEDS}; {torch.cuda.get_device_name(ctx.device)} has compute capability {major}.{minor}"
+        reason = cuda_capability_now(ctx.device, MIN_CAPABILITY, NEEDS)
         if reason:
             raise Unsupported(reason)
         module = copy.deepcopy(model.module).to(ctx.device)
