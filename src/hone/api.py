@@ -44,11 +44,12 @@ VERSIONED = (
 )
 
 
-def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None) -> "Workload":
+def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None, input_shapes: Any = None,
+               trust_pickle: bool = False) -> "Workload":
     """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload."""
     from hone.models import load_model as _load
 
-    return _load(spec, batch_sizes=batch_sizes)
+    return _load(spec, batch_sizes=batch_sizes, input_shapes=input_shapes, trust_pickle=trust_pickle)
 
 
 def probe_hardware(*, measure_peaks: bool = True, refresh: bool = False) -> "Hardware":
@@ -127,6 +128,8 @@ def list_recipes(
     device: str = "cpu",
     batch_sizes: tuple[int, ...] | None = None,
     stacks: Iterable[str] = (),
+    input_shapes: Any = None,
+    trust_pickle: bool = False,
 ) -> "list[Any]":
     """What this machine composes for `model`: the default plan's recipes (PlannedRecipe: the
     recipe and why it cannot run here, if it cannot), then each of `stacks` composed (an
@@ -134,7 +137,8 @@ def list_recipes(
     from hone.search.planner import PlannedRecipe, plan, unavailable_reason
     from hone.search.compose import parse
 
-    workload = _as_workload(model, example_inputs, None, batch_sizes)
+    workload = _as_workload(model, example_inputs, None, batch_sizes,
+                            load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle))
     hw = probe_hardware(measure_peaks=False)
     device = _check_device(device, hw)
     planned = list(plan(workload, hw, device))
@@ -169,6 +173,8 @@ def optimize(
     profile_first: bool = True,
     retry_failed: bool = False,
     explore: bool = False,
+    input_shapes: Any = None,
+    trust_pickle: bool = False,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
@@ -204,6 +210,9 @@ def optimize(
     model here measured clearly slower than its winner, or over the accuracy budget, with the
     same library versions, is left out with that evidence.
     explore: build those too (and retry known failures): everything the plan holds.
+    input_shapes: for a model file, concrete shapes of what it leaves dynamic: {name: shape} or
+    ["input_ids=1x128", ...]. trust_pickle: the explicit opt-in to load a full pickle (.pt,
+    .pth, .bin); it is recorded in the run.
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
@@ -228,7 +237,8 @@ def optimize(
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
     with SweepProgress(enabled=progress) as shown:
         shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
-        workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train)
+        workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
+                                load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle))
         shown.stage("probing hardware")
         hw = probe_hardware()
         device = _check_device(device, hw)
@@ -391,7 +401,8 @@ def _profile_summary(found) -> dict[str, Any] | None:
     }
 
 
-def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, calibration: Any = None, train: Any = None) -> "Workload":
+def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, calibration: Any = None, train: Any = None,
+                 load: dict[str, Any] | None = None) -> "Workload":
     import torch
 
     from hone.models.workload import InputSet, Workload, name_inputs
@@ -399,7 +410,7 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
     if isinstance(model, str):
         if example_inputs is not None:
             raise InputError("example_inputs go with a live nn.Module; a model spec brings its own inputs")
-        workload = load_model(model, batch_sizes=batch_sizes)
+        workload = load_model(model, batch_sizes=batch_sizes, **(load or {}))
     elif isinstance(model, Workload):
         workload = model
     elif isinstance(model, torch.nn.Module):
@@ -481,6 +492,7 @@ def _run_info(workload, reference, hw, settings, labels):
         fp64_skipped=reference.fp64_skipped,
         output_batch_axes=reference.batch_axes_by_name,
         batch_axes_note=reference.batch_axes_note,
+        provenance=dict(workload.provenance),
     )
 
 

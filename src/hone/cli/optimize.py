@@ -71,6 +71,12 @@ def optimize(
     export: Optional[Path] = typer.Option(
         None, "--export", help="save the winner's deployable artifact and manifest.json here (hone.load reads it)"
     ),
+    input_shape: Optional[list[str]] = typer.Option(
+        None, "--input-shape", help="a model file's dynamic dimensions made concrete, e.g. input_ids=1x128 (repeatable)"
+    ),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="allow a full pickle (.pt/.pth/.bin): unpickling runs its code; recorded in the run"
+    ),
 ) -> None:
     """Try every optimization that fits this machine; keep the fastest that stays correct."""
     import hone
@@ -79,7 +85,8 @@ def optimize(
 
     stacks = _labels(recipe)
     if list_recipes:
-        planned = hone.list_recipes(model, device=device, batch_sizes=_batch_sizes(batch_sizes), stacks=stacks or ())
+        planned = hone.list_recipes(model, device=device, batch_sizes=_batch_sizes(batch_sizes), stacks=stacks or (),
+                                    input_shapes=input_shape, trust_pickle=trust_pickle)
         _print_recipes(planned, json_out)
         return
     result = hone.optimize(
@@ -102,6 +109,8 @@ def optimize(
         explore=explore,
         progress=not os.environ.get("HONE_NO_PROGRESS"),
         profile_first=not no_profile,
+        input_shapes=input_shape,
+        trust_pickle=trust_pickle,
     )
     if json_out:
         typer.echo(to_json(result))

@@ -11,9 +11,10 @@ scikit-learn.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hone.errors import InputError, UnsafeModel
+from hone.models.options import LoadOptions, parse_input_shapes
 from hone.models.workload import Workload
 
 # name -> one line for listings (`hone optimize --help`, the report)
@@ -30,22 +31,27 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle")
 NOT_YET_SUFFIXES = (".onnx", ".pt2")
 
 
-def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None) -> Workload:
+def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None,
+               input_shapes: "Mapping[str, Sequence[int]] | Sequence[str] | None" = None,
+               trust_pickle: bool = False) -> Workload:
     """Load the model a spec names, as a CPU module in eval mode with named example inputs.
 
     `batch_sizes` picks the example input sets (one per size, labelled "bs<B>"); None takes the
     source's defaults. It does not apply to a factory, whose example inputs fix the batch size.
+    `input_shapes` (name -> shape, or "name=1x128" strings) fixes what a model file leaves
+    dynamic; `trust_pickle` is the explicit opt-in to a full pickle (see hone.models.options).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise InputError("empty model spec", hint=UNKNOWN_HINT)
     spec = spec.strip()
-    sizes = _check_batch_sizes(batch_sizes)
-    workload = _dispatch(spec, sizes)
+    options = LoadOptions(_check_batch_sizes(batch_sizes), parse_input_shapes(input_shapes), bool(trust_pickle))
+    workload = _dispatch(spec, options)
     workload.source = spec
     return workload
 
 
-def _dispatch(spec: str, sizes: tuple[int, ...] | None) -> Workload:
+def _dispatch(spec: str, options: LoadOptions) -> Workload:
+    sizes = options.batch_sizes
     if spec.lower() in _BUILTIN_LOADERS:
         module, _, function = _BUILTIN_LOADERS[spec.lower()].partition(":")
         return getattr(importlib.import_module(module), function)(sizes)

@@ -144,6 +144,10 @@ class Workload:
     # Output name -> its batch axis (None: it has none), where inference from two batch sizes
     # would be wrong or cannot run; an eval set's own `batch_axes` take precedence.
     output_batch_axes: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    # How it was loaded, recorded with the run: {"format": "onnx", "trust_pickle": True,
+    # "input_shapes": {...}, "calibration_file": ...}. Loaders add what a reader of the run
+    # must know to trust or reproduce it.
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:

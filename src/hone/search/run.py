@@ -76,6 +76,9 @@ class RunInfo:
     profile: dict[str, Any] | None = None  # the profile summary and advice the plan followed
     pruned: dict[str, str] = dataclasses.field(default_factory=dict)  # recipe label -> why not planned
     warnings: list[str] = dataclasses.field(default_factory=list)  # said loudly in every report
+    # How the model was loaded (Workload.provenance): its file format, the --trust-pickle
+    # opt-in, shapes given for dynamic dimensions, where calibration and eval data came from.
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_id: int | None = None
     created_at: str = ""
 
