@@ -246,8 +246,13 @@ def _footer(result: OptimizeResult) -> Text:
     lines: list[Text] = []
     if sel.best is None:
         lines.append(Text.assemble(("best: none", "bold red"), f" ({sel.why_best}); nothing to recommend"))
+    elif sel.best_effort:
+        lines.append(Text.assemble(("best effort: ", "bold yellow"), sel.why_best))
     else:
         lines.append(Text.assemble(("best: ", "bold green"), sel.why_best))
+    if len(sel.front) > 1:
+        lines.append(Text("Pareto front (latency, accuracy, memory: none of these is beaten on all three): "
+                          + ", ".join(_front_point(p) for p in sel.front)))
     if sel.why_runner_up:
         lines.append(Text.assemble(("runner-up: ", "bold"), sel.why_runner_up))
     if sel.drift:
@@ -285,6 +290,11 @@ def _footer(result: OptimizeResult) -> Text:
     if builds is not None:
         lines.append(builds)
     return Text("\n").join(lines)
+
+
+def _front_point(point: dict) -> str:
+    memory = f", {point['peak_bytes'] / 2**20:.0f} MiB" if point.get("peak_bytes") else ""
+    return f"{point['label']} ({point['speedup']:.2f}x, error {point['error']:.2g}{memory})"
 
 
 def _compiler_lines(result: OptimizeResult) -> list[Text]:

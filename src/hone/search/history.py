@@ -140,13 +140,13 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
             theirs = (info.get("profile") or {}).get("op_mix") or {}
             close = similarity(op_mix, theirs) if op_mix and theirs and status == "finished" else 0.0
             if close >= SIMILAR:
-                for ranked in select(db.results(run_id), info.get("incumbent")).ranking:
+                for ranked in select(db.results(run_id), info.get("incumbent"), _constraints(info)).ranking:
                     if not ranked.recipe.baseline:
                         history.similar.setdefault(ranked.recipe.label, []).append((close, ranked.speedup))
             continue
         results = db.results(run_id)
         if history.winner is None and status == "finished":
-            selection = select(results, info.get("incumbent"))
+            selection = select(results, info.get("incumbent"), _constraints(info))
             best = selection.best
             if best is not None:
                 history.winner, history.winner_run = best.key, run_id
@@ -169,6 +169,13 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 reason = _original_reason(r)
                 history.failures[key] = KnownFailure(r.status, reason, original)
     return history
+
+
+def _constraints(info: dict[str, Any]):
+    """The constraints a stored run selected with, so its winner is the one it reported."""
+    from hone.search.constraints import Constraints
+
+    return Constraints.from_dict((info.get("settings") or {}).get("constraints"))
 
 
 def _measured(run_id: int, results: list[CandidateResult], selection, same_versions: bool) -> dict[str, Measured]:

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hone.search.constraints import Constraints
 from hone.search.result import CandidateResult
 from hone.search.select import Selection, select
 
@@ -103,7 +104,8 @@ class OptimizeResult:
 
     @classmethod
     def from_results(cls, run: RunInfo, results: list[CandidateResult]) -> "OptimizeResult":
-        return cls(run, results, select(results, run.incumbent), artifacts_owner=claim_artifacts(results))
+        constraints = Constraints.from_dict(run.settings.get("constraints"))  # as the run was asked
+        return cls(run, results, select(results, run.incumbent, constraints), artifacts_owner=claim_artifacts(results))
 
     @property
     def best(self) -> list[CandidateResult]:

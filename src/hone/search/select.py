@@ -11,6 +11,11 @@ A repeat run names the previous winner (`incumbent`: {"key", "run"}). It stays t
 unless another candidate beats it beyond noise (the challenger's interval lies above the
 incumbent's): a lead within noise is a coin toss, and two runs of the same model on the same
 machine should not hand back different answers on one.
+
+Constraints (search.constraints) change what "best" means: the objective orders the candidates
+(latency, throughput or memory), and limits on p99 and peak memory set aside those that exceed
+them; when none is left, the closest is the best effort, named as such with what it misses.
+The Pareto front over latency, accuracy and memory is part of every selection.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from collections import defaultdict
 from typing import Any
 
 from hone.bench.paired import combined
+from hone.search import constraints as limits
+from hone.search.constraints import Constraints, Miss
+from hone.search.pareto import Point, front
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
 
@@ -44,6 +52,13 @@ class Selection:
     why_runner_up: str
     losers: dict[str, str]  # recipe label -> why it cannot be selected
     drift: str = ""  # how eager's own time moved over the run (paired re-measurements)
+    constraints: Constraints = Constraints()
+    # recipe label -> what it misses ("p99 12.3 ms at bs8 > 10 ms (+23 %)"); the best effort too
+    constraint_misses: dict[str, str] = dataclasses.field(default_factory=dict)
+    best_effort: bool = False  # no candidate met every limit: `best` is the closest one
+    # The non-dominated candidates over latency, accuracy and memory (search.pareto), fastest
+    # first: {"label", "p50_s" (geometric mean over sets), "error" (worst set), "peak_bytes"}.
+    front: tuple[dict, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +71,10 @@ class Selection:
             "why_best": self.why_best,
             "why_runner_up": self.why_runner_up,
             "losers": self.losers,
+            "constraints": self.constraints.to_dict(),
+            "constraint_misses": self.constraint_misses,
+            "best_effort": self.best_effort,
+            "front": list(self.front),
         }
 
 
@@ -136,7 +155,9 @@ def _noise(a: CandidateResult, b: CandidateResult) -> float:
     return max(a.measurement.rel_iqr, b.measurement.rel_iqr)  # type: ignore[union-attr]
 
 
-def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = None) -> Selection:
+def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = None,
+           constraints: Constraints | None = None) -> Selection:
+    constraints = constraints or Constraints()
     by_recipe: dict[str, dict[str, CandidateResult]] = defaultdict(dict)
     recipes: dict[str, Recipe] = {}
     for r in results:
@@ -167,17 +188,37 @@ def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = No
     # Candidates measured in full first: a screened one was clearly slower than the best so far
     # when it ran, and its short, unpaired figure is not comparable with a paired one.
     ranked.sort(key=lambda r: (r.screened, -r.speedup))
+    pareto = _front(ranked, by_recipe)
 
     if not ranked:
-        return Selection(None, (), "no candidate passed validation on every input set", "", losers)
+        return Selection(None, (), "no candidate passed validation on every input set", "", losers,
+                         constraints=constraints)
 
-    kept = _keep_incumbent(ranked, incumbent)
+    misses = {r.recipe.key: constraints.misses(by_recipe[r.recipe.key]) for r in ranked}
+    meeting = _by_objective([r for r in ranked if not misses[r.recipe.key]], constraints, by_recipe)
+    missing = sorted((r for r in ranked if misses[r.recipe.key]),
+                     key=lambda r: (r.screened, _worst(misses[r.recipe.key]), _objective_key(r, constraints, by_recipe)))
+    kept = _keep_incumbent(meeting, incumbent) if constraints.objective == "latency" else ""
+    ranked = meeting + missing
+    best_effort = not meeting
     best = ranked[0]
+    constraint_misses = {r.recipe.label: "; ".join(map(str, misses[r.recipe.key])) for r in missing}
+    for r in missing[1:] if best_effort else missing:
+        losers[r.recipe.label] = f"misses the limits: {constraint_misses[r.recipe.label]}"
     sets = ", ".join(input_sets)
     drift = eager_drift(results)
     why_best = f"{best.recipe.label}: {best.speedup:.2f}x eager fp32 (geometric mean over {sets}{_interval(best)}), ok on all"
     if kept:
         why_best += f"; {kept}"
+    why_best += _objective_note(best, constraints, by_recipe)
+    if best_effort:
+        why_best = (f"no candidate meets every limit ({constraints.describe()}); the closest: "
+                    f"{why_best}; it misses {constraint_misses[best.recipe.label]}")
+    elif constraints.limits:
+        why_best += f"; meets {constraints.describe()}"
+        unknown = constraints.unknown(by_recipe[best.recipe.key])
+        if unknown:
+            why_best += f" ({unknown})"
     if not best.recipe.baseline:
         if best.low <= 1:
             why_best += "; within noise of eager (its interval reaches 1x), so the gain is not established"
@@ -193,7 +234,57 @@ def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = No
             f"{second.recipe.label}: {second.speedup:.2f}x eager{_interval(second)} against {best.speedup:.2f}x for "
             f"{best.recipe.label} ({verdict})"
         )
-    return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers, drift)
+        if second.recipe.label in constraint_misses:
+            why_runner_up += f"; it misses {constraint_misses[second.recipe.label]}"
+    return Selection(best.recipe, tuple(ranked), why_best, why_runner_up, losers, drift, constraints,
+                     constraint_misses, best_effort, pareto)
+
+
+def _objective_key(r: Ranked, constraints: Constraints, by_recipe: dict[str, dict[str, CandidateResult]]) -> tuple:
+    """Sort key, best first, by the objective; the speedup breaks ties."""
+    per_set = by_recipe[r.recipe.key]
+    if constraints.objective == "throughput":
+        return (-limits.throughput(per_set), -r.speedup)
+    if constraints.objective == "memory":
+        return (limits.peak(per_set), -r.speedup)
+    return (-r.speedup,)
+
+
+def _by_objective(ranked: list[Ranked], constraints: Constraints, by_recipe) -> list[Ranked]:
+    # Screened candidates stay last whatever the objective: their figure is a short, unpaired one.
+    return sorted(ranked, key=lambda r: (r.screened, *_objective_key(r, constraints, by_recipe)))
+
+
+def _worst(misses: list[Miss]) -> float:
+    return max(m.excess for m in misses)
+
+
+def _objective_note(best: Ranked, constraints: Constraints, by_recipe) -> str:
+    per_set = by_recipe[best.recipe.key]
+    if constraints.objective == "throughput":
+        return f"; objective throughput: {limits.throughput(per_set):.4g} samples/s at its best input set"
+    if constraints.objective == "memory":
+        peak = limits.peak(per_set)
+        figure = f"{peak / limits.MIB:.0f} MiB" if peak != float("inf") else "not measured"
+        return f"; objective memory: peak {figure}"
+    return ""
+
+
+def _front(ranked: list[Ranked], by_recipe: dict[str, dict[str, CandidateResult]]) -> tuple[dict, ...]:
+    """The Pareto front over every candidate ok at every set: the geometric-mean p50, the worst
+    set's error and the largest peak memory (0 when unmeasured: memory then decides nothing)."""
+    points = []
+    for r in ranked:
+        per_set = by_recipe[r.recipe.key]
+        if any(x.measurement is None or not x.measurement.n or x.verdict is None for x in per_set.values()):
+            continue
+        p50 = math.exp(sum(math.log(x.measurement.p50) for x in per_set.values()) / len(per_set))
+        error = max(x.verdict.error for x in per_set.values())
+        peak = limits.peak(per_set)
+        points.append(Point(r.recipe.label, p50, error, 0.0 if peak == float("inf") else peak))
+    speedups = {r.recipe.label: r.speedup for r in ranked}
+    return tuple({"label": p.label, "p50_s": p.p50_s, "error": p.error, "peak_bytes": p.peak_bytes,
+                  "speedup": speedups[p.label]} for p in front(points))
 
 
 def _keep_incumbent(ranked: list[Ranked], incumbent: dict[str, Any] | None) -> str:

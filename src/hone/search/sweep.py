@@ -25,6 +25,7 @@ from hone.passes.quantize import QuantizationPass
 from hone.search.budget import TimeBudget
 from hone.search.control import check_control
 from hone.search.build import step_paths
+from hone.search.constraints import Constraints
 from hone.search.fallback import FallbackSettings, refinable
 from hone.search.history import History
 from hone.search.job import Bundle, Job
@@ -58,6 +59,9 @@ class SweepSettings:
     # Stop early after this many candidates in a row clearly slower than the best or failed
     # (search.strategy.Plateau); 0: never. Only under a time budget: without one, everything runs.
     patience: int = 0
+    # The objective and limits selection will apply (search.constraints): under anything but the
+    # default, the winner need not be the fastest, so every ok candidate keeps its artifact.
+    constraints: Constraints = Constraints()
 
 
 def sweep(
@@ -125,15 +129,16 @@ def sweep(
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
             raise
-    if not keep_winner_only(results, artifacts, history.incumbent()) and artifacts_dir is None:
+    if not keep_winner_only(results, artifacts, history.incumbent(), settings.constraints) and artifacts_dir is None:
         discard_temporary(artifacts)  # nothing to keep: no result will claim it
     return results
 
 
-def keep_winner_only(results: list[CandidateResult], artifacts: Path, incumbent: dict[str, Any] | None = None) -> bool:
+def keep_winner_only(results: list[CandidateResult], artifacts: Path, incumbent: dict[str, Any] | None = None,
+                     constraints: Constraints | None = None) -> bool:
     """Delete every artifact under `artifacts` but the selected recipe's (and leftovers of
     workers that died while saving). True when the winner has an artifact there."""
-    best = select(results, incumbent).best
+    best = select(results, incumbent, constraints).best
     keep = {Path(r.artifact["dir"]).resolve() for r in results
             if best is not None and r.recipe.key == best.key and r.artifact and r.artifact.get("dir")}
     if not artifacts.is_dir():
@@ -316,7 +321,7 @@ class _Runner:
             stop_at_failure=stop_at_failure,
             artifact_dir=str(self.artifacts / name) if can_win else None,
             baseline_p50=baseline_p50,
-            best_speedup=self._best_speedup(baseline_p50),
+            best_speedup=self._best_speedup(baseline_p50) if self.settings.constraints.default else None,
             best_p50={} if recipe.baseline else self._best_p50(),
             front={} if recipe.baseline else self._front(),
             # A quantized or pruned attempt that misses the budget is timed anyway: retries depend on it.
