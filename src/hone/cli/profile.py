@@ -34,15 +34,19 @@ def profile(
     if nsys is not None:
         _rerun_under_nsys(nsys)
         return
-    found = hone.profile(
-        model,
-        input_set=input_set,
-        batch_sizes=_batch_sizes(batch_sizes),
-        device=device,
-        threads=threads,
-        scaling_max_batch=scaling_max_batch,
-        trace=trace,
-    )
+    from hone.cli._quiet import log_path, summary, third_party_to
+
+    log = log_path(None, "profile")
+    with third_party_to(log):  # kineto's and the backends' own output: into the log, not the terminal
+        found = hone.profile(
+            model,
+            input_set=input_set,
+            batch_sizes=_batch_sizes(batch_sizes),
+            device=device,
+            threads=threads,
+            scaling_max_batch=scaling_max_batch,
+            trace=trace,
+        )
     written: list[Path] = [trace] if trace is not None else []
     if plot is not None:
         from hone.profiler.plot import plot_roofline
@@ -54,6 +58,9 @@ def profile(
         render(found, top=top)
     for path in written:
         typer.echo(f"wrote {path}", err=True)
+    noted = summary(log)
+    if noted:
+        typer.echo(noted, err=True)
 
 
 def _rerun_under_nsys(output: Path) -> None:

@@ -1,11 +1,33 @@
-"""Progress of a sweep on stderr: what runs now, and a line per finished candidate."""
+"""Progress of a sweep on stderr: what runs now, candidates done of planned, elapsed time and
+the time left as the plan's cost estimates put it, and a line per finished candidate.
+
+The stream is the terminal's stderr, which the CLI may have set apart (set_stream) while it
+sends third-party output written to file descriptor 2 to the run's log file.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TextIO
 
 from hone.report.console import STATUS_STYLE, fmt_time
 from hone.search.result import CandidateResult
+
+
+_STREAM: TextIO | None = None  # None: sys.stderr at the time the display starts
+
+
+def set_stream(stream: TextIO | None) -> None:
+    """Where progress is drawn (None: sys.stderr)."""
+    global _STREAM
+    _STREAM = stream
+
+
+def _eta_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA -"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"ETA ~{minutes}:{secs:02d}" if minutes else f"ETA ~{secs} s"
 
 
 class SweepProgress:
@@ -20,18 +42,21 @@ class SweepProgress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            console = Console(file=sys.stderr)
+            console = Console(file=_STREAM or sys.stderr)
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
+                # From the plan's cost estimates (search.strategy.eta_s), not from the rate so
+                # far: candidates differ in cost by orders of magnitude.
+                TextColumn("{task.fields[eta]}"),
                 console=console,
                 transient=True,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("starting", total=self.total)
+            self._task = self._progress.add_task("starting", total=self.total, eta=_eta_text(None))
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -52,6 +77,10 @@ class SweepProgress:
     def add_total(self, count: int) -> None:
         """More candidates than planned (accuracy fallback retries)."""
         self.set_total((self.total or 0) + count)
+
+    def set_eta(self, seconds: float | None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, eta=_eta_text(seconds))
 
     def start(self, label: str) -> None:
         if self._progress is not None:

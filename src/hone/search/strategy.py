@@ -93,6 +93,23 @@ class Strategy:
         self.contends, self.plateau_reason = contends, plateau_reason
         self._plateau_why: str | None = None  # once reached: the reason every later recipe carries
 
+    def eta_s(self) -> float | None:
+        """Expected seconds until the search is over: the queue's estimated worker time (known
+        costs from earlier runs where there are any), capped by the time budget's deadline.
+        None before the baseline has set the unit, when any estimate would be a guess."""
+        if self.budget.unit_s is None:
+            return None
+        total = 0.0
+        for item in self.queue:
+            missing = self.pending(item.recipe)
+            if item.unavailable or not missing:
+                continue
+            known = self.budget.known_cost(item.recipe, missing)
+            total += known if known is not None else self.budget.estimate_s(item.recipe, missing)
+        if self.budget.deadline is not None:
+            total = min(total, max(self.budget.deadline - self.budget.clock(), 0.0))
+        return total
+
     def refusal(self, recipe: Recipe) -> str | None:
         missing = self.pending(recipe)
         return self.budget.refusal(recipe, missing) if missing else None  # resumed or known: free

@@ -76,6 +76,7 @@ def sweep(
     on_more: Callable[[int], None] = lambda count: None,
     on_skip: Callable[[str, str], None] = lambda label, why: None,
     on_pruned: Callable[[str, str], None] = lambda label, why: None,
+    on_eta: Callable[[float | None], None] = lambda seconds: None,
     started: float | None = None,
     artifacts_dir: str | Path | None = None,
     history: History | None = None,
@@ -87,6 +88,7 @@ def sweep(
     the budget). `started`: time.monotonic() when the run began (what came before the sweep
     counts against the budget); default now. `on_pruned(label, why)`: work left out because it
     cannot pay (fallback retries of a quantized recipe slower than the best so far).
+    `on_eta(s)`: after each proposal, the expected seconds left (Strategy.eta_s; None: unknown).
     `artifacts_dir`: the run's artifact directory
     (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
     OptimizeResult made of these results owns (`search.run.claim_artifacts`). `history`: what
@@ -125,6 +127,7 @@ def sweep(
                 if proposal.recipe.baseline:
                     check_control(ran)  # a control rejected by its own reference: stop here
                 strategy.tell(proposal, ran)
+                on_eta(strategy.eta_s())
         except HarnessError:  # the run is over: nothing can be selected
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
