@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install system-deps run test test-fast bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,15 +14,19 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[all,test]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+# System packages tests need (Debian's chromium for the HTML report); a no-op once present.
+system-deps:
+	sh scripts/ensure_chromium.sh
 
 run: $(STAMP)
 	$(BIN)/hone optimize
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)

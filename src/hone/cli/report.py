@@ -52,6 +52,10 @@ def report(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run as JSON (schema hone.run/1)."),
     list_runs: bool = typer.Option(False, "--list", help="List the stored runs, newest first."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Write the run as one self-contained HTML page (tables and plots, opens offline).",
+        dir_okay=False, show_default=False,
+    ),
 ) -> None:
     """Re-render a stored run: the table, the winner and why each other candidate lost."""
     with _open_store(db) as store:
@@ -60,6 +64,14 @@ def report(
             return
         result = store.load_run(run_id, resolve=False)  # a report needs no plugin
         status = store.run_status(result.run.run_id)  # type: ignore[arg-type]
+    if html is not None:
+        from hone.report.html import write_html
+
+        written = write_html(result, html, status=status)
+        # On stderr beside --json, whose stdout must stay one JSON document.
+        typer.echo(f"wrote the HTML report of run {result.run.run_id} to {written}", err=as_json)
+        if not as_json:
+            return
     if as_json:
         from hone.report.json import to_json
 
