@@ -28,7 +28,7 @@ def _root(
 
 def _register_commands() -> None:
     # Each command lives in its own module; importing them must stay cheap (no backends).
-    from hone.cli import doctor, optimize, profile, report  # noqa: F401
+    from hone.cli import bench, compare, doctor, optimize, profile, report, verify  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's typer.Exit code instead of raising it.
+        returned = app(args=argv, standalone_mode=False)
     except HoneError as exc:
         if _DEBUG:
             raise
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return returned if isinstance(returned, int) else 0
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ only the manifest (JSON), safetensors and the runtime's own format: no pickle.
 
 In a sweep the worker that measured a candidate saves it (`save`, into the run's artifact
 directory), so what `OptimizeResult.export` copies out is the very build that was measured.
+The exported copy's manifest adds the run's model, machine fingerprint and input set, and
+`deploy_record`'s timing and batch axes, which `hone verify` re-measures against.
 """
 
 from __future__ import annotations
@@ -174,6 +176,19 @@ def _plain(t: "torch.Tensor") -> "torch.Tensor":
 
 def _dtype(t: "torch.Tensor") -> str:
     return str(t.dtype).removeprefix("torch.")
+
+
+def deploy_record(run: Any, result: Any) -> dict[str, Any]:
+    """What an exported manifest adds for `hone verify` and `hone bench` (from the RunInfo and
+    the exported CandidateResult): `timing`, the p50 measured at the exported input set with
+    the batch, threads, device and machine it was measured at; `batch_axes`, each input's
+    (dim 0, hone's convention) and each output's, so the examples can be resized."""
+    m = result.measurement
+    timing = None if m is None else {
+        "p50_s": m.p50, "batch_size": m.batch_size, "threads": m.threads, "timer": m.timer, "device": run.device,
+        "fingerprint": run.fingerprint, "cpu_name": run.hardware.get("cpu_name"),
+    }
+    return {"timing": timing, "batch_axes": {"inputs": 0, "outputs": dict(run.output_batch_axes)}}
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

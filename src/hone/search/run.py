@@ -165,7 +165,7 @@ class OptimizeResult:
         return export.copy_artifact(
             artifact["dir"], directory, artifact["sha256"],
             extra={"model": self.run.model, "hardware": self.run.fingerprint, "run_id": self.run.run_id,
-                   "input_set": result.input_set},
+                   "input_set": result.input_set, **export.deploy_record(self.run, result)},
         )
 
     def table(self) -> str:
