@@ -76,6 +76,10 @@ class Variant(Generic[C]):
     # Runtimes: passes are stacked onto it by default. Passes: stacked by default onto every
     # other runtime that takes their output. False: on request only.
     stack: bool = True
+    # Runtimes: runs a model of this format as its user runs it today, unoptimized: the
+    # baseline where the format is the workload's source (search.compose), planned whatever
+    # `alone` says. Where no variant of the source's default runtime is marked, its first is.
+    baseline: bool = False
 
 
 class Plugin(Generic[C]):

@@ -149,7 +149,7 @@ def test_an_openvino_ir(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, says", [
-    ("model.onnx", "could not be read as an ONNX model"),
+    ("model.onnx", "not a readable ONNX model"),
     ("model.pt2", "is not a torch.export program"),
     ("model.xml", "is not an OpenVINO IR"),
     ("model.tflite", "not an artifact hone can time"),

@@ -33,9 +33,9 @@ def test_pickles_are_refused(spec):
     assert "pickle" in str(err.value) and "--trust-pickle" in str(err.value)
 
 
-@pytest.mark.parametrize("spec", ["model.onnx", "exported.pt2"])
-def test_not_supported_yet(spec):
-    with pytest.raises(InputError, match="not supported yet") as err:
+@pytest.mark.parametrize("spec", ["exported.pt2", "model.onnx", "model.jit"])  # loaded: test_<format>_file.py
+def test_missing_model_files(spec):
+    with pytest.raises(InputError, match="no such file") as err:
         load_model(spec)
     assert not isinstance(err.value, UnsafeModel)
 

@@ -22,7 +22,7 @@ def test_eager_is_the_baseline():
     (recipe,) = Eager.propose(None, None, "cpu")
     assert (recipe.label, recipe.cost, recipe.passes) == ("eager", 1.0, ())
     assert recipe.baseline and recipe.origin == "reference: eager fp32"
-    assert Eager.default_for == Eager.consumes == ("torch", "torch-eager-only")
+    assert Eager.default_for == Eager.consumes == ("torch", "torch-eager-only", "torchscript")
 
 
 def test_bf16_autocast_computes_in_bf16():

@@ -154,7 +154,8 @@ def test_proposes_trace_and_script(hardware):
     assert all(r.cost == 1.5 for r in recipes)
     variants = TorchScript.variants(workload, hardware, "cpu")
     assert not any(v.stack for v in variants) and "overhead" in variants[0].addresses
-    assert TorchScript.consumes == ("torch", "torch-eager-only")  # it runs dynamic int8's modules
+    # It runs dynamic int8's modules, and a loaded TorchScript archive (models.torchscript_file).
+    assert TorchScript.consumes == ("torch", "torch-eager-only", "torchscript")
     assert TorchScript.available(hardware, "cpu") is None
 
 

@@ -106,6 +106,9 @@ def open_export(directory: Path) -> OpenedArtifact:
 def open_onnx(path: Path) -> OpenedArtifact:
     from hone._optional import require
 
+    from hone.models._onnx_safety import external_data_files
+
+    external_data_files(path)  # external data outside the model's folder: refused before ORT opens it
     ort = require("onnxruntime")
     probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = [DeclaredInput(i.name, tuple(d if isinstance(d, int) and d > 0 else None for d in i.shape),
@@ -272,15 +275,11 @@ def _concrete_shape(artifact: OpenedArtifact, decl: DeclaredInput, given: tuple[
 
 
 def synthetic_input(name: str, shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
-    """Data of the declared dtype that the model can take (see the module docstring)."""
-    lowered = name.lower()
-    if dtype.is_floating_point:
-        return torch.randn(shape, generator=generator).to(dtype)
-    if dtype == torch.bool or "mask" in lowered:
-        return torch.ones(shape, dtype=dtype)
-    if "token_type" in lowered:
-        return torch.zeros(shape, dtype=dtype)
-    return torch.randint(0, INT_HIGH, shape, generator=generator).to(dtype)
+    """Data of the declared dtype that the model can take (models._synthetic_inputs, the rules
+    the model-file loaders use)."""
+    from hone.models._synthetic_inputs import example_tensor
+
+    return example_tensor(name, shape, dtype, high=INT_HIGH, generator=generator)
 
 
 # -- dtypes -------------------------------------------------------------------------------------

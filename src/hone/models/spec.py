@@ -3,6 +3,12 @@
     minilm | digits-cnn          built-ins (real weights)
     hf:<arch>                    a transformers architecture with random weights
     path/to/file.py:function     a user factory returning (model, example_inputs[, eval_set])
+    path/to/model.onnx           an ONNX graph (ONNX-consuming recipes only; models.onnx_file)
+    path/to/model.jit            a TorchScript archive, also as .pt (models.torchscript_file)
+    path/to/program.pt2          a torch.export program (models.pt2_file)
+    path/to/folder/              a transformers model folder, safetensors weights (models.hf_folder)
+    path/to/model.pt|.pth|.bin   a full pickle: refused, or with --trust-pickle unpickled in a child
+                                 process and converted to a .pt2 (models.trusted_pickle)
 
 Loaders are imported on first use, so `import hone.models` imports neither transformers nor
 scikit-learn.
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from hone.errors import InputError, UnsafeModel
 from hone.models.options import LoadOptions, parse_input_shapes
@@ -28,7 +35,8 @@ _BUILTIN_LOADERS = {
 }
 UNKNOWN_HINT = "built-ins: minilm, digits-cnn; or hf:<arch> (resnet-50, vit, bert, gpt2, ...), or path/to/file.py:factory"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle")
-NOT_YET_SUFFIXES = (".onnx", ".pt2")
+NOT_YET_SUFFIXES: tuple[str, ...] = ()  # formats named but not loaded yet
+TORCHSCRIPT_SUFFIXES = (".jit", ".torchscript")  # and a .pt / .pth whose zip is a TorchScript archive
 
 
 def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None,
@@ -59,18 +67,40 @@ def _dispatch(spec: str, options: LoadOptions) -> Workload:
         from hone.models.hf import load_hf
 
         return load_hf(spec[len("hf:"):].strip(), sizes)
+    if Path(spec).expanduser().is_dir():
+        from hone.models.hf_folder import is_model_folder, load_hf_folder
+
+        if not is_model_folder(Path(spec).expanduser()):
+            raise InputError(f"{spec}: a folder without config.json, not a transformers model folder", hint=UNKNOWN_HINT)
+        return load_hf_folder(spec, options)
     # A file path, perhaps followed by ":function" (only .py files may carry one; the factory
     # loader says so for other files).
     head, sep, tail = spec.rpartition(":")
     has_function = bool(sep) and tail.isidentifier() and bool(_suffix(head))
     path = head if has_function else spec
     suffix = _suffix(path)
+    if not has_function and suffix == ".onnx":
+        from hone.models.onnx_file import load_onnx
+
+        return load_onnx(path, options)
+    if not has_function and (suffix in TORCHSCRIPT_SUFFIXES or suffix in PICKLE_SUFFIXES and _is_torchscript(path)):
+        from hone.models.torchscript_file import load_torchscript
+
+        return load_torchscript(path, options)
     if suffix in PICKLE_SUFFIXES:
-        raise UnsafeModel(
-            f"{path}: a pickle file; hone does not load pickles (unpickling runs arbitrary code)",
-            hint="build the model in a file.py:factory that loads safetensors weights; "
-            "an explicit --trust-pickle opt-in is planned",
-        )
+        if not options.trust_pickle:
+            raise UnsafeModel(
+                f"{path}: a pickle file; hone does not load pickles (unpickling runs arbitrary code)",
+                hint="save a torch.export .pt2 or build the model in a file.py:factory; or, if you trust the "
+                "file, pass --trust-pickle (it is unpickled in a throwaway child process, and the run records it)",
+            )
+        from hone.models.trusted_pickle import load_trusted_pickle
+
+        return load_trusted_pickle(path, options)
+    if not has_function and suffix == ".pt2":
+        from hone.models.pt2_file import load_pt2
+
+        return load_pt2(path, options)
     if suffix in NOT_YET_SUFFIXES:
         raise InputError(f"{path}: {suffix} models are not supported yet", hint="use a file.py:factory for now")
     if suffix == ".py" or has_function:
@@ -78,6 +108,13 @@ def _dispatch(spec: str, options: LoadOptions) -> Workload:
 
         return load_factory(spec, sizes)
     raise InputError(f"unknown model {spec!r}", hint=UNKNOWN_HINT)
+
+
+def _is_torchscript(path: str) -> bool:
+    """A .pt that torch.jit.save wrote (a zip of code and tensors, no pickle): told by its entries."""
+    from hone.models.torchscript_file import is_torchscript_archive
+
+    return is_torchscript_archive(path)
 
 
 def _suffix(path: str) -> str:

@@ -19,13 +19,17 @@ class Eager(Runtime[NoConfig]):
     name = "eager"
     description = "PyTorch eager execution (the fp32 reference)"
     devices = ("cpu", "cuda")
-    consumes = ("torch", "torch-eager-only")
-    default_for = ("torch", "torch-eager-only")
+    # "torchscript": a loaded TorchScript archive, called as is (the TorchScript interpreter
+    # runs it): the baseline of a workload that is one.
+    consumes = ("torch", "torch-eager-only", "torchscript")
+    default_for = ("torch", "torch-eager-only", "torchscript")
     accepts_dtypes = ("*",)
     keeps = ("channels_last",)
 
     @classmethod
     def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        if fmt == "torchscript":
+            return [Variant(NoConfig(), "eager", "reference: the TorchScript module as loaded, not frozen", cost=1.0)]
         return [Variant(NoConfig(), "eager", "reference: eager fp32", cost=1.0)]
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:

@@ -96,12 +96,14 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
             # and SkipLayerNorm of a dynamo export only with the ort-fusions pass, passes/onnx/ort_fusions.py).
             fewer_passes = Claim(0.6, "graph optimizations fuse activations and norms into their producers")
             # The lower optimization levels matter for quantized graphs, whose QDQ fusions and
-            # layout changes differ by level: offered stacked on quantizers only.
+            # layout changes differ by level: offered stacked on quantizers only. Level
+            # "disable" runs an ONNX file as given: the baseline of a workload that is one.
             return [
                 Variant(OnnxRuntimeConfig(), "onnxruntime", "ONNX graph optimizations", cost=1.0,
                         addresses={"overhead": no_dispatch, "memory": fewer_passes}),
                 *(Variant(OnnxRuntimeConfig(graph_optimization_level=level), f"onnxruntime-{level}",
-                          f"ONNX Runtime with graph optimization level {level!r}", cost=1.0, alone=False)
+                          f"ONNX Runtime with graph optimization level {level!r}", cost=1.0, alone=False,
+                          baseline=level == "disable")
                   for level in ("extended", "basic", "disable")),
             ]
         return [

@@ -133,12 +133,20 @@ class TorchScript(Runtime[TorchScriptConfig]):
     Config = TorchScriptConfig
     description = "TorchScript (trace or script), frozen and optimized for inference"
     devices = ("cpu", "cuda")
-    consumes = ("torch", "torch-eager-only")  # TorchScript runs torch's quantized eager modules
+    # TorchScript runs torch's quantized eager modules, and a loaded TorchScript archive
+    # ("torchscript"), which it freezes and optimizes as scripted.
+    consumes = ("torch", "torch-eager-only", "torchscript")
     accepts_dtypes = ("*",)
     keeps = ("channels_last",)
 
     @classmethod
     def variants(cls, workload: "Workload | None", hw: "Hardware | None", device: str, fmt: str = "torch") -> list[Variant]:
+        if fmt == "torchscript":  # already scripted: tracing it again would only freeze its control flow
+            # No claim: the profiler's advice lists every claiming variant of every format, and
+            # this one applies only to a workload that is a TorchScript archive.
+            return [Variant(TorchScriptConfig(method="script"), "torchscript-frozen",
+                            "the TorchScript archive frozen and optimized for inference (torch.jit.freeze, "
+                            "optimize_for_inference)", cost=1.5, stack=False)]
         return [
             Variant(TorchScriptConfig(method="trace"), "torchscript-trace",
                     "TorchScript trace: no Python dispatch per op, frozen weights", cost=1.5,

@@ -30,10 +30,19 @@ def build_recipe(
 ) -> tuple[Runner, Artifact, float]:
     """Returns the runner, the final artifact and the build time in seconds."""
     paths = paths or step_paths(recipe)
-    flat = module if isinstance(module, FlatIO) else FlatIO(module, ctx.input_names, ctx.output_names)
-    artifact = Artifact("torch", flat.eval())
+    artifact = source_artifact(module, ctx)
     start = time.perf_counter()
     for step, path in zip(recipe.passes, paths):
         artifact = _load(path)(step.config).apply(artifact, ctx)
     runner = _load(paths[-1])(recipe.runtime.config).build(artifact, ctx)
     return runner, artifact, time.perf_counter() - start
+
+
+def source_artifact(module: torch.nn.Module, ctx: BuildContext) -> Artifact:
+    """What the first step is given: the workload's module behind flat I/O, or, for a module
+    that stands for a model file (an ONNX graph, a TorchScript archive), what it says the file
+    is (`source_artifact(ctx)`, in the workload's source format)."""
+    if callable(getattr(module, "source_artifact", None)):
+        return module.source_artifact(ctx)
+    flat = module if isinstance(module, FlatIO) else FlatIO(module, ctx.input_names, ctx.output_names)
+    return Artifact("torch", flat.eval())

@@ -17,6 +17,11 @@ configs worth trying here, each with a tag, a cost and the findings it addresses
   each runtime variant that takes its output (bounded by the variants' `alone`/`stack` flags
   and by the checks above). Longer stacks, and variants marked neither, are composed on request.
 
+Chains start from the workload's source format (`Workload.source_format`): a torch module's
+"torch", or a model file's own ("onnx", "torchscript"), from which only the steps that take it
+(and what converters reach from it) compose. The baseline is that format's default runtime in
+its variant declared `baseline` (else its first).
+
 A new pass or runtime is one file with its declarations: it then composes with every step that
 accepts its format, and no plugin names another's config.
 """
@@ -36,7 +41,7 @@ if TYPE_CHECKING:
     from hone.hardware import Hardware
     from hone.models.workload import Workload
 
-SOURCE_FORMAT = "torch"  # what every chain starts from: the user's module (FlatIO)
+SOURCE_FORMAT = "torch"  # what chains start from by default: the user's module (FlatIO)
 CONVERT = "convert"
 
 
@@ -97,6 +102,9 @@ class Composer:
 
     def __init__(self, workload: "Workload | None", hw: "Hardware | None", device: str):
         self.workload, self.hw, self.device = workload, hw, device
+        # What every chain starts from: a model file that is not a Python module (an ONNX
+        # graph) has only the steps that take its format, and nothing converts it to torch.
+        self.source = workload.source_format if workload is not None else SOURCE_FORMAT
         self._variants: dict[tuple[str, str, str], list[Variant]] = {}
 
     # -- declarations -------------------------------------------------------------------------
@@ -151,7 +159,7 @@ class Composer:
         """`passes` with converters filled in where formats differ, then `runtime` (default:
         the default runtime for the last format); None when no converter bridges a gap."""
         chain: list[Link] = []
-        fmt = SOURCE_FORMAT
+        fmt = self.source
         for link in passes:
             if fmt not in link.plugin.consumes:
                 gap = self._bridge_to(fmt, link.plugin.consumes)
@@ -181,14 +189,14 @@ class Composer:
 
     def format_before(self, chain: list[Link]) -> str:
         """The format the last link of `chain` is handed."""
-        fmt = SOURCE_FORMAT
+        fmt = self.source
         for link in chain[:-1]:
             fmt = self.produces(link, fmt)
         return fmt
 
     def stack(self, chain: list[Link]) -> Stack:
         """A checked chain as a Stack; InputError naming the mismatch when it does not compose."""
-        reason = mismatch(chain)
+        reason = mismatch(chain, self.source)
         if reason:
             label = "+".join(link.describe() for link in chain if link.tag or not link.is_runtime)
             raise InputError(f"{label} does not compose: {reason}")
@@ -198,7 +206,7 @@ class Composer:
         """The first format `plugin` consumes that converters reach from the source, and those
         converters: where it runs when nothing else is named in front of it."""
         for fmt in plugin.consumes:
-            prefix = self.bridge(SOURCE_FORMAT, fmt)
+            prefix = self.bridge(self.source, fmt)
             if prefix is not None:
                 return fmt, prefix
         return None
@@ -236,15 +244,27 @@ class Composer:
 
     def _checked(self, chain: list[Link]) -> list[Stack]:
         """[the chain's Stack], or [] when it does not compose (enumeration skips those)."""
-        return [] if mismatch(chain) else [self._stack_of(chain)]
+        return [] if mismatch(chain, self.source) else [self._stack_of(chain)]
 
     def _stack_of(self, chain: list[Link]) -> Stack:
-        return Stack(tuple(chain), recipe_of(chain, self.format_before(chain)))
+        baseline = self.baseline()
+        is_baseline = len(chain) == 1 and baseline is not None and chain[0].step == baseline.step
+        return Stack(tuple(chain), recipe_of(chain, self.format_before(chain), baseline=is_baseline))
+
+    def baseline(self) -> Link | None:
+        """The source format's default runtime in its variant marked `baseline`, else its first:
+        the model as its user runs it today, which every speedup is measured against (eager for
+        a torch module, ONNX Runtime without graph optimizations for an ONNX file)."""
+        runtime = self.default_runtime(self.source)
+        if runtime is None:
+            return None
+        return next((link for link in self.links(runtime.plugin, self.source) if link.variant.baseline), runtime)
 
     def default_stacks(self) -> list[Stack]:
         """The default plan's chains: the baseline first, then every runtime alone, every pass
         on its default runtime, then the two-step stacks; one per recipe key."""
-        stacks: list[Stack] = []
+        baseline = self.baseline()
+        stacks: list[Stack] = self._checked([baseline]) if baseline is not None else []
         for cls in RUNTIMES:
             stacks += self.anchored(cls)
         for cls in PASSES:
@@ -268,7 +288,7 @@ class Composer:
         if not text.strip() or any(not p for p in parts):
             raise InputError(f"empty step in recipe {text!r}", hint="steps are joined by '+', e.g. channels-last+inductor")
         chain: list[Link] = []
-        fmt = SOURCE_FORMAT
+        fmt = self.source
         for i, part in enumerate(parts):
             link, gap = self._resolve(part, fmt, text)
             chain += gap + [link]
@@ -309,13 +329,14 @@ class Composer:
                          hint=f"known: {', '.join(sorted(t for t in known if t))}")
 
 
-def mismatch(chain: list[Link]) -> str | None:
-    """Why `chain` does not compose, in one line naming the step; None when it does."""
+def mismatch(chain: list[Link], source: str = SOURCE_FORMAT) -> str | None:
+    """Why `chain`, started from a `source` model, does not compose, in one line naming the
+    step; None when it does."""
     if not chain or not chain[-1].is_runtime:
         return "a recipe ends with a runtime"
     if any(link.is_runtime for link in chain[:-1]):
         return "only the last step may be a runtime"
-    fmt, dtype = SOURCE_FORMAT, "float32"
+    fmt, dtype = source, "float32"
     given: dict[str, str] = {}  # trait -> the step that gave it
     last_stage, previous = -1, "the model"
     for link in chain:
@@ -347,10 +368,11 @@ def mismatch(chain: list[Link]) -> str | None:
     return None
 
 
-def recipe_of(chain: list[Link], runtime_fmt: str) -> Recipe:
+def recipe_of(chain: list[Link], runtime_fmt: str, baseline: bool = False) -> Recipe:
     """The recipe a checked chain stands for. Label: the passes' tags joined by "+", then the
     runtime's tag unless it is the default runtime for its format in its first variant (so
-    "pt2e-int8" runs on Inductor, "pt2e-int8+aoti" on AOTInductor). Cost: the steps' sum."""
+    "pt2e-int8" runs on Inductor, "pt2e-int8+aoti" on AOTInductor). Cost: the steps' sum.
+    `baseline`: it is the Composer's baseline chain (marked, never found by its label)."""
     passes, runtime = chain[:-1], chain[-1]
     tags = [link.tag for link in passes if link.tag]
     # The runtime goes unnamed only where it is what the last named step's output runs on by
@@ -368,7 +390,6 @@ def recipe_of(chain: list[Link], runtime_fmt: str) -> Recipe:
     dtype = "float32"
     for link in chain:
         dtype = link.variant.compute_dtype or dtype
-    baseline = not passes and runtime.first and SOURCE_FORMAT in runtime.plugin.default_for  # type: ignore[attr-defined]
     return Recipe(
         label=label,
         passes=tuple(link.step for link in passes),

@@ -102,6 +102,8 @@ def model_identity(workload: "Workload") -> str:
         "buffers": [f"{name}:{tuple(b.shape)}:{b.dtype}" for name, b in module.named_buffers()],
         "inputs": {s.label: [str(t) for t in s.specs()] for s in workload.input_sets},
     }
+    if "graph_sha256" in workload.provenance:  # a graph file's module holds no parameters: its graph tells models apart
+        body["graph"] = workload.provenance["graph_sha256"]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -137,7 +137,11 @@ def could_hold_attention(module: Any) -> bool:
     torch's MultiheadAttention), or softmax written in a forward (hand-written attention)."""
     from hone.passes.torch._attention import could_hold_hand_written_attention
 
-    if any("attention" in type(m).__name__.lower() for m in module.modules()):
+    op_types = getattr(module, "op_types", None)  # a module standing for an ONNX graph lists its ops
+    if op_types is not None:
+        return "Softmax" in op_types or any("Attention" in op for op in op_types)
+    # A loaded TorchScript module keeps its class's name as `original_name`.
+    if any("attention" in (getattr(m, "original_name", "") or type(m).__name__).lower() for m in module.modules()):
         return True
     return could_hold_hand_written_attention(module)
 

@@ -1,4 +1,5 @@
-"""torch -> OpenVINO IR (openvino.convert_model, which traces the module on the example inputs).
+"""torch -> OpenVINO IR (openvino.convert_model, which traces the module on the example inputs);
+a TorchScript archive the same way, an ONNX file through OpenVINO's ONNX frontend.
 
 The IR is saved in fp32: save_model compresses weights to fp16 by default, which would change
 the answers before any runtime setting does. Shapes are fixed to the example inputs' (hone
@@ -66,6 +67,9 @@ class OpenVinoConvert(Pass[OpenVinoConvertConfig]):
     requires = ("openvino",)
     stage = "convert"
     produces = "openvino"
+    # A torch module or a loaded TorchScript archive is traced on the example inputs; an ONNX
+    # file is read by OpenVINO's ONNX frontend.
+    consumes = ("torch", "torchscript", "onnx")
     keeps = ()  # the IR carries no torch memory format
 
     @classmethod
@@ -79,7 +83,12 @@ class OpenVinoConvert(Pass[OpenVinoConvertConfig]):
 
         cfg = self.config
         try:
-            converted = _convert(model.module, ctx)
+            if model.format == "onnx":
+                converted = ov.convert_model(str(model.path))
+            elif model.format == "torchscript":
+                converted = _convert_torchscript(model.module, ctx)
+            else:
+                converted = _convert(model.module, ctx)
         except Exception as exc:  # the frontend raises many types; all mean "cannot convert this"
             raise Unsupported(failure_reason("OpenVINO conversion", exc)) from exc
         _name_ports(converted, ctx)
@@ -108,6 +117,20 @@ def _convert(module: Any, ctx: BuildContext) -> "ov.Model":
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         return ov.convert_model(module.eval(), example_input=tuple(ctx.example_inputs))
+
+
+def _convert_torchscript(module: Any, ctx: BuildContext) -> "ov.Model":
+    """A loaded TorchScript module behind FlatIO, traced and frozen first: freezing inlines the
+    script's call and folds a dict it returns (prim::DictConstruct, which the frontend has no
+    rule for) into plain outputs."""
+    import openvino as ov
+    import torch
+
+    inputs = tuple(ctx.example_inputs)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(module.eval(), inputs, check_trace=False, strict=False)
+        return ov.convert_model(torch.jit.freeze(traced.eval()), example_input=inputs)
 
 
 def _name_ports(model: "ov.Model", ctx: BuildContext) -> None:
