@@ -152,9 +152,10 @@ def optimize(
     model: "str | torch.nn.Module | Workload" = DEFAULT_MODEL,
     example_inputs: Any = None,
     *,
-    eval: "EvalSet | None" = None,
+    eval: "EvalSet | str | Path | None" = None,
     calibration: Any = None,
     train: "TrainSet | None" = None,
+    metric: Any = None,
     device: str = "cpu",
     batch_sizes: tuple[int, ...] | None = None,
     threads: int | None = None,
@@ -175,13 +176,20 @@ def optimize(
     explore: bool = False,
     input_shapes: Any = None,
     trust_pickle: bool = False,
+    objective: str = "latency",
+    max_p99_ms: float | None = None,
+    max_memory_mb: float | None = None,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
     model: a spec string, a loaded Workload, or a live nn.Module with `example_inputs`
     (a tensor, a tuple of tensors or a dict name -> tensor; dim 0 is the batch).
-    calibration: samples for quantization (same form as example_inputs, samples on dim 0);
-    never the eval split. Without one, quantization calibrates on the example inputs (warned).
+    calibration: samples for quantization (same form as example_inputs, samples on dim 0), or
+    a data file (.npz / .safetensors, one array per input name; hone.models.data_files); never
+    the eval split. Without one, quantization calibrates on the example inputs (warned).
+    eval: an EvalSet, or a data file like calibration's with class labels under "labels".
+    metric: a built-in metric name (hone.validate.metrics) or a MetricFn judging the eval set:
+    an eval file's (default: top1 with labels, embedding_cosine without) or the model's own.
     train: a TrainSet (samples, labels, a picklable loss step) for quantization-aware training.
     accuracy_budget: the allowed drop of the task metric: 0.01 absolute, or "1%" of fp32's score.
     fallback_attempts: retries of a quantized candidate that missed the budget, each with more
@@ -213,6 +221,10 @@ def optimize(
     input_shapes: for a model file, concrete shapes of what it leaves dynamic: {name: shape} or
     ["input_ids=1x128", ...]. trust_pickle: the explicit opt-in to load a full pickle (.pt,
     .pth, .bin); it is recorded in the run.
+    objective: what "best" means among candidates that pass: "latency" (the highest geometric-mean
+    speedup over the input sets), "throughput" (most samples a second at the best input set) or
+    "memory" (lowest peak memory). max_p99_ms / max_memory_mb: limits every input set must meet;
+    when no candidate meets them, the closest is returned as best effort, with what it misses.
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
@@ -224,6 +236,7 @@ def optimize(
     from hone.profiler.timing import threads_set
     from hone.validate.reference import compute_reference
 
+    from hone.search.constraints import Constraints
     from hone.search.fallback import FallbackSettings
     from hone.validate.verdict import AccuracyBudget
 
@@ -231,6 +244,7 @@ def optimize(
 
     started = time.monotonic()
     budget = AccuracyBudget.parse(accuracy_budget)
+    constraints = Constraints(objective, max_p99_ms, max_memory_mb)  # bad values fail before any work
     _check_options(timeout_s, measure_time_s, threads, time_budget_s)
     if patience < 0:
         raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
@@ -238,7 +252,7 @@ def optimize(
     with SweepProgress(enabled=progress) as shown:
         shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
         workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
-                                load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle))
+                                load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle), metric=metric)
         shown.stage("probing hardware")
         hw = probe_hardware()
         device = _check_device(device, hw)
@@ -253,6 +267,7 @@ def optimize(
             fallback=fallback_settings,
             time_budget_s=time_budget_s,
             patience=patience,
+            constraints=constraints,
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         # At the workers' thread count: the eager control in a worker then repeats the reference's
@@ -275,7 +290,8 @@ def optimize(
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
         info.profile = summary
         info.pruned = dict(planned.pruned)
-        info.warnings = _calibration_warnings(workload, planned)
+        # What the loader had to assume (provenance["warnings"]: a dimension given a default size) first.
+        info.warnings = [*workload.provenance.get("warnings", []), *_calibration_warnings(workload, planned)]
         sets = len(workload.input_sets)
         shown.set_total(len(planned) * sets)
 
@@ -300,6 +316,7 @@ def optimize(
                     on_more=shown.add_total,
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     on_pruned=info.pruned.__setitem__,
+                    on_eta=shown.set_eta,
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                     history=history,
@@ -402,9 +419,10 @@ def _profile_summary(found) -> dict[str, Any] | None:
 
 
 def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, calibration: Any = None, train: Any = None,
-                 load: dict[str, Any] | None = None) -> "Workload":
+                 load: dict[str, Any] | None = None, metric: Any = None) -> "Workload":
     import torch
 
+    from hone.models.data_files import attach_calibration_file, attach_eval_file, attach_metric, is_data_path
     from hone.models.workload import InputSet, Workload, name_inputs
 
     if isinstance(model, str):
@@ -423,9 +441,15 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
         workload = Workload(type(model).__name__, model.eval(), [InputSet(f"bs{batch}", named)])
     else:
         raise InputError(f"model must be a spec string or a torch.nn.Module, not {type(model).__name__}")
-    if eval is not None:
+    if is_data_path(eval):  # a data file: read and checked here, before any work
+        attach_eval_file(workload, eval, metric)
+    elif eval is not None:
         workload.eval = eval
-    if calibration is not None:
+    if metric is not None and not is_data_path(eval):
+        attach_metric(workload, metric)
+    if is_data_path(calibration):
+        attach_calibration_file(workload, calibration)
+    elif calibration is not None:
         workload.calibration = name_inputs(workload.module, calibration)
         workload.calibration_description = "given by the caller"
     if train is not None:
@@ -500,7 +524,9 @@ def _run_key(info) -> str:
     """Identity of "the same run" for --resume: model, inputs, settings, machine."""
     # The set of recipes, not their order: the order follows the profile, which varies with noise.
     settings = {**info.settings, "recipes": sorted(info.settings.get("recipes", []))}
-    body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint}
+    # Provenance too: the same model spec with other calibration or eval files is another run.
+    body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint,
+            "provenance": info.provenance}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

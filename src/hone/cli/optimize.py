@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from hone.api import DEFAULT_PATIENCE, DEFAULT_TIME_BUDGET_S
+from hone.cli._quiet import log_path, summary, third_party_to
 from hone.cli.app import app
 from hone.errors import InputError
 
@@ -36,6 +37,17 @@ def optimize(
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="comma-separated, e.g. 1,8 (model specs only)"),
     threads: Optional[int] = typer.Option(None, help="threads for every candidate (default: physical cores)"),
     accuracy_budget: str = typer.Option("0.01", help='allowed drop of the task metric: 0.01 (absolute) or "1%" (of the fp32 score)'),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="calibration data for quantization: .npz or .safetensors, one array per model input "
+        "(named like it), samples on dim 0"
+    ),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval", help="eval data, laid out like --calibration, with class labels under 'labels' if any"
+    ),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", help="task metric on the eval data: top1, top1_agreement, embedding_cosine, neighbour_agreement "
+        "(default for --eval: top1 with labels, embedding_cosine without)"
+    ),
     fallback_attempts: int = typer.Option(3, help="retries of a quantized candidate over budget, keeping more layers in float (0: off)"),
     timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
     time_budget: float = typer.Option(
@@ -71,12 +83,20 @@ def optimize(
     export: Optional[Path] = typer.Option(
         None, "--export", help="save the winner's deployable artifact and manifest.json here (hone.load reads it)"
     ),
+    objective: str = typer.Option(
+        "latency", "--objective", help="what best means: latency (at the batch sizes), throughput or memory"
+    ),
+    max_p99_ms: Optional[float] = typer.Option(None, "--max-p99-ms", help="the winner's p99 at every input set at most this"),
+    max_memory_mb: Optional[float] = typer.Option(
+        None, "--max-memory-mb", help="the winner's peak memory (MiB) at every input set at most this"
+    ),
     input_shape: Optional[list[str]] = typer.Option(
         None, "--input-shape", help="a model file's dynamic dimensions made concrete, e.g. input_ids=1x128 (repeatable)"
     ),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help="allow a full pickle (.pt/.pth/.bin): unpickling runs its code; recorded in the run"
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print the verdict only (no progress, no table)"),
 ) -> None:
     """Try every optimization that fits this machine; keep the fastest that stays correct."""
     import hone
@@ -89,38 +109,83 @@ def optimize(
                                     input_shapes=input_shape, trust_pickle=trust_pickle)
         _print_recipes(planned, json_out)
         return
-    result = hone.optimize(
-        model,
-        device=device,
-        batch_sizes=_batch_sizes(batch_sizes),
-        threads=threads,
-        accuracy_budget=accuracy_budget,
-        fallback_attempts=fallback_attempts,
-        timeout_s=timeout,
-        time_budget_s=time_budget or None,
-        patience=patience,
-        measure_time_s=measure_time,
-        include=_labels(only),
-        recipes=stacks,
-        exclude=_labels(skip),
-        store=False if no_store else (db or None),
-        resume=resume,
-        retry_failed=retry_failed,
-        explore=explore,
-        progress=not os.environ.get("HONE_NO_PROGRESS"),
-        profile_first=not no_profile,
-        input_shapes=input_shape,
-        trust_pickle=trust_pickle,
-    )
+    from hone.store import default_store_path
+
+    store_path = None if no_store else (db or default_store_path())
+    log = log_path(store_path)
+    with third_party_to(log):  # libraries' own output goes to the run's log, not the terminal
+        result = hone.optimize(
+            model,
+            device=device,
+            batch_sizes=_batch_sizes(batch_sizes),
+            threads=threads,
+            accuracy_budget=accuracy_budget,
+            calibration=calibration,
+            eval=eval_data,
+            metric=metric,
+            fallback_attempts=fallback_attempts,
+            timeout_s=timeout,
+            time_budget_s=time_budget or None,
+            patience=patience,
+            measure_time_s=measure_time,
+            include=_labels(only),
+            recipes=stacks,
+            exclude=_labels(skip),
+            store=False if no_store else (db or None),
+            resume=resume,
+            retry_failed=retry_failed,
+            explore=explore,
+            progress=not (quiet or os.environ.get("HONE_NO_PROGRESS")),
+            profile_first=not no_profile,
+            input_shapes=input_shape,
+            trust_pickle=trust_pickle,
+            objective=objective,
+            max_p99_ms=max_p99_ms,
+            max_memory_mb=max_memory_mb,
+        )
     if json_out:
         typer.echo(to_json(result))
+    elif quiet:
+        typer.echo(_verdict_line(result))
     else:
         render(result)
+    page = _write_report(result, store_path)
+    if page is not None and not quiet:
+        typer.echo(f"report: {page}", err=True)
+    noted = summary(log)
+    if noted and not quiet:
+        typer.echo(noted, err=True)
     if export is not None:
         if result.selection.best is None:
             raise InputError("nothing to export: no candidate passed validation")
         where = result.export(export)
-        typer.echo(f"exported {result.selection.best.label} to {where} (load it with hone.load)", err=json_out)
+        effort = " (best effort: no candidate met every limit)" if result.selection.best_effort else ""
+        typer.echo(f"exported {result.selection.best.label}{effort} to {where} (load it with hone.load)", err=json_out)
+
+
+def _write_report(result, store_path: Path | None) -> Path | None:
+    """The run's HTML report, in the run's folder beside the store (None without a store: the
+    run has no folder; `hone report RUN --html` writes one from any stored run)."""
+    if store_path is None or result.run.run_id is None:
+        return None
+    from hone.report.html import write_html
+    from hone.store import Store
+
+    with Store(store_path) as db:
+        folder = db.artifacts_dir(result.run.run_id)
+    try:
+        return write_html(result, folder / "report.html")
+    except Exception as exc:  # noqa: BLE001 - the run is stored; a report that fails must not hide it
+        typer.echo(f"warning: the HTML report was not written ({type(exc).__name__}: {exc}); "
+                   f"`hone report {result.run.run_id} --html FILE` retries", err=True)
+        return None
+
+
+def _verdict_line(result) -> str:
+    sel = result.selection
+    if sel.best is None:
+        return f"best: none ({sel.why_best})"
+    return f"{'best effort' if sel.best_effort else 'best'}: {sel.why_best}"
 
 
 def _print_recipes(planned: list, json_out: bool) -> None:

@@ -4,12 +4,14 @@ Importing this package imports torch only; each loader imports transformers or s
 when it runs.
 """
 
+from hone.models.factory import FactoryResult
 from hone.models.spec import BUILTINS, load_model
 from hone.models.workload import EvalSet, FlatIO, InputSet, TensorSpec, TrainSet, Workload, name_inputs, normalize_outputs
 
 __all__ = [
     "BUILTINS",
     "EvalSet",
+    "FactoryResult",
     "FlatIO",
     "InputSet",
     "TensorSpec",

@@ -2,7 +2,11 @@
 
 The function takes no arguments and returns `(model, example_inputs)` or
 `(model, example_inputs, eval_set)`: `model` an nn.Module, `example_inputs` a Tensor, a tuple
-of Tensors or a dict name -> Tensor (one batch), `eval_set` an optional hone EvalSet.
+of Tensors or a dict name -> Tensor (one batch), `eval_set` an optional hone EvalSet. To bring
+calibration or train data too, it returns a `FactoryResult` (below) or a dict with the same
+keys: {"model", "example_inputs", "eval", "calibration", "train"}, the first two required;
+`calibration` takes the form of `example_inputs` with samples on dim 0 (never the eval split),
+`train` a hone TrainSet.
 
 This runs user code on purpose: the user named the file, which our safe-loading rule allows
 (unlike a pickle, whose code nobody chose to run). The file is imported under a module name
@@ -13,19 +17,32 @@ unpickling. The file's folder is not added to sys.path: sibling imports must be 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import torch
 
 from hone.errors import InputError
-from hone.models.workload import EvalSet, InputSet, Workload, name_inputs
+from hone.models.workload import EvalSet, InputSet, TrainSet, Workload, name_inputs
 
 FACTORY_HINT = "expected path/to/file.py:function, where function() returns (model, example_inputs)"
+
+
+@dataclasses.dataclass
+class FactoryResult:
+    """What a factory may return instead of a tuple, when it brings more than an eval set."""
+
+    model: torch.nn.Module
+    example_inputs: Any  # a Tensor, a tuple of Tensors or a dict name -> Tensor: one batch
+    eval: EvalSet | None = None
+    calibration: Any = None  # like example_inputs, samples stacked on dim 0; never the eval split
+    train: TrainSet | None = None  # for quantization-aware training
 
 
 def module_name_for(path: Path) -> str:
@@ -103,38 +120,54 @@ def load_factory(spec: str, batch_sizes: tuple[int, ...] | None = None) -> Workl
         result = factory()
     except Exception as exc:
         raise InputError(f"{where} raised {type(exc).__name__}: {exc}") from exc
-    model, example_inputs, eval_set = _unpack(result, where)
+    made = _unpack(result, where)
     # Every loader hands back a CPU module in eval mode: the worker moves it to the target.
-    model = model.to("cpu").eval()
+    model = made.model.to("cpu").eval()
     try:
-        named = {k: v.cpu() for k, v in name_inputs(model, example_inputs).items()}
+        named = {k: v.cpu() for k, v in name_inputs(model, made.example_inputs).items()}
+        calibration = None if made.calibration is None else {
+            k: v.cpu() for k, v in name_inputs(model, made.calibration).items()}
     except InputError as exc:
         raise InputError(f"{where}: {exc.message}", hint=exc.hint) from exc
     input_set = InputSet("", named)
     input_set.label = f"bs{input_set.batch_size}"
+    samples = len(next(iter(calibration.values()))) if calibration else 0
     return Workload(
         name=f"{path.name}:{function}",
         module=model,
         input_sets=[input_set],
-        eval=eval_set,
+        eval=made.eval,
         source=spec,
         task="",
         description=f"{type(model).__name__} from {where}",
         user_files={module_name: str(path)},
+        calibration=calibration,
+        calibration_description=f"{samples} samples from {function}() in {path.name}" if calibration else "",
+        train=made.train,
     )
 
 
-def _unpack(result, where: str) -> tuple[torch.nn.Module, object, EvalSet | None]:
-    expected = "must return (model, example_inputs) or (model, example_inputs, eval_set)"
-    if not isinstance(result, tuple) or len(result) not in (2, 3):
+def _unpack(result, where: str) -> FactoryResult:
+    expected = ("must return (model, example_inputs), (model, example_inputs, eval_set), a FactoryResult "
+                "or a dict with its keys")
+    if isinstance(result, dict):
+        fields = [f.name for f in dataclasses.fields(FactoryResult)]
+        unknown, missing = sorted(set(result) - set(fields), key=str), [k for k in fields[:2] if k not in result]
+        if unknown or missing:
+            wrong = f"unknown keys {unknown}" if unknown else f"no {' or '.join(map(repr, missing))}"
+            raise InputError(f"{where} returned a dict with {wrong}", hint=f"its keys: {', '.join(fields)}")
+        result = FactoryResult(**result)
+    elif isinstance(result, tuple) and len(result) in (2, 3):
+        result = FactoryResult(*result)
+    elif not isinstance(result, FactoryResult):
         raise InputError(f"{where} {expected}, not {_describe(result)}")
-    model, example_inputs, *rest = result
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"{where} {expected}; its model is a {type(model).__name__}, not a torch.nn.Module")
-    eval_set = rest[0] if rest else None
-    if eval_set is not None and not isinstance(eval_set, EvalSet):
-        raise InputError(f"{where} {expected}; its eval_set is a {type(eval_set).__name__}, not a hone EvalSet")
-    return model, example_inputs, eval_set
+    if not isinstance(result.model, torch.nn.Module):
+        raise InputError(f"{where} {expected}; its model is a {type(result.model).__name__}, not a torch.nn.Module")
+    for name, kind in (("eval", EvalSet), ("train", TrainSet)):
+        value = getattr(result, name)
+        if value is not None and not isinstance(value, kind):
+            raise InputError(f"{where} {expected}; its {name} is a {type(value).__name__}, not a hone {kind.__name__}")
+    return result
 
 
 def _describe(value) -> str:

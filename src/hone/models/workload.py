@@ -146,8 +146,14 @@ class Workload:
     output_batch_axes: dict[str, int | None] = dataclasses.field(default_factory=dict)
     # How it was loaded, recorded with the run: {"format": "onnx", "trust_pickle": True,
     # "input_shapes": {...}, "calibration_file": ...}. Loaders add what a reader of the run
-    # must know to trust or reproduce it.
+    # must know to trust or reproduce it; what they had to assume goes in "warnings" (a list of
+    # lines), which the run also says among its own warnings.
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The artifact format every recipe starts from (search.compose): "torch" for a module;
+    # a model file that is not a Python module says its own ("onnx", "torchscript"). Its
+    # `module` then runs the file as its baseline does (for the reference and the profile) and
+    # gives build_recipe the file as the first artifact (`source_artifact(ctx)`).
+    source_format: str = "torch"
 
     @property
     def input_names(self) -> list[str]:
@@ -177,12 +183,14 @@ class Workload:
         return tuple(samples[name][:limit] for name in self.input_names), warning
 
     def check_data(self) -> None:
-        """Calibration and train sets must fit the model's inputs: checked before any work, so
-        a wrong shape is one clear error instead of a failure inside every quantizer."""
+        """Calibration, eval and train sets must fit the model's inputs: checked before any work,
+        so a wrong shape is one clear error instead of a failure inside every quantizer."""
         example = self.input_sets[0].tensors
         for what, samples in (("calibration set", self.calibration), ("train set", self.train and self.train.samples)):
             if samples is not None:
-                _check_samples(what, samples, example)
+                check_samples(what, samples, example)
+        if self.eval is not None:
+            check_eval_set("eval set", self.eval, example)
         if self.train is not None and self.train.labels is not None and len(self.train.labels) != len(self.train):
             raise InputError(f"train set has {len(self.train)} samples but {len(self.train.labels)} labels")
 
@@ -191,7 +199,10 @@ class Workload:
         return any(t.dim() == 4 and t.is_floating_point() for t in self.input_sets[0].tensors.values())
 
 
-def _check_samples(what: str, samples: Inputs, example: Inputs) -> None:
+def check_samples(what: str, samples: Inputs, example: Inputs) -> None:
+    """`samples` (N stacked on dim 0 per input name) fit the model's `example` inputs: the same
+    names, per-sample shapes and dtypes, and no NaN/Inf (a NaN in calibration data poisons every
+    range fitted to it; in eval data, the fp32 score). `what` names the data in each error."""
     if not isinstance(samples, Mapping) or set(samples) != set(example):
         given = sorted(samples) if isinstance(samples, Mapping) else type(samples).__name__
         raise InputError(
@@ -209,7 +220,33 @@ def _check_samples(what: str, samples: Inputs, example: Inputs) -> None:
                 f"{list(want.shape)}: every dimension but the first (samples) must match",
             )
         if got.dtype != want.dtype:
-            raise InputError(f"{what}: input {name!r} is {got.dtype}, the model's example input is {want.dtype}")
+            raise InputError(f"{what}: input {name!r} is {got.dtype}, the model's example input is {want.dtype}",
+                             hint=f"convert the samples to {str(want.dtype).removeprefix('torch.')}")
+        if got.is_floating_point() or got.is_complex():
+            bad = int((~torch.isfinite(got)).sum())
+            if bad:
+                raise InputError(f"{what}: input {name!r} has {bad} NaN/Inf values (of {got.numel()})",
+                                 hint="drop or fix those samples")
+
+
+def check_eval_set(what: str, eval_set: "EvalSet", example: Inputs) -> None:
+    """An eval set's samples fit the inputs (check_samples), it has one label per sample, and
+    the built-in top1 gets what it compares with: one integer class index per sample (labels
+    of another shape would broadcast against the predictions and score nonsense)."""
+    check_samples(what, eval_set.samples, example)
+    labels = eval_set.labels
+    if labels is not None and (labels.dim() == 0 or labels.shape[0] != len(eval_set)):
+        count = labels.shape[0] if labels.dim() else "scalar"
+        raise InputError(f"{what} has {len(eval_set)} samples but {count} labels", hint="give one label per sample")
+    if eval_set.metric == "top1":
+        if labels is None:
+            raise InputError(f"{what}: metric top1 needs labels",
+                             hint="give class labels, or a metric that compares with fp32's outputs (top1_agreement)")
+        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise InputError(
+                f"{what}: top1 labels are {str(labels.dtype).removeprefix('torch.')}{list(labels.shape)}, "
+                f"expected one integer class index per sample (int64[{len(eval_set)}])",
+            )
 
 
 def name_inputs(module: torch.nn.Module, example_inputs: Any) -> Inputs:

@@ -221,6 +221,10 @@ def _header(result: OptimizeResult) -> Text:
     if run.eval_metric:
         scores = ", ".join(f"{k} {v:.3f}" for k, v in run.reference_scores.items())
         lines.append(Text(f"eval metric: {run.eval_metric}" + (f" (eager fp32: {scores})" if scores else "")))
+    for key, what in (("calibration_file", "calibration data"), ("eval_file", "eval data")):
+        given = run.provenance.get(key)  # data the user gave as a file: which one, exactly
+        if given:
+            lines.append(Text(f"{what}: {given['path']} ({given['samples']} samples, sha256 {given['sha256'][:12]})"))
     unusual = {n: a for n, a in run.output_batch_axes.items() if a != 0}
     if unusual:  # batch-first is the rule; say where the model departs from it
         axes = ", ".join(f"{n} {'none (compared whole)' if a is None else f'dim {a}'}" for n, a in unusual.items())
