@@ -201,4 +201,6 @@ def _print_recipes(planned: list, json_out: bool) -> None:
     for p in planned:
         where = f"  [not here: {p.unavailable}]" if p.unavailable else ""
         typer.echo(f"{p.recipe.label:<{width}}  {p.recipe.describe()}  (cost {p.recipe.cost:g}){where}")
-    typer.echo(f"{len(planned)} recipes; name any stack of steps with --recipe, e.g. channels-last+inductor")
+    # An example from this model's own plan: a torch stack means nothing to an ONNX file.
+    example = next((p.recipe.label for p in planned if "+" in p.recipe.label and not p.unavailable), None)
+    typer.echo(f"{len(planned)} recipes; name any stack of steps with --recipe" + (f", e.g. {example}" if example else ""))
