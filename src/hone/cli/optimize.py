@@ -32,7 +32,8 @@ def _labels(values: list[str] | None) -> list[str] | None:
 
 @app.command()
 def optimize(
-    model: str = typer.Argument("minilm", help="minilm, digits-cnn, hf:<arch> (resnet-50, vit, bert, gpt2, ...), or path/to/file.py:factory"),
+    model: str = typer.Argument("minilm", help="minilm, digits-cnn, hf:<arch> (resnet-50, vit, bert, gpt2, ...), path/to/file.py:factory, "
+                               "model.onnx, program.pt2, model.jit, a transformers folder, or a pickle with --trust-pickle"),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]"),
     batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", help="comma-separated, e.g. 1,8 (model specs only)"),
     threads: Optional[int] = typer.Option(None, help="threads for every candidate (default: physical cores)"),

@@ -33,9 +33,9 @@ _BUILTIN_LOADERS = {
     "minilm": "hone.models.minilm:load_minilm",
     "digits-cnn": "hone.models.digits:load_digits_cnn",
 }
-UNKNOWN_HINT = "built-ins: minilm, digits-cnn; or hf:<arch> (resnet-50, vit, bert, gpt2, ...), or path/to/file.py:factory"
+UNKNOWN_HINT = ("built-ins: minilm, digits-cnn; or hf:<arch> (resnet-50, vit, bert, gpt2, ...), path/to/file.py:factory, "
+                "model.onnx, program.pt2, model.jit, or a transformers model folder")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle")
-NOT_YET_SUFFIXES: tuple[str, ...] = ()  # formats named but not loaded yet
 TORCHSCRIPT_SUFFIXES = (".jit", ".torchscript")  # and a .pt / .pth whose zip is a TorchScript archive
 
 
@@ -101,8 +101,6 @@ def _dispatch(spec: str, options: LoadOptions) -> Workload:
         from hone.models.pt2_file import load_pt2
 
         return load_pt2(path, options)
-    if suffix in NOT_YET_SUFFIXES:
-        raise InputError(f"{path}: {suffix} models are not supported yet", hint="use a file.py:factory for now")
     if suffix == ".py" or has_function:
         from hone.models.factory import load_factory
 
