@@ -92,7 +92,7 @@ def test_eval_set_that_does_not_match_the_inputs_is_an_input_error():
     model = _Wrap(torch.nn.Linear(4, 2))
     workload = Workload("m", model, [InputSet("bs2", {"x": torch.randn(2, 4)})])
     workload.eval = EvalSet({"x": torch.randn(10, 5)}, metric="top1", labels=torch.zeros(10, dtype=torch.long))
-    with pytest.raises(InputError, match=r"float32\[5\] per sample"):
+    with pytest.raises(InputError, match=r"input 'x' has shape \[10, 5\], the model's example input is \[2, 4\]"):
         compute_reference(workload)
     workload.eval = EvalSet({"x": torch.randn(10, 4)}, metric="top1", labels=torch.zeros(7, dtype=torch.long))
     with pytest.raises(InputError, match="10 samples but 7 labels"):

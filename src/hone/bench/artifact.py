@@ -12,8 +12,9 @@ conversion to the runtime's own arrays out of the timed call, as ONNX Runtime or
 would hold them.
 
 A bare graph file carries no data, so its inputs are made from what it declares: random normal
-floats; integers uniform in [0, INT_HIGH) (valid token ids for any vocabulary of that size or
-more); ones for an integer or bool input whose name says mask, zeros for token type ids. A
+floats; integers uniform in [0, 100) (valid token ids for any vocabulary of that size or
+more); ones for an integer or bool input whose name says mask, zeros for token type ids (the
+model-file loaders' rule: models._synthetic_inputs). A
 dynamic dimension takes --input-shape, else DEFAULT_BATCH for dim 0 and DEFAULT_DYNAMIC_DIM for
 any other, with a warning.
 """
@@ -28,12 +29,11 @@ from typing import Any
 import torch
 
 from hone.errors import HoneError, InputError
+from hone.models._synthetic_inputs import DEFAULT_DYNAMIC_DIM, example_tensor
 from hone.models.options import SHAPE_HINT
 from hone.plugin import first_line
 
 DEFAULT_BATCH = 1
-DEFAULT_DYNAMIC_DIM = 128  # a sequence length: what a dynamic non-batch dimension usually is
-INT_HIGH = 100
 SEED = 0
 KINDS = "an export directory (hone optimize --export), a .onnx, a .pt2 (torch.export) or an OpenVINO .xml"
 
@@ -277,9 +277,7 @@ def _concrete_shape(artifact: OpenedArtifact, decl: DeclaredInput, given: tuple[
 def synthetic_input(name: str, shape: tuple[int, ...], dtype: torch.dtype, generator: torch.Generator) -> torch.Tensor:
     """Data of the declared dtype that the model can take (models._synthetic_inputs, the rules
     the model-file loaders use)."""
-    from hone.models._synthetic_inputs import example_tensor
-
-    return example_tensor(name, shape, dtype, high=INT_HIGH, generator=generator)
+    return example_tensor(name, shape, dtype, generator=generator)
 
 
 # -- dtypes -------------------------------------------------------------------------------------

@@ -38,14 +38,14 @@ import torch.fx.traceback as fx_traceback
 
 from hone._optional import is_available
 from hone.errors import InputError, UnsafeModel
-from hone.models._synthetic_inputs import example_tensor
+from hone.models._synthetic_inputs import DEFAULT_DYNAMIC_DIM, example_tensor
 from hone.models.options import SHAPE_HINT, LoadOptions
 from hone.models.workload import InputSet, Workload
 
 DEFAULT_BATCH_SIZES = (1, 8)
 # A dynamic dimension other than the batch, with no example and no --input-shape for it (within
 # the program's range): a sequence of 128 tokens, as the other model-file loaders assume.
-DEFAULT_DYNAMIC_SIZE = 128
+DEFAULT_DYNAMIC_SIZE = DEFAULT_DYNAMIC_DIM
 SEED = 0
 # torch.load reads this at every call: set, even a weights_only=False call loads tensors only.
 _FORCE_WEIGHTS_ONLY = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"

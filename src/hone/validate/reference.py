@@ -24,7 +24,7 @@ import math
 import torch
 
 from hone.errors import HoneError, InputError
-from hone.models.workload import FlatIO, Workload, normalize_outputs
+from hone.models.workload import FlatIO, Workload, check_eval_set, normalize_outputs
 from hone.validate import batch_axes
 from hone.validate.batch_axes import BatchAxis
 from hone.validate.check import eval_outputs, score
@@ -204,19 +204,7 @@ def _fp64_obstacle(module: torch.nn.Module) -> str | None:
 
 
 def _check_eval_set(workload: Workload) -> None:
-    """Same input names, and per-sample shapes and dtypes equal to the example inputs'."""
+    """The eval set fits the model's inputs and has a label per sample (the loaders' own check,
+    again here for callers that build a Workload without Workload.check_data)."""
     assert workload.eval is not None
-    example = workload.input_sets[0].tensors
-    samples = workload.eval.samples
-    if list(samples) != list(example):
-        raise InputError(f"eval set inputs {list(samples)} do not match the model inputs {list(example)}")
-    for name, tensor in samples.items():
-        want = example[name]
-        if tensor.shape[1:] != want.shape[1:] or tensor.dtype != want.dtype:
-            raise InputError(
-                f"eval set input {name!r} is {str(tensor.dtype).removeprefix('torch.')}{list(tensor.shape[1:])} per sample, "
-                f"the example inputs are {str(want.dtype).removeprefix('torch.')}{list(want.shape[1:])}"
-            )
-    labels = workload.eval.labels
-    if labels is not None and labels.shape[0] != len(workload.eval):
-        raise InputError(f"eval set has {len(workload.eval)} samples but {labels.shape[0]} labels")
+    check_eval_set("eval set", workload.eval, workload.input_sets[0].tensors)
