@@ -13,6 +13,8 @@ def _isolated_state(tmp_path, monkeypatch):
     monkeypatch.setenv("HONE_DB", str(tmp_path / "hone-runs" / "hone.db"))
     monkeypatch.setenv("HONE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HONE_NO_PROGRESS", "1")
+    # Its own timing slot (search.exclusive): a test never waits on a real run on this machine.
+    monkeypatch.setenv("HONE_TIMING_LOCK", str(tmp_path / "timing.lock"))
 
 
 @pytest.fixture(scope="session")

@@ -387,3 +387,32 @@ class DriftingFastRuntime(DriftingEagerRuntime):
     @classmethod
     def recipe(cls) -> Recipe:
         return Recipe(cls.name, (), Step(cls.name, cls.Config()), origin="test: twice as fast, drifting alike")
+
+
+# -- a candidate to kill from outside ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PidFileConfig(Config):
+    path: str = ""
+
+
+@RUNTIMES.register
+class SleepInBuildRuntime(_TestRuntime):
+    """Writes "<its worker's pid> <that worker's parent's pid>" to `config.path`, then sleeps in
+    build: a candidate whose worker, or whatever started it (a Ray task), a test kills."""
+
+    name = "test_sleep_in_build"
+    Config = PidFileConfig
+
+    @classmethod
+    def recipe_with(cls, path: str) -> Recipe:
+        return Recipe(cls.name, (), Step(cls.name, PidFileConfig(str(path))), origin="test: killed from outside")
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        partial = f"{self.config.path}.partial"
+        with open(partial, "w") as f:
+            f.write(f"{os.getpid()} {os.getppid()}\n")
+        os.replace(partial, self.config.path)  # whole or absent: the test polls for it
+        time.sleep(3600)
+        raise AssertionError("unreachable")

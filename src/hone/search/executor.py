@@ -1,22 +1,29 @@
 """Executors: where a job runs. The sweep hands an executor a job and its payload (the workload
 bundle as bytes) and gets one CandidateResult per input set back; it never learns where the job
-ran. Today's executor starts a fresh local interpreter per job (search.worker); a remote one
-(Ray, a later issue) ships the same job and bytes to another machine.
+ran. The default executor starts a fresh local interpreter per job (search.worker); the Ray one
+(search.ray_executor) ships the same job and bytes to a node of a Ray cluster.
 
 Artifacts are the exception: a worker saves a build that could win into `job.artifact_dir`, a
 path of the parent's store, so a remote executor must bring that folder back (or write it
-through a filesystem the parent reads)."""
+through a filesystem the parent reads).
+
+Wherever a job runs, it runs inside that machine's timing slot (search.exclusive): no two
+timings share a machine's cores, whichever process or executor started them."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from hone.errors import InputError
 from hone.search.job import Job
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult
+
+EXECUTORS = ("local", "ray")
 
 
 class Executor(Protocol):
@@ -28,7 +35,9 @@ class Executor(Protocol):
 
 class SubprocessExecutor:
     """A fresh interpreter per job on this machine, in its own process group, killed at the
-    timeout (search.worker.run_candidate). Each distinct payload is written once, to `workdir`."""
+    timeout (search.worker.run_candidate), inside this machine's timing slot (so two `hone
+    optimize` runs on one machine take turns per job). Each distinct payload is written once,
+    to `workdir`."""
 
     def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
@@ -37,6 +46,7 @@ class SubprocessExecutor:
         self.count = 0
 
     def run(self, recipe: Recipe, job: Job, payload: bytes, timeout_s: float) -> list[CandidateResult]:
+        from hone.search.exclusive import timing_slot
         from hone.search.execute import safe_name
         from hone.search.worker import run_candidate
 
@@ -44,7 +54,8 @@ class SubprocessExecutor:
         job_dir = self.workdir / f"{self.count:02d}-{safe_name(recipe.label)}-{recipe.key[:8]}"
         job = dataclasses.replace(job, bundle_path=str(self._payload_file(payload)), workdir=str(job_dir / "work"),
                                   result_path=str(job_dir / "result.json"))
-        return run_candidate(recipe, job, job_dir, timeout_s)
+        with timing_slot(f"candidate {recipe.label} @ {', '.join(job.input_sets)}"):
+            return run_candidate(recipe, job, job_dir, timeout_s)
 
     def _payload_file(self, payload: bytes) -> Path:
         if self._last is not None and self._last[0] is payload:
@@ -57,3 +68,32 @@ class SubprocessExecutor:
             self._payloads[digest] = path
         self._last = (payload, self._payloads[digest])
         return self._last[1]
+
+
+def executor_for(executor: "Executor | str | None", ray_address: str | None = None) -> Any:
+    """The executor a run asked for, as a context holding it (None inside: the sweep's default,
+    a local process per job). "ray" (or a Ray address alone): a RayExecutor, which starts its
+    cluster (or connects) at its first job and shuts it down on exit; an Executor object: the
+    caller's, entered and left untouched. An unknown name, or ray not installed, fails here,
+    before any work."""
+    if executor is None and ray_address is not None:
+        executor = "ray"
+    if executor is None or executor == "local":
+        if ray_address is not None:
+            raise InputError("a Ray address goes with the ray executor", hint="--executor ray --ray-address ADDRESS")
+        return contextlib.nullcontext(None)
+    if not isinstance(executor, str):
+        if ray_address is not None:
+            raise InputError("a Ray address goes with executor='ray', not with an Executor object")
+        return contextlib.nullcontext(executor)
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown executor {executor!r}", hint=" or ".join(EXECUTORS))
+    from hone._optional import is_available
+
+    if not is_available("ray"):
+        from hone.errors import MissingDependency
+
+        raise MissingDependency("ray", "ray")
+    from hone.search.ray_executor import RayExecutor
+
+    return RayExecutor(ray_address)

@@ -62,6 +62,10 @@ class SweepSettings:
     # The objective and limits selection will apply (search.constraints): under anything but the
     # default, the winner need not be the fastest, so every ok candidate keeps its artifact.
     constraints: Constraints = Constraints()
+    # How many of the selection's ranking keep their artifacts after the sweep (the winner is
+    # always one of them). The serving sweep serves the top few, so they must still exist; with
+    # more than one, workers save every ok candidate (no "at least as fast" floor).
+    keep_artifacts: int = 1
 
 
 def sweep(
@@ -132,18 +136,20 @@ def sweep(
             if not discard_temporary(artifacts):
                 shutil.rmtree(artifacts, ignore_errors=True)
             raise
-    if not keep_winner_only(results, artifacts, history.incumbent(), settings.constraints) and artifacts_dir is None:
+    if not keep_selected(results, artifacts, history.incumbent(), settings.constraints,
+                         settings.keep_artifacts) and artifacts_dir is None:
         discard_temporary(artifacts)  # nothing to keep: no result will claim it
     return results
 
 
-def keep_winner_only(results: list[CandidateResult], artifacts: Path, incumbent: dict[str, Any] | None = None,
-                     constraints: Constraints | None = None) -> bool:
-    """Delete every artifact under `artifacts` but the selected recipe's (and leftovers of
-    workers that died while saving). True when the winner has an artifact there."""
-    best = select(results, incumbent, constraints).best
+def keep_selected(results: list[CandidateResult], artifacts: Path, incumbent: dict[str, Any] | None = None,
+                  constraints: Constraints | None = None, top: int = 1) -> bool:
+    """Delete every artifact under `artifacts` but those of the selected recipe and of the next
+    `top - 1` in the selection's ranking (and leftovers of workers that died while saving).
+    True when one of them has an artifact there."""
+    keys = kept_keys(select(results, incumbent, constraints), top)
     keep = {Path(r.artifact["dir"]).resolve() for r in results
-            if best is not None and r.recipe.key == best.key and r.artifact and r.artifact.get("dir")}
+            if r.recipe.key in keys and r.artifact and r.artifact.get("dir")}
     if not artifacts.is_dir():
         return False
     for job_dir in artifacts.iterdir():
@@ -158,6 +164,19 @@ def keep_winner_only(results: list[CandidateResult], artifacts: Path, incumbent:
         if job_dir.is_dir() and not any(job_dir.iterdir()):
             job_dir.rmdir()
     return any(p.is_dir() for p in keep)
+
+
+def kept_keys(selection, top: int) -> list[str]:
+    """The recipe keys whose artifacts a run keeps: the winner first, then the ranking's next."""
+    if selection.best is None:
+        return []
+    keys = [selection.best.key]
+    for ranked in selection.ranking:
+        if len(keys) >= top:
+            break
+        if ranked.recipe.key not in keys:
+            keys.append(ranked.recipe.key)
+    return keys
 
 
 class _Runner:
@@ -324,7 +343,8 @@ class _Runner:
             stop_at_failure=stop_at_failure,
             artifact_dir=str(self.artifacts / name) if can_win else None,
             baseline_p50=baseline_p50,
-            best_speedup=self._best_speedup(baseline_p50) if self.settings.constraints.default else None,
+            best_speedup=(self._best_speedup(baseline_p50)
+                          if self.settings.constraints.default and self.settings.keep_artifacts == 1 else None),
             best_p50={} if recipe.baseline else self._best_p50(),
             front={} if recipe.baseline else self._front(),
             # A quantized or pruned attempt that misses the budget is timed anyway: retries depend on it.
@@ -342,12 +362,16 @@ def _ranker(workload: Workload, reference: Reference):
     cache: dict = {}
 
     def rank(quant_pass: QuantizationPass) -> list[LayerSensitivity]:
+        from hone.search.exclusive import timing_slot
+
         key = (quant_pass.scheme(), quant_pass.layer_types)
         if key not in cache:
             samples, _ = workload.calibration_samples(CALIBRATION_SAMPLES)
-            cache[key] = rank_layers(
-                workload.module, samples, workload.input_names, reference.output_names, *key
-            )
+            # Heavy work in the parent: not beside a candidate timed on this machine (a Ray task).
+            with timing_slot(f"layer sensitivity of {workload.name}"):
+                cache[key] = rank_layers(
+                    workload.module, samples, workload.input_names, reference.output_names, *key
+                )
         return cache[key]
 
     return rank

@@ -7,6 +7,7 @@ everything it started (compile workers included). The sweep never dies with a ca
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -36,12 +37,30 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
+@dataclasses.dataclass
+class WorkerOutcome:
+    """What a finished (or dead) worker left behind, before it becomes results: the child's
+    result data, how it died if it did (status, reason), its output's tail and its wall time.
+    Plain data, so a remote executor (search.ray_executor) can send it back to the parent."""
+
+    data: dict
+    death: tuple[Status, str] | None
+    tail: str
+    wall_s: float
+
+
 def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> list[CandidateResult]:
     """Run `job` (one recipe at each of its input sets) in a fresh worker; one result per set,
     in the job's order. `timeout_s` is per input set: the worker gets that times its sets.
     Sets the worker finished keep their results whatever happens after; the set it died at (and,
     unless it stops at a failure, the sets after it) get `crashed` or `timeout` with the signal
     or timeout and the stderr tail. Sets it left out on purpose (stop_at_failure) get none."""
+    return results_from(recipe, job, run_worker(job, job_dir, timeout_s))
+
+
+def run_worker(job: Job, job_dir: Path, timeout_s: float) -> WorkerOutcome:
+    """Start the worker for `job` in `job_dir`, wait for it (killing its process group at the
+    timeout) and read what it left."""
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path = job_dir / "job.json"
     job.write(job_path)
@@ -90,9 +109,13 @@ def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> 
         death = (Status.CRASHED, f"worker killed by {sig}{hint}")
     else:
         death = (Status.CRASHED, f"worker exited with code {returncode} without a result")
+    return WorkerOutcome(data, death, tail, wall_s)
 
-    results = results_of(recipe, job, data, death, tail)
-    _share_wall(results, wall_s)
+
+def results_from(recipe: Recipe, job: Job, outcome: WorkerOutcome) -> list[CandidateResult]:
+    """One result per input set from a worker's outcome, the sets' wall times adding up to its life."""
+    results = results_of(recipe, job, outcome.data, outcome.death, outcome.tail)
+    share_wall(results, outcome.wall_s)
     return results
 
 
@@ -123,7 +146,7 @@ def _read_result(path: Path) -> dict:
         return {}
 
 
-def _share_wall(results: list[CandidateResult], wall_s: float) -> None:
+def share_wall(results: list[CandidateResult], wall_s: float) -> None:
     """Per-set wall times from the worker's own clock; what it did not account for (the
     interpreter's start and exit, or the set it died at) goes to the first set without a time of
     its own, else to the first set, so the sets add up to the worker's whole life."""
