@@ -94,7 +94,7 @@ def test_the_pareto_front_keeps_each_choice_a_user_with_another_limit_would_make
     assert sel.to_dict()["front"] == list(sel.front)
 
 
-@pytest.mark.parametrize("bad", [dict(objective="cost"), dict(max_p99_ms=0), dict(max_memory_mb=-5), dict(max_p99_ms=True)])
+@pytest.mark.parametrize("bad", [dict(objective="carbon"), dict(max_p99_ms=0), dict(max_memory_mb=-5), dict(max_p99_ms=True)])
 def test_bad_constraints_are_input_errors(bad):
     with pytest.raises(InputError):
         Constraints(**bad)
@@ -139,7 +139,8 @@ def test_a_run_that_meets_no_limit_still_exports_its_best_effort(tmp_path):
     sel = result.selection
     assert sel.best_effort and sel.best is not None
     assert "peak memory" in sel.constraint_misses[sel.best.label] and "> 1 MiB" in sel.constraint_misses[sel.best.label]
-    assert result.run.settings["constraints"] == {"objective": "latency", "max_p99_ms": None, "max_memory_mb": 1}
+    assert result.run.settings["constraints"] == {"objective": "latency", "max_p99_ms": None, "max_memory_mb": 1,
+                                                   "price": None}
     where = result.export(tmp_path / "out")
     assert (where / "manifest.json").exists()
     with hone.store.Store(db) as store:

@@ -114,6 +114,9 @@ class Profile:
     advice: list[Advice] = dataclasses.field(default_factory=list)
     peaks: dict[str, Any] = dataclasses.field(default_factory=dict)  # Peaks.to_dict() used for the roofline
     notes: list[str] = dataclasses.field(default_factory=list)
+    # Per profiled input set, a compact per-op-type record (hone.cost.projection.set_record):
+    # what a run keeps so that `hone cost` can project it later. Filled by hone.optimize.
+    per_set: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def overhead_s(self) -> float:

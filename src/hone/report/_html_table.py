@@ -12,6 +12,7 @@ from html import escape
 
 from hone.report.console import (WINNER_MARK, _accuracy, _build_s, _fmt_throughput, _groups, _peak, _speedup,
                                  fmt_time)  # fmt: skip
+from hone.report import _cost_section as _cost
 from hone.report._html_plots import peak_bytes
 from hone.search.result import CandidateResult, Status
 from hone.search.run import OptimizeResult
@@ -79,6 +80,7 @@ def candidate_rows(result: OptimizeResult) -> list[str]:
     """One <tr> per candidate (recipe x input set), grouped as the console groups them."""
     best_key = result.selection.best.key if result.selection.best else None
     order = {label: i for i, label in enumerate(result.run.input_sets)}
+    price = _cost.price_of(result)
     rows = []
     for label, group in _groups(result):
         baseline = next((r for r in group if r.recipe.baseline), None)
@@ -99,6 +101,7 @@ def candidate_rows(result: OptimizeResult) -> list[str]:
                 _cell(fmt_time(m.p90 if m else None), m.p90 if m else None, "num"),
                 _cell(fmt_time(m.p99 if m else None), m.p99 if m else None, "num"),
                 _cell(_fmt_throughput(m.throughput if m else None), m.throughput if m else None, "num"),
+                *([_cell(_cost.cell(r, price).plain, _cost.cost_of(m, price), "num")] if price else []),
                 _cell(_speedup(r, speedup), speedup, "num"),
                 _cell(_accuracy(r) if r.ok or r.status is Status.WRONG_ANSWER else "-", error, "num acc"),
                 _cell(_peak(r) if m else "-", peak, "num"),
@@ -113,7 +116,8 @@ def candidate_rows(result: OptimizeResult) -> list[str]:
 def candidate_table(result: OptimizeResult) -> str:
     if not result.results:
         return '<p class="missing">no candidate results were recorded</p>'
-    head = "".join(f'<th data-type="{kind}" tabindex="0">{escape(name)}</th>' for name, kind in COLUMNS)
+    head = "".join(f'<th data-type="{kind}" tabindex="0">{escape(name)}</th>'
+                   for name, kind in _cost.html_columns(COLUMNS, result))
     return (f'<div class="scroll"><table id="candidates" class="sortable"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(candidate_rows(result))}</tbody></table></div>")
 

@@ -26,7 +26,9 @@ def _json_safe(obj: Any) -> Any:
 
 
 def to_dict(result: OptimizeResult) -> dict[str, Any]:
-    return _json_safe({"schema": SCHEMA, **result.to_dict()})
+    from hone.report._cost_section import json_block
+
+    return _json_safe({"schema": SCHEMA, **result.to_dict(), **json_block(result)})
 
 
 def to_json(result: OptimizeResult) -> str:

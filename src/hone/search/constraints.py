@@ -3,6 +3,9 @@
     objective   latency (default): the highest geometric-mean speedup over the input sets
                 throughput: the most samples a second at the input set that gives the most
                 memory: the lowest peak memory, then the fastest
+                cost: the lowest $ per 1M inferences at the best input set, at `price` (hone.cost);
+                      on one machine one price divides every throughput, so it orders as throughput
+                      does: what it adds is the figure, and the price kept with the run
     max_p99_ms  every input set's p99 at or under it
     max_memory_mb  the worker's peak memory at every set at or under it (RSS; device memory on GPU)
 
@@ -18,13 +21,14 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from hone.cost.pricing import Price
 from hone.errors import InputError
 
 if TYPE_CHECKING:
     from hone.bench.measurement import Measurement
     from hone.search.result import CandidateResult
 
-OBJECTIVES = ("latency", "throughput", "memory")
+OBJECTIVES = ("latency", "throughput", "memory", "cost")
 MIB = 1024 * 1024
 
 
@@ -58,6 +62,9 @@ class Constraints:
     objective: str = "latency"
     max_p99_ms: float | None = None
     max_memory_mb: float | None = None
+    # What this machine's time costs (hone.cost.pricing): the $/1M column and the cost objective.
+    # Stored with the constraints, so a stored run is priced and re-selected as it was.
+    price: Price | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -114,7 +121,10 @@ class Constraints:
         if not data:
             return cls()
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("price"), dict):
+            values["price"] = Price.from_dict(values["price"])
+        return cls(**values)
 
 
 def throughput(per_set: "dict[str, CandidateResult]") -> float:

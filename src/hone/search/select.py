@@ -243,7 +243,8 @@ def select(results: list[CandidateResult], incumbent: dict[str, Any] | None = No
 def _objective_key(r: Ranked, constraints: Constraints, by_recipe: dict[str, dict[str, CandidateResult]]) -> tuple:
     """Sort key, best first, by the objective; the speedup breaks ties."""
     per_set = by_recipe[r.recipe.key]
-    if constraints.objective == "throughput":
+    if constraints.objective in ("throughput", "cost"):
+        # $/1M = price / throughput, one price for every candidate here: the same order.
         return (-limits.throughput(per_set), -r.speedup)
     if constraints.objective == "memory":
         return (limits.peak(per_set), -r.speedup)
@@ -267,6 +268,10 @@ def _objective_note(best: Ranked, constraints: Constraints, by_recipe) -> str:
         peak = limits.peak(per_set)
         figure = f"{peak / limits.MIB:.0f} MiB" if peak != float("inf") else "not measured"
         return f"; objective memory: peak {figure}"
+    if constraints.objective == "cost":
+        from hone.cost.arithmetic import cost_note
+
+        return f"; objective cost: {cost_note(per_set, constraints.price)}"
     return ""
 
 
