@@ -19,6 +19,9 @@ class Config:
     """Base of every pass/runtime config. Subclasses add fields and override `validate()`."""
 
     VERSION: ClassVar[int] = 1
+    # Fields added after recipes were stored, left out of `to_dict` at their default: a recipe's
+    # key hashes its configs, so the recipes stored before keep their keys (resume, history).
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         self.validate()
@@ -27,7 +30,8 @@ class Config:
         """Raise InputError when a field is out of range; called on construction."""
 
     def to_dict(self) -> dict[str, Any]:
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if not (f.name in self.OMIT_AT_DEFAULT and getattr(self, f.name) == f.default)}
         return {"_type": type(self).__qualname__, "_version": self.VERSION, **fields}
 
     @classmethod

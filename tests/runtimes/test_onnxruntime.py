@@ -131,3 +131,21 @@ def test_session_options_are_validated():
         OnnxRuntimeConfig(intra_op_threads=0)
     trt = OnnxRuntimeConfig(ep="tensorrt", fp16=True, graph_optimization_level="extended")
     assert OnnxRuntimeConfig.from_dict(trt.to_dict()) == trt
+
+
+def test_inter_op_threads_run_the_graph_in_parallel_mode_with_the_same_answers():
+    import dataclasses
+
+    recipe = _recipe()
+    parallel = dataclasses.replace(recipe, runtime=Step("onnxruntime", OnnxRuntimeConfig(inter_op_threads=2,
+                                                                                          intra_op_threads=1)))
+    model, x = tiny_mlp()
+    runner = assert_recipe_preserves_outputs(parallel, model, x)
+    info = runner.info()
+    assert (info["inter_op_num_threads"], info["intra_op_num_threads"], info["execution_mode"]) == (2, 1, "parallel")
+    assert OnnxRuntime.serving_variants(OnnxRuntimeConfig(), 1) == []
+    assert OnnxRuntime.serving_variants(OnnxRuntimeConfig(), 4) == [
+        ("inter-op 2x intra-op 2", {"inter_op_threads": 2, "intra_op_threads": 2})]
+    assert "inter_op_threads" not in OnnxRuntimeConfig().to_dict()  # recipe keys stored before stay the same
+    with pytest.raises(InputError):
+        OnnxRuntimeConfig(inter_op_threads=0)

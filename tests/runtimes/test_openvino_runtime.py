@@ -66,3 +66,23 @@ def test_bf16_candidate_runs_bf16_where_the_plugin_can_and_says_so_where_it_cann
     assert runner.info()["inference_precision"] == "bf16"
     assert runner.compute_dtype == "bfloat16"
     assert any(key.endswith("bf16") or "/bf16/" in key for key in runner.info()["compute_ops"])
+
+
+def test_two_streams_split_a_batch_across_two_requests_and_give_the_same_answers(hardware):
+    from hone.runtimes.openvino import OpenVinoConfig
+    from hone.search.recipe import Recipe, Step
+    from harness import build
+
+    plain = _recipes(hardware)["openvino"]
+    streams = Recipe("openvino-2-streams", plain.passes,
+                     Step("openvino", OpenVinoConfig(performance_hint="THROUGHPUT", streams=2)))
+    model, x = tiny_mlp()
+    runner, _, named, expected = build(streams, model, x, threads=2)
+    assert runner.info()["num_streams"] == 2 and runner.requests == 2  # what the plugin made, read back
+    for batch in (x, torch.randn(5, 32)):  # 5 rows: slices of 3 and 2, each its own compiled shape
+        torch.testing.assert_close(runner(batch)[0], model(batch), rtol=1e-4, atol=1e-4)
+    assert runner(x[:1])[0].shape == (1, 10)  # one row is not split
+    # The serving knob is declared for two threads or more, and left out of a recipe's key at 0.
+    assert OpenVino.serving_variants(OpenVinoConfig(), 1) == []
+    assert OpenVino.serving_variants(OpenVinoConfig(), 2) == [("2 streams", {"performance_hint": "THROUGHPUT", "streams": 2})]
+    assert "streams" not in OpenVinoConfig().to_dict() and OpenVinoConfig(streams=2).to_dict()["streams"] == 2

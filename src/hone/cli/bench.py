@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -71,6 +72,31 @@ def bench_rows(artifact, batches: list[int], thread_counts: list[int], shapes: d
     return rows
 
 
+def _serve_sweep(artifact: Path, max_p99_ms: float | None, serve_time: float, as_json: bool) -> None:
+    from hone.hardware.probe import default_threads
+    from hone.serve.sweep import ServeSweepSettings, candidate_from_export, run_serving_sweep
+
+    if not (artifact / "manifest.json").is_file():
+        raise InputError(f"--serve takes an export directory (hone optimize --export DIR); {artifact} is not one")
+    settings = ServeSweepSettings(max_p99_ms=max_p99_ms, time_budget_s=serve_time or None)
+    candidate = candidate_from_export(artifact)
+    with tempfile.TemporaryDirectory(prefix="hone-serve-") as logs:
+        sweep = run_serving_sweep([candidate], settings, logs, default_threads(),
+                                  progress=(lambda line: None) if as_json else (lambda line: print(line, file=sys.stderr)))
+    if as_json:
+        typer.echo(json.dumps(sweep.to_dict(), indent=2))
+        return
+    from rich.console import Console
+
+    from hone.report.console import TEXT_WIDTH
+    from hone.report.serving import render_serving
+
+    console = Console()
+    render_serving(console if console.is_terminal else Console(width=TEXT_WIDTH), sweep)
+    if sweep.chosen is None:
+        raise HoneError(f"{artifact}: {sweep.why}")
+
+
 def _per_s(value: float) -> str:
     return f"{value:.2f}/s" if value < 10 else f"{value:.1f}/s" if value < 1000 else f"{value:,.0f}/s"
 
@@ -116,8 +142,17 @@ def bench(
     ),
     measure_time: float = typer.Option(8.0, "--measure-time", help="seconds of timing per row at most"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+    serve: bool = typer.Option(
+        False, "--serve", help="serve an export directory and drive it: batching x processes x threads under "
+        "closed-loop and Poisson load (hone.serve.sweep)"),
+    max_p99_ms: Optional[float] = typer.Option(None, "--max-p99-ms", help="with --serve: the p99 target the chosen "
+                                               "configuration must meet"),
+    serve_time: float = typer.Option(300.0, "--serve-time", help="with --serve: seconds for the whole serving sweep"),
 ) -> None:
     """Time a saved artifact: p50/p90/p99, throughput and peak memory per batch size and thread count."""
+    if serve:
+        _serve_sweep(artifact, max_p99_ms, serve_time, as_json)
+        return
     from hone.bench.artifact import default_batch, open_artifact
     from hone.hardware.probe import default_threads
     from hone.models.options import parse_input_shapes

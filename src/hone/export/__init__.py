@@ -254,13 +254,18 @@ def load_examples(directory: Path, manifest: dict[str, Any]) -> "tuple[tuple[tor
 
 
 def load(directory: str | Path, *, threads: int | None = None, device: str = "cpu", check: bool = True,
-         sha256: str | None = None) -> "Runner":
+         sha256: str | None = None, config: dict[str, Any] | None = None, runtime_path: str | None = None,
+         output_batch_axes: "list[int | None] | None" = None) -> "Runner":
     """The saved candidate, ready to call with inputs in `manifest["input_names"]` order.
 
     Refuses (InputError) an artifact whose files do not match their checksums (or, given
     `sha256`, the checksum a stored result recorded for it); with `check`, runs the saved
     example inputs and refuses (HoneError) outputs that miss the recorded ones by more than the
-    recorded tolerances."""
+    recorded tolerances. `config`: fields of the runtime's config to load it with instead of the
+    recorded ones (a serving knob: OpenVINO streams); the check then holds it to the same outputs.
+    `runtime_path`: the runtime's "module:Object", for a process where it is not registered (a
+    server worker serving a plugin's artifact). `output_batch_axes`: each output's batch axis
+    (None: none), for a runner that splits a call's batch (default: the manifest's, else dim 0)."""
     import tempfile
 
     import torch
@@ -271,18 +276,28 @@ def load(directory: str | Path, *, threads: int | None = None, device: str = "cp
     directory = Path(directory)
     manifest = verify(directory, sha256=sha256)
     step = manifest["recipe"]["runtime"]
-    runtime = RUNTIMES.get(step["name"])
-    config = runtime.Config.from_dict(step["config"])
+    runtime = RUNTIMES.get(step["name"]) if runtime_path is None else _import_path(runtime_path)
+    config = runtime.Config.from_dict({**step["config"], **(config or {})})
     inputs, expected = load_examples(directory, manifest)
     inputs = tuple(t.to(device) for t in inputs)
+    if output_batch_axes is None:
+        recorded = (manifest.get("batch_axes") or {}).get("outputs") or {}
+        output_batch_axes = [recorded.get(name, 0) for name in manifest["output_names"]]
     ctx = BuildContext(
         inputs, manifest["input_names"], manifest["output_names"], Path(tempfile.mkdtemp(prefix="hone-load-")),
-        threads or torch.get_num_threads(), device,
+        threads or torch.get_num_threads(), device, output_batch_axes=list(output_batch_axes),
     )
     runner = runtime(config).load(directory, manifest["files"], ctx)
     if check:
         check_outputs(directory, manifest, runner(*inputs), expected)
     return runner
+
+
+def _import_path(path: str) -> Any:
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def check_outputs(directory: Path, manifest: dict[str, Any], outputs, expected) -> None:

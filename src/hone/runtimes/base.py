@@ -207,6 +207,14 @@ class Runtime(Plugin[C]):
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         raise NotImplementedError
 
+    @classmethod
+    def serving_variants(cls, config: Any, threads: int) -> list[tuple[str, dict[str, Any]]]:
+        """This runtime's own settings worth trying when its artifact is served by a process of
+        `threads` threads: (tag, fields of `config` to load with). The serving sweep crosses
+        them with batching and processes x threads. Only settings that change how it runs,
+        never what it computes."""
+        return []
+
     def load(self, directory: Path, files: list[str], ctx: BuildContext) -> Runner:
         """A Runner from what `Runner.save` wrote into `directory` (`files`, as it returned them),
         configured like the build (`self.config`). `ctx.example_inputs` are the saved example

@@ -35,8 +35,15 @@ class OnnxRuntimeConfig(Config):
     graph_optimization_level: str = "all"
     intra_op_threads: int | None = None  # None: the sweep's thread count
     fp16: bool = False  # TensorRT EP only: let TensorRT pick fp16 kernels (trt_fp16_enable)
+    # Serving: more than 1 runs independent branches of the graph at once (ORT_PARALLEL), on
+    # this many inter-op threads, each node still on `intra_op_threads`.
+    inter_op_threads: int = 1
+
+    OMIT_AT_DEFAULT = ("inter_op_threads",)
 
     def validate(self) -> None:
+        if self.inter_op_threads < 1:
+            raise InputError(f"inter_op_threads must be at least 1, not {self.inter_op_threads}")
         if self.ep not in PROVIDERS:
             raise InputError(f"unknown ONNX Runtime execution provider {self.ep!r}; known: {', '.join(PROVIDERS)}")
         if self.graph_optimization_level not in OPT_LEVELS:
@@ -114,6 +121,14 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
                     compute_dtype="float16", stack=False),
         ]
 
+    @classmethod
+    def serving_variants(cls, config: OnnxRuntimeConfig, threads: int) -> list[tuple[str, dict[str, Any]]]:
+        """With two threads or more: half of them inter-op (independent branches at once), half
+        intra-op, against all of them intra-op (the layout's own setting)."""
+        if config.ep != "cpu" or threads < 2:
+            return []
+        return [(f"inter-op {2}x intra-op {threads // 2}", {"inter_op_threads": 2, "intra_op_threads": threads // 2})]
+
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         optimized = model.path.with_name(model.path.stem + ".optimized.onnx")
         return self._session(model.path, ctx, optimized)
@@ -133,8 +148,9 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
             )
         options = ort.SessionOptions()
         options.intra_op_num_threads = cfg.intra_op_threads or ctx.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = cfg.inter_op_threads
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if cfg.inter_op_threads > 1
+                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -152,6 +168,8 @@ class OnnxRuntime(Runtime[OnnxRuntimeConfig]):
         runner = OrtRunner(session, [i.name for i in session.get_inputs()], {
             "providers": session.get_providers(),  # what really runs, read back
             "intra_op_num_threads": options.intra_op_num_threads,
+            "inter_op_num_threads": options.inter_op_num_threads,
+            "execution_mode": "parallel" if cfg.inter_op_threads > 1 else "sequential",
             "graph_optimization_level": cfg.graph_optimization_level,
             "onnxruntime_version": ort.__version__,
             "model_path": str(path),

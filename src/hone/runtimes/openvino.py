@@ -53,8 +53,15 @@ class OpenVinoConfig(Config):
     device: str = "CPU"
     inference_precision: str = "f32"  # what float layers compute in; "bf16" needs bf16 units
     performance_hint: str = "LATENCY"  # LATENCY: one stream for one request; THROUGHPUT: several
+    # Serving: this many streams (NUM_STREAMS), and each call's batch split across as many
+    # infer requests run at once, one a stream (0: the hint decides, one request a call).
+    streams: int = 0
+
+    OMIT_AT_DEFAULT = ("streams",)
 
     def validate(self) -> None:
+        if self.streams < 0:
+            raise InputError(f"streams must be 0 (the hint decides) or positive, not {self.streams}")
         if self.device not in DEVICES:
             raise InputError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         for field, allowed in (("inference_precision", INFERENCE_PRECISIONS), ("performance_hint", PERFORMANCE_HINTS)):
@@ -71,21 +78,51 @@ class OpenVinoRunner(Runner):
     and any calibration before it, is not repeated."""
 
     def __init__(self, compiled: Any, input_names: list[str], output_names: list[str], info: dict[str, Any],
-                 recompile: Callable[[dict[str, list[int]]], Any] | None = None):
+                 recompile: Callable[[dict[str, list[int]]], Any] | None = None, requests: int = 1,
+                 output_axes: list[int | None] | None = None):
         self.compiled = compiled
         self.input_names, self.output_names = input_names, output_names
         self._info = info
         self._recompile = recompile
         self._by_shape: dict[Shapes, tuple[Any, Any, list[int]]] = {}
         self._current = (compiled, compiled.create_infer_request(), _output_order(compiled, output_names))
+        self.requests = requests  # infer requests one call's batch is split across (streams)
+        self._output_axes = output_axes or []
+        self._spare: dict[int, list[Any]] = {}  # id(compiled) -> its infer requests for split calls
 
     def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        rows = int(inputs[0].shape[0]) if inputs and inputs[0].dim() else 1
+        if self.requests > 1 and rows > 1:
+            return self._split(inputs, min(self.requests, rows))
         compiled, request, order = self._for(inputs)
         feed = {name: t.detach().cpu().numpy() for name, t in zip(self.input_names, inputs)}
         # share_inputs: the request reads the tensors' memory in place (the call is synchronous);
         # outputs are copied out of the request's buffers, which the next call overwrites.
         results = request.infer(feed, share_inputs=True).to_tuple()
         return tuple(torch.from_numpy(results[i]) for i in order)
+
+    def _split(self, inputs: tuple[torch.Tensor, ...], parts: int) -> tuple[torch.Tensor, ...]:
+        """The batch in `parts` slices, each on its own infer request, all started at once: the
+        streams run them side by side (OpenVINO's way to use several streams from one caller)."""
+        started = []
+        for chunk in zip(*(t.tensor_split(parts) for t in inputs)):
+            compiled, _, order = self._for(chunk)
+            pool = self._spare.setdefault(id(compiled), [])
+            used = sum(1 for c, *_ in started if c is compiled)
+            if used == len(pool):
+                pool.append(compiled.create_infer_request())
+            request = pool[used]
+            request.start_async({n: t.detach().cpu().numpy() for n, t in zip(self.input_names, chunk)},
+                                share_inputs=True)
+            started.append((compiled, request, order))
+        pieces: list[list[torch.Tensor]] = []
+        for _, request, order in started:
+            request.wait()
+            pieces.append([torch.from_numpy(request.get_output_tensor(i).data.copy()) for i in order])
+        return tuple(_join([p[k] for p in pieces], self._axis(k)) for k in range(len(self.output_names)))
+
+    def _axis(self, k: int) -> int | None:
+        return self._output_axes[k] if k < len(self._output_axes) else 0
 
     def _for(self, inputs: tuple[torch.Tensor, ...]) -> tuple[Any, Any, list[int]]:
         if _accepts(self._current[0], inputs, batch_free=False) or self._recompile is None:
@@ -144,6 +181,15 @@ class OpenVino(Runtime[OpenVinoConfig]):
                                "compute": Claim(1.0, "", unit="bf16")}),
         ]
 
+    @classmethod
+    def serving_variants(cls, config: OpenVinoConfig, threads: int) -> list[tuple[str, dict[str, Any]]]:
+        """With two threads or more: two streams, each call's batch split across two requests
+        run at once (and one stream a thread on larger machines)."""
+        if config.device != "CPU" or threads < 2:
+            return []
+        counts = sorted({2, threads} if threads > 2 else {2})
+        return [(f"{n} streams", {"performance_hint": "THROUGHPUT", "streams": n}) for n in counts]
+
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         return self._compile(model.path, model.compute_dtype, ctx)
 
@@ -163,6 +209,7 @@ class OpenVino(Runtime[OpenVinoConfig]):
             "INFERENCE_PRECISION_HINT": cfg.inference_precision,
             "PERFORMANCE_HINT": cfg.performance_hint,
             "INFERENCE_NUM_THREADS": ctx.threads,
+            **({"NUM_STREAMS": cfg.streams} if cfg.streams else {}),
         }
         try:
             compiled = core.compile_model(str(ir_path), cfg.device, properties)
@@ -181,10 +228,19 @@ class OpenVino(Runtime[OpenVinoConfig]):
             reshaped.reshape(shapes)  # keyed by input name, as the requests are fed
             return core.compile_model(reshaped, cfg.device, properties)
 
-        runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info, recompile)
+        # Split calls across as many requests as the plugin really made streams (read back).
+        requests = info["num_streams"] if cfg.streams else 1
+        runner = OpenVinoRunner(compiled, ctx.input_names, ctx.output_names, info, recompile, requests,
+                                list(ctx.output_batch_axes))
         if settled == "bf16" and ir_dtype == "float32":  # float layers of an fp32 IR run in bf16
             runner.compute_dtype = "bfloat16"
         return runner
+
+
+def _join(pieces: list[torch.Tensor], axis: int | None) -> torch.Tensor:
+    """One output from the slices' outputs: along its batch axis; one without (a per-model
+    constant) is the same in every slice."""
+    return pieces[0] if axis is None else torch.cat(pieces, dim=axis)
 
 
 def _accepts(compiled: Any, inputs: tuple[torch.Tensor, ...], batch_free: bool) -> bool:

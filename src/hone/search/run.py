@@ -80,6 +80,9 @@ class RunInfo:
     # How the model was loaded (Workload.provenance): its file format, the --trust-pickle
     # opt-in, shapes given for dynamic dimensions, where calibration and eval data came from.
     provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The serving sweep's curves and chosen configuration (serve.sweep.ServeSweep.to_dict()),
+    # when the run was asked for one (--serve-sweep); None otherwise.
+    serving: dict[str, Any] | None = None
     run_id: int | None = None
     created_at: str = ""
 
@@ -120,28 +123,35 @@ class OptimizeResult:
         ran = [r for r in self.results if r.build is not None]
         return len({(r.recipe.key, r.build["built_for"]) for r in ran}), len(ran)  # type: ignore[index]
 
-    def winner_artifact(self, input_set: str | None = None) -> tuple[CandidateResult, dict[str, Any]]:
-        """The winner's result at `input_set` (default: the largest, the last) and the artifact
-        its worker saved; raises when there is none (the runtime's reason when it cannot save)."""
+    def winner_artifact(self, input_set: str | None = None, label: str | None = None) -> tuple[CandidateResult, dict[str, Any]]:
+        """The winner's (or the candidate `label`'s) result at `input_set` (default: the largest,
+        the last) and the artifact its worker saved; raises when there is none (the runtime's
+        reason when it cannot save)."""
         from hone.errors import HoneError, InputError, Unsupported
 
         if self.selection.best is None:
             raise HoneError("no candidate passed validation; there is nothing to export")
-        labels = list(self.run.input_sets) or [r.input_set for r in self.best]
+        if label is None or label == self.selection.best.label:
+            label, chosen_results, who = self.selection.best.label, self.best, "the winner"
+        else:
+            chosen_results, who = [r for r in self.results if r.recipe.label == label], "candidate"
+            if not chosen_results:
+                raise InputError(f"no candidate {label!r} in this run")
+        labels = list(self.run.input_sets) or [r.input_set for r in chosen_results]
         chosen = input_set if input_set is not None else labels[-1]
-        result = next((r for r in self.best if r.input_set == chosen), None)
+        result = next((r for r in chosen_results if r.input_set == chosen), None)
         if result is None:
             raise InputError(f"no input set {chosen!r} in this run", hint=f"it has {', '.join(labels)}")
-        label = self.selection.best.label
+        label = f"{who} {label}"
         artifact = result.artifact
         if not artifact:
-            raise HoneError(f"the winner {label} has no saved artifact at {chosen}",
+            raise HoneError(f"{label} has no saved artifact at {chosen}",
                             hint="runs recorded before artifacts were saved by their workers cannot be exported; run again")
         if "unsaved" in artifact:
-            raise Unsupported(f"the winner {label} cannot be exported: {artifact['unsaved']}")
+            raise Unsupported(f"{label} cannot be exported: {artifact['unsaved']}")
         if not Path(artifact["dir"]).is_dir():
             raise HoneError(
-                f"the winner {label}'s artifact {artifact['dir']} no longer exists",
+                f"{label}'s artifact {artifact['dir']} no longer exists",
                 hint="a run without a store keeps its artifacts only while its OptimizeResult lives; use a store to keep them",
             )
         return result, artifact
@@ -155,13 +165,13 @@ class OptimizeResult:
         result, artifact = self.winner_artifact(input_set)
         return export.load(artifact["dir"], threads=self.run.threads, device=self.run.device, sha256=artifact["sha256"])
 
-    def export(self, directory: "str | Path", input_set: str | None = None) -> Path:
-        """Copy the winner's artifact for `input_set` (default: the largest), checked against its
-        stored checksum, with its manifest.json into `directory`; `hone.load(directory)` reads
-        it back."""
+    def export(self, directory: "str | Path", input_set: str | None = None, label: str | None = None) -> Path:
+        """Copy the winner's (or the kept candidate `label`'s) artifact for `input_set` (default:
+        the largest), checked against its stored checksum, with its manifest.json into
+        `directory`; `hone.load(directory)` reads it back."""
         from hone import export
 
-        result, artifact = self.winner_artifact(input_set)
+        result, artifact = self.winner_artifact(input_set, label)
         return export.copy_artifact(
             artifact["dir"], directory, artifact["sha256"],
             extra={"model": self.run.model, "hardware": self.run.fingerprint, "run_id": self.run.run_id,
