@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
     from hone.hardware import Hardware
     from hone.models.workload import EvalSet, TrainSet, Workload
+    from hone.search.executor import Executor
+    from hone.serve.sweep import ServeSweepSettings
+    from hone.cost.pricing import Pricing
     from hone.profiler.records import Profile
     from hone.search.recipe import Recipe
     from hone.validate.verdict import AccuracyBudget
@@ -179,6 +182,10 @@ def optimize(
     objective: str = "latency",
     max_p99_ms: float | None = None,
     max_memory_mb: float | None = None,
+    pricing: "Pricing | None" = None,
+    executor: "Executor | str | None" = None,
+    ray_address: str | None = None,
+    serve_sweep: "ServeSweepSettings | bool | None" = None,
 ) -> "OptimizeResult":
     """Try every recipe that fits this machine on `model`; return every result and the winner.
 
@@ -225,6 +232,17 @@ def optimize(
     speedup over the input sets), "throughput" (most samples a second at the best input set) or
     "memory" (lowest peak memory). max_p99_ms / max_memory_mb: limits every input set must meet;
     when no candidate meets them, the closest is returned as best effort, with what it misses.
+    pricing: what this machine's time costs (hone.cost.Pricing: a price table row, the closest
+    match, or a price per hour), for the $/1M figures and objective "cost" (the lowest $ per 1M
+    inferences; without pricing it takes the closest match in the shipped table, said as such).
+    executor: where candidates run: "local" (default: a fresh process each, on this machine),
+    "ray" (Ray tasks on a local Ray started for the run, or on the cluster at `ray_address`), or
+    an Executor (search.executor; the caller's to close). Not part of the run's identity: a run
+    interrupted under one executor resumes under another.
+    serve_sweep: after selection, serve the top candidates behind a real server and drive them
+    with closed-loop and Poisson load over batching x processes x threads (True: the defaults of
+    hone.serve.sweep.ServeSweepSettings; its p99 target defaults to `max_p99_ms`). The curves
+    and the chosen configuration are in `result.run.serving` and the reports.
     """
     from hone.bench.measure import MeasureSettings
     from hone.report.progress import SweepProgress
@@ -237,6 +255,8 @@ def optimize(
     from hone.validate.reference import compute_reference
 
     from hone.search.constraints import Constraints
+    from hone.search.exclusive import timing_slot
+    from hone.search.executor import executor_for
     from hone.search.fallback import FallbackSettings
     from hone.validate.verdict import AccuracyBudget
 
@@ -249,13 +269,22 @@ def optimize(
     if patience < 0:
         raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
+    serving = _serving_settings(serve_sweep, max_p99_ms)  # bad settings or a missing mosec fail before any work
+    runs_on = executor_for(executor, ray_address)  # an unknown executor or a missing ray fails before any work
+    name = model if isinstance(model, str) else type(model).__name__
     with SweepProgress(enabled=progress) as shown:
-        shown.stage(f"loading {model if isinstance(model, str) else type(model).__name__}")
-        workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
-                                load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle), metric=metric)
-        shown.stage("probing hardware")
-        hw = probe_hardware()
+        shown.stage(f"loading {name}")
+        # The parent's own heavy work holds this machine's timing slot (search.exclusive), as
+        # every candidate does: loading, the peaks' probe, the reference and the profile would
+        # otherwise share the cores with a candidate timed meanwhile (another model's Ray task
+        # on this node, another hone process).
+        with timing_slot(f"hone optimize {name}: loading, probing"):
+            workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
+                                    load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle), metric=metric)
+            shown.stage("probing hardware")
+            hw = probe_hardware()
         device = _check_device(device, hw)
+        constraints = _priced(constraints, pricing, hw, device)  # stored with the run's settings
         if recipes is not None:  # a stack that does not compose fails here, before any work
             recipes = _composed(recipes, workload, hw, device)
         settings = SweepSettings(
@@ -268,11 +297,12 @@ def optimize(
             time_budget_s=time_budget_s,
             patience=patience,
             constraints=constraints,
+            keep_artifacts=serving.top if serving else 1,  # the serving sweep serves the top few
         )
         shown.stage("reference: eager fp32 twice, float64 calibration")
         # At the workers' thread count: the eager control in a worker then repeats the reference's
         # arithmetic (reductions split the same way), and any difference is the harness's.
-        with threads_set(settings.threads):
+        with threads_set(settings.threads), timing_slot(f"hone optimize {name}: reference"):
             reference = compute_reference(workload)  # a model that cannot run its inputs stops here
         summary, earlier = None, None
         if profile_first and recipes is None:
@@ -284,7 +314,8 @@ def optimize(
                 summary = {**earlier[1], "reused_from_run": earlier[0]}
             else:
                 shown.stage("profiling eager fp32: where the time goes")
-                summary = _profile_summary(_profile_for_plan(workload, hw, settings))
+                with timing_slot(f"hone optimize {name}: profiling"):
+                    summary = _profile_summary(_profile_for_plan(workload, hw, settings))
         planned = plan(workload, hw, device, include=include, exclude=exclude, recipes=recipes,
                        findings=_stored_findings(summary) if summary else None)
         info = _run_info(workload, reference, hw, settings, [p.recipe.label for p in planned])
@@ -295,7 +326,7 @@ def optimize(
         sets = len(workload.input_sets)
         shown.set_total(len(planned) * sets)
 
-        with _open_store(store) as db:
+        with _open_store(store) as db, runs_on as chosen_executor:
             run_id, done = _start_or_resume(db, info, resume)
             history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id,
                                    op_mix=(info.profile or {}).get("op_mix"))
@@ -320,6 +351,7 @@ def optimize(
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                     history=history,
+                    executor=chosen_executor,
                 )
             except HarnessError as exc:
                 info.warnings.append(f"harness error, run stopped: {exc.message}")
@@ -336,7 +368,52 @@ def optimize(
                 db.finish_run(run_id, "finished")
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
+    if serving is not None:
+        _serve_top(result, serving, store, progress)
     return result
+
+
+def _serving_settings(serve_sweep: Any, max_p99_ms: float | None) -> "ServeSweepSettings | None":
+    import dataclasses
+
+    from hone._optional import require
+    from hone.serve.sweep import ServeSweepSettings
+
+    if serve_sweep is None or serve_sweep is False:
+        return None
+    settings = ServeSweepSettings() if serve_sweep is True else serve_sweep
+    if not isinstance(settings, ServeSweepSettings):
+        raise InputError(f"serve_sweep takes True or a ServeSweepSettings, not {type(serve_sweep).__name__}")
+    for package in ("mosec", "aiohttp", "msgpack"):
+        require(package)
+    if settings.max_p99_ms is None and max_p99_ms is not None:
+        settings = dataclasses.replace(settings, max_p99_ms=max_p99_ms)
+    return settings
+
+
+def _serve_top(result: "OptimizeResult", settings: "ServeSweepSettings", store: Any, progress: bool) -> None:
+    """The serving sweep over the run's top candidates, stored with the run (RunInfo.serving).
+    A sweep that finds nothing to serve says why in the run's warnings; the run stays finished."""
+    import tempfile
+
+    from hone.report.progress import SweepProgress
+    from hone.serve.sweep import candidates_from_result, run_serving_sweep
+
+    candidates, why_not = candidates_from_result(result, settings.top)
+    result.run.warnings += [f"not served: {why}" for why in why_not]
+    if candidates:
+        with _open_store(store) as db, tempfile.TemporaryDirectory(prefix="hone-serve-") as tmp, \
+                SweepProgress(enabled=progress) as shown:
+            logs = db.artifacts_dir(result.run.run_id) / "serving" if db else Path(tmp)
+            shown.stage("serving sweep: the top candidates behind a real server")
+            price = result.selection.constraints.price  # the run's, when it was priced
+            sweep = run_serving_sweep(candidates, settings, logs, result.run.threads, progress=shown.stage, price=price)
+            result.run.serving = sweep.to_dict()
+    elif not why_not:
+        result.run.warnings.append("serving sweep not run: no candidate passed validation")
+    with _open_store(store) as db:
+        if db and result.run.run_id is not None:
+            db.update_info(result.run.run_id, result.run)
 
 
 def _composed(recipes, workload, hw, device) -> list:
@@ -368,6 +445,7 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
     never the sweep."""
     import logging
 
+    from hone.cost.projection import set_record
     from hone.profiler.across import across_sets
     from hone.profiler.advice import advise, findings
     from hone.profiler.profile import profile_workload
@@ -385,7 +463,10 @@ def _profile_for_plan(workload, hw, settings) -> "Profile | None":
                 workload, hw, input_set=smallest.label, threads=settings.threads, device=settings.device,
                 scaling_max_batch=0,
             ))
+        # Each set's per-op FLOPs and bytes, kept in the run: `hone cost` projects them later.
+        per_set = [set_record(p, s.batch_size) for p, s in zip([found, *others], [largest, smallest])]
         found = across_sets(found, others)
+        found.per_set = per_set
         found.findings = findings(found, hw)
         found.advice = advise(found, hw)
         return found
@@ -415,7 +496,20 @@ def _profile_summary(found) -> dict[str, Any] | None:
         "op_mix": op_mix(found.ops),  # what the prior finds similar models by
         "findings": [{"kind": f.kind, "share": f.share, "finding": f.text, "units": f.units} for f in found.findings],
         "advice": [{"step": a.step, "rank": a.rank, "finding": a.finding, "reason": a.reason} for a in found.advice],
+        "sets": found.per_set,  # per input set: batch size and per-op-type FLOPs, bytes, time (cost.projection)
     }
+
+
+def _priced(constraints, pricing, hw, device):
+    """The constraints with this machine's price when one is asked for (pricing, or the cost
+    objective, which takes the closest match in the shipped table and says so)."""
+    import dataclasses
+
+    from hone.cost.pricing import Pricing
+
+    if pricing is None and constraints.objective != "cost":
+        return constraints
+    return dataclasses.replace(constraints, price=(pricing or Pricing()).resolve(hw.to_dict(), device))
 
 
 def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, calibration: Any = None, train: Any = None,

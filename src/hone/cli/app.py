@@ -28,7 +28,7 @@ def _root(
 
 def _register_commands() -> None:
     # Each command lives in its own module; importing them must stay cheap (no backends).
-    from hone.cli import bench, compare, doctor, optimize, profile, report, verify  # noqa: F401
+    from hone.cli import bench, compare, cost, doctor, optimize, profile, report, serve, verify  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from hone.report import _cost_section as _cost
 from hone.search.result import CandidateResult, Status
 from hone.search.run import OptimizeResult
 from hone.search.select import payoffs, speedup_of
@@ -141,7 +142,7 @@ def _groups(result: OptimizeResult) -> list[tuple[str, list[CandidateResult]]]:
 COLUMNS = [
     ("inputs", "left", True), ("recipe", "left", True), ("status", "left", True),
     ("p50", "right", True), ("p90", "right", False), ("throughput", "right", False),
-    ("speedup", "right", True), ("peak mem", "right", False), ("build", "right", False),
+    (_cost.COLUMN, "right", False), ("speedup", "right", True), ("peak mem", "right", False), ("build", "right", False),
     ("accuracy check", "left", True),
 ]  # fmt: skip
 FULL_WIDTH = 130
@@ -179,13 +180,15 @@ def _speedup(r: CandidateResult, speedup: float | None) -> str:
 
 def _table(result: OptimizeResult, width: int) -> Table:
     best_key = result.selection.best.key if result.selection.best else None
-    columns = [(n, j) for n, j, narrow in COLUMNS if narrow or width >= FULL_WIDTH]
+    price = _cost.price_of(result)  # the $ / 1M column only where the run has a price
+    columns = [(n, j) for n, j, narrow in COLUMNS if (narrow or width >= FULL_WIDTH) and (n != _cost.COLUMN or price)]
     rows: list[tuple[dict[str, Text], bool]] = []
     groups = _groups(result)
     for g, (label, group) in enumerate(groups):
         baseline = next((r for r in group if r.recipe.baseline), None)
         for i, r in enumerate(group):
             cells = _cells(r, label if i == 0 else "", r.recipe.key == best_key, baseline)
+            cells[_cost.COLUMN] = _cost.cell(r, price)
             rows.append((cells, i == len(group) - 1 and g < len(groups) - 1))
     # Figures and labels keep their full width; only the free-text column gives way. Rich only
     # shrinks wrapping columns and would crop the line instead, so its width is set here.
@@ -290,6 +293,7 @@ def _footer(result: OptimizeResult) -> Text:
     for r in result.results:
         if r.measurement is not None and r.measurement.noise_warning and r.stage != "screened":
             lines.append(Text(f"noise: {r.recipe.label} at {r.input_set}: {r.measurement.noise_warning}", "yellow"))
+    lines.extend(_cost.lines(result))
     builds = _builds_line(result)
     if builds is not None:
         lines.append(builds)
@@ -343,6 +347,11 @@ def renderable(result: OptimizeResult, width: int = TEXT_WIDTH) -> RenderableTyp
     else:
         parts.append(Text("no candidate results were recorded", "yellow"))
     parts += [Text(""), _footer(result)]
+    if result.run.serving:  # hone optimize --serve-sweep
+        from hone.report.serving import serving_renderable
+        from hone.serve.sweep import ServeSweep
+
+        parts.append(serving_renderable(ServeSweep.from_dict(result.run.serving)))
     return Group(*parts)
 
 

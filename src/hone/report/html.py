@@ -15,7 +15,9 @@ from html import escape
 from pathlib import Path
 
 from hone.report._html_assets import CSP, CSS, SORT_JS
+from hone.report import _cost_section as _cost
 from hone.report._html_plots import Plot, all_plots
+from hone.report._serving_html import serving_section
 from hone.report._html_table import candidate_table, pruned_table
 from hone.report.console import _cpu_name, fmt_time
 from hone.search.run import OptimizeResult
@@ -146,6 +148,7 @@ def _machine(result: OptimizeResult) -> str:
     if run.profile:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in run.profile.get("shares", {}).items())
         rows.append(("profile", f"{run.profile.get('verdict', '?')}-bound at {run.profile.get('input_set', '?')} ({shares})"))
+    rows += _cost.html_machine_rows(result)
     if run.versions:
         rows.append(("versions", ", ".join(f"{k} {v}" for k, v in sorted(run.versions.items()))))
     cells = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows)
@@ -188,6 +191,7 @@ def render_html(result: OptimizeResult, *, status: str | None = None) -> str:
 <p class="notes">Click a column header to sort by it. Speedups are against eager fp32 at the same input set.</p>
 {candidate_table(result)}{_planned_because(result)}
 <h2>Not planned</h2>{pruned_table(result)}</section>
+{serving_section(result)}
 <section id="plots"><h2>Plots</h2>{figures}</section>
 <footer class="notes">hone {escape(hone.__version__)}</footer>
 <script>{SORT_JS}</script>
