@@ -1,7 +1,7 @@
 """Sweeps on a Ray cluster against the local executor: the benchmark set swept both ways in one
 script run, wall time and winners side by side.
 
-    python benchmarks/ray_sweep.py [--quick] [--ray-address ADDR] [--time-budget S] [--stores DIR] [MODEL ...]
+    python benchmarks/ray_sweep.py [--quick] [--only LABEL,...] [--ray-address ADDR] [--time-budget S] [--stores DIR] [MODEL ...]
         (default: minilm digits-cnn; --quick: digits-cnn, three recipes, a short check)
 
 First every model with the local executor, one after another (as `hone optimize a b` runs them),
@@ -114,10 +114,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--ray-address", default=None, help="a running cluster (default: a local Ray for the run)")
     parser.add_argument("--time-budget", type=float, default=0.0, help="seconds per model (default 0: exhaustive)")
     parser.add_argument("--stores", type=Path, default=None, help="keep the stores here (default: a new temp folder)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only these labels of each model's default plan (repeatable; eager always runs): "
+                        "the same, shorter plan under both executors")
     args = parser.parse_args(argv)
 
     models = args.models or (QUICK_MODELS if args.quick else DEFAULT_MODELS)
     options = dict(QUICK_OPTIONS) if args.quick else {}
+    if args.only:
+        options["include"] = [label for value in args.only for label in value.split(",") if label]
     options["time_budget_s"] = args.time_budget or None
     stores = args.stores or Path(tempfile.mkdtemp(prefix="hone-ray-bench-"))
     print(f"- stores kept in {stores}", file=sys.stderr)

@@ -98,18 +98,30 @@ def test_model_class_defined_in_the_users_script(tmp_path):
 
 
 def test_optimize_follows_the_profile_and_says_why():
-    """A 20 µs MLP is overhead-bound: ONNX Runtime is advised first with that finding, bf16 is
-    pruned (it adds casts and saves no dispatch), and the report says both."""
+    """A 20 µs MLP is mostly fixed per-call cost: the recipe right after the baseline is planned
+    because of the profile's leading finding (on overhead, ONNX Runtime, the advice's rank 1),
+    where overhead dominates (its share at or over OVERHEAD_DOMINATES) bf16 is pruned (it adds
+    casts and saves no dispatch), and the report says so. The shares are this CPU's: on a Zen 3
+    the MLP is about half overhead, half memory-bound ops; on a Xeon overhead dominates."""
+    from hone.profiler.advice import OVERHEAD_DOMINATES
+
     model, x = tiny_mlp()
     result = hone.optimize(model, x, store=False, progress=False, measure_time_s=0.3, time_budget_s=60)
-    assert result.run.profile["verdict"] == "overhead"
+    profile = result.run.profile
+    shares = profile["shares"]
+    assert profile["verdict"] == max(shares, key=shares.get) and profile["verdict"] in ("overhead", "memory")
     labels = [r.recipe.label for r in result.results]
-    assert labels[0] == "eager" and labels[1] == "onnxruntime"  # advice rank 1 runs right after the baseline
-    ort = next(r for r in result.results if r.recipe.label == "onnxruntime")
-    assert ort.recipe.origin.startswith("overhead-bound:")
-    assert "bf16" not in labels and "overhead-bound" in result.run.pruned["bf16"]  # the composer labels it "bf16"
+    second = result.results[1] if labels[0] == "eager" else None
+    assert second is not None and second.recipe.origin.split(":")[0] in {f["finding"].split(":")[0] for f in profile["findings"]}
+    if profile["verdict"] == "overhead":
+        assert labels[1] == "onnxruntime" and second.recipe.origin.startswith("overhead-bound:")
     table = result.table()
-    assert "planned because" in table and "not planned: bf16" in table
+    assert "planned because" in table
+    pruned = result.run.pruned.get("bf16", "")  # the composer labels it "bf16"
+    if shares["overhead"] >= OVERHEAD_DOMINATES:
+        assert "bf16" not in labels and "overhead-bound" in pruned and "not planned: bf16" in table
+    else:  # overhead does not dominate: lower precision may still pay for the memory-bound rest
+        assert "overhead-bound" not in pruned
 
 
 def test_quantized_recipes_without_a_calibration_set_are_warned_about():

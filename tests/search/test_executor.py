@@ -5,7 +5,6 @@ subprocess executor."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from hone.bench.measure import MeasureSettings
 from hone.config import NoConfig
@@ -14,34 +13,14 @@ from hone.search.recipe import Recipe, Step
 from hone.search.sweep import SweepSettings, sweep
 from hone.validate.reference import compute_reference
 from hone.validate.verdict import AccuracyBudget
+from executor_outcome import outcome, tiny_workload
 from in_process_executor import InProcessExecutor
 from plugins_for_tests import CountingRuntime, ShapeBoundRuntime, WrongRuntime
-from tiny_models import TinyMLP
-
-
-def _workload():
-    from hone.models.workload import InputSet, Workload
-
-    torch.manual_seed(0)
-    return Workload("tiny", TinyMLP().eval(), [InputSet("bs2", {"x": torch.randn(2, 32)}),
-                                               InputSet("bs8", {"x": torch.randn(8, 32)})])
-
-
-def _outcome(results):
-    """What must not depend on where a job ran: status, the build that served each set, the checks."""
-    return {
-        (r.recipe.label, r.input_set): (
-            r.status, r.build and (r.build["index"], r.build["built_for"], r.build["reused"]),
-            r.verdict and [(c.name, c.max_abs_err, c.passed) for c in r.verdict.outputs],
-            r.measurement is not None,
-        )
-        for r in results
-    }
 
 
 @pytest.mark.slow
 def test_an_in_process_executor_from_the_payload_bytes_matches_the_subprocess_one(tmp_path):
-    workload = _workload()
+    workload = tiny_workload()
     reference = compute_reference(workload)
     eager = Recipe("eager", (), Step("eager", NoConfig()), baseline=True)
     planned = [PlannedRecipe(r) for r in (eager, CountingRuntime.recipe(), ShapeBoundRuntime.recipe(), WrongRuntime.recipe())]
@@ -51,7 +30,7 @@ def test_an_in_process_executor_from_the_payload_bytes_matches_the_subprocess_on
     local = InProcessExecutor()
     here = sweep(planned, workload, reference, settings, executor=local, artifacts_dir=tmp_path / "a")
     there = sweep(planned, workload, reference, settings, artifacts_dir=tmp_path / "b")  # the default: subprocesses
-    assert _outcome(here) == _outcome(there)
+    assert outcome(here) == outcome(there)
     assert len(local.payload_sizes) == 4 and len(set(local.payload_sizes)) == 1  # one payload, made once
-    statuses = {label: status for (label, _), (status, *_) in _outcome(here).items()}
+    statuses = {label: status for (label, _), (status, *_) in outcome(here).items()}
     assert statuses["test_wrong"].value == "wrong_answer" and statuses["test_counting"].value == "ok"

@@ -23,6 +23,7 @@ from hone.search.select import select
 from hone.search.sweep import SweepSettings, sweep
 from hone.validate.reference import compute_reference
 from hone.validate.verdict import AccuracyBudget
+from executor_outcome import outcome, tiny_workload
 from plugins_for_tests import CountingRuntime, ShapeBoundRuntime, SleepInBuildRuntime, UnsupportedRuntime, WrongRuntime
 from skips import REQUIRES_RAY
 from tiny_models import TinyMLP
@@ -46,33 +47,13 @@ def ray_session():
     owner.close()
 
 
-def _workload():
-    from hone.models.workload import InputSet, Workload
-
-    torch.manual_seed(0)
-    return Workload("tiny", TinyMLP().eval(), [InputSet("bs2", {"x": torch.randn(2, 32)}),
-                                               InputSet("bs8", {"x": torch.randn(8, 32)})])
-
-
-def _outcome(results):
-    """What must not depend on where a job ran (as tests/search/test_executor.py compares)."""
-    return {
-        (r.recipe.label, r.input_set): (
-            r.status, r.build and (r.build["index"], r.build["built_for"], r.build["reused"]),
-            r.verdict and [(c.name, c.max_abs_err, c.passed) for c in r.verdict.outputs],
-            r.measurement is not None,
-        )
-        for r in results
-    }
-
-
 @pytest.mark.slow
 @needs_ray
 def test_a_local_ray_gives_the_same_outcome_as_the_local_executor(ray_session, tmp_path):
     from hone import export
     from hone.search.ray_executor import RayExecutor
 
-    workload = _workload()
+    workload = tiny_workload()
     reference = compute_reference(workload)
     recipes = (EAGER, CountingRuntime.recipe(), ShapeBoundRuntime.recipe(), WrongRuntime.recipe(),
                UnsupportedRuntime.recipe())
@@ -81,7 +62,7 @@ def test_a_local_ray_gives_the_same_outcome_as_the_local_executor(ray_session, t
     with RayExecutor() as on_ray:
         there = sweep(planned, workload, reference, SETTINGS, executor=on_ray, artifacts_dir=tmp_path / "ray")
     here = sweep(planned, workload, reference, SETTINGS, artifacts_dir=tmp_path / "local")
-    assert _outcome(there) == _outcome(here)
+    assert outcome(there) == outcome(here)
     statuses = {r.recipe.label: r.status for r in there}
     assert statuses == {"eager": Status.OK, "test_counting": Status.OK, "test_shape_bound": Status.OK,
                         "test_wrong": Status.WRONG_ANSWER, "test_unsupported": Status.UNSUPPORTED}
@@ -99,7 +80,7 @@ def test_a_ray_worker_killed_mid_candidate_is_crashed_and_the_sweep_goes_on(ray_
 
     from hone.search.ray_executor import RayExecutor
 
-    workload = _workload()
+    workload = tiny_workload()
     reference = compute_reference(workload)
     pids = tmp_path / "pids"
     planned = [PlannedRecipe(r) for r in (EAGER, SleepInBuildRuntime.recipe_with(str(pids)), CountingRuntime.recipe())]

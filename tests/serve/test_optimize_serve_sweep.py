@@ -26,7 +26,7 @@ def test_a_run_serves_its_top_candidates_and_stores_the_sweep(tmp_path, monkeypa
     monkeypatch.setenv("HONE_CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)
     store = tmp_path / "runs.db"
-    settings = ServeSweepSettings(max_batch_sizes=(1, 4), layouts=((1, 1),), concurrency=(1, 2, 4), poisson_fractions=(0.5,),
+    settings = ServeSweepSettings(max_batch_sizes=(4,), layouts=((1, 1),), concurrency=(1, 2), poisson_fractions=(0.5,),
                                   level_seconds=0.5, warmup_seconds=0.1, runtime_knobs=False, time_budget_s=None)
     # A control 2 ms slower than eager, and two candidates of eager's speed (distinct configs): both
     # beat the control by far, so the top two are candidates with artifacts to serve.

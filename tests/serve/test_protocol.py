@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
-import msgpack
 import numpy as np
 import pytest
 
 from hone.serve.protocol import InputSpec, RequestError, batch_of, decode_request, encode_request, encode_response
+
+from skips import REQUIRES_SERVE
+
+msgpack = pytest.importorskip("msgpack", reason=REQUIRES_SERVE)
 
 SPECS = [InputSpec("input_ids", "int64", (4,)), InputSpec("pixel", "float32", (2, 2))]
 

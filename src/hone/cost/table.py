@@ -71,18 +71,22 @@ class PriceTable:
                          hint=f"it has {', '.join(r.name for r in self.instances)}")
 
 
+def read_json(where: Path, what: str) -> Any:
+    """A JSON table file, or one InputError naming it (`what`: "price table", "targets table")."""
+    try:
+        return json.loads(where.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} {where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {where} cannot be read: {exc}") from None
+    except ValueError as exc:
+        raise InputError(f"{what} {where} is not valid JSON: {exc}") from None
+
+
 def load_table(path: str | Path | None = None) -> PriceTable:
     """The table at `path` (default: the shipped one), validated."""
     where = Path(path) if path is not None else DEFAULT_TABLE
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"price table {where} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"price table {where} cannot be read: {exc}") from None
-    except ValueError as exc:
-        raise InputError(f"price table {where} is not valid JSON: {exc}") from None
-    return parse_table(data, str(where))
+    return parse_table(read_json(where, "price table"), str(where))
 
 
 def parse_table(data: Any, path: str) -> PriceTable:

@@ -10,13 +10,12 @@ them is a lower bound on latency, never a measurement.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from hone.cost.pricing import Price
-from hone.cost.table import PriceTable
+from hone.cost.table import PriceTable, read_json
 from hone.errors import InputError
 
 SCHEMA = "hone.targets/1"
@@ -62,12 +61,7 @@ class Target:
 def load_targets(prices: PriceTable, path: str | Path | None = None) -> list[Target]:
     """The targets at `path` (default: the shipped table), each priced from `prices`."""
     where = Path(path) if path is not None else DEFAULT_TARGETS
-    try:
-        data = json.loads(where.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"targets table {where} does not exist") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"targets table {where} cannot be read: {exc}") from None
+    data = read_json(where, "targets table")
     if not isinstance(data, dict) or not isinstance(data.get("targets"), list) or data.get("schema", SCHEMA) != SCHEMA:
         raise InputError(f"targets table {where}: expected {{'schema': {SCHEMA!r}, 'targets': [...]}}",
                          hint=f"see {DEFAULT_TARGETS}")

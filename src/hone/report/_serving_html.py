@@ -47,7 +47,7 @@ def serving_plot(sweep: Any) -> Plot:
     ax.set_xlabel("throughput (samples/s)")
     ax.set_ylabel("p99 latency incl. queueing (ms)")
     ax.grid(True, which="both", linewidth=0.3, alpha=0.5)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best")
     notes = ("filled markers joined: closed-loop concurrency levels 1, 2, 4, ...; open markers: Poisson arrivals at "
              "fractions of the capacity; latency from the moment a request was due to its answer",)
     return Plot(key, to_svg(fig, key), notes)
