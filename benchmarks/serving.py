@@ -49,7 +49,8 @@ def main() -> None:
     for model in args.models:
         target = targets.get(model)
         started = time.perf_counter()
-        result = hone.optimize(model, store=stores / f"{model.replace(':', '-')}.db", progress=False,
+        # One folder per model: a store keeps its runs' artifacts beside it, by run number.
+        result = hone.optimize(model, store=stores / model.replace(":", "-") / "hone.db", progress=False,
                                time_budget_s=args.time_budget,
                                serve_sweep=ServeSweepSettings(max_p99_ms=target, time_budget_s=args.serve_time))
         wall = time.perf_counter() - started

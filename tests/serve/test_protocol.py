@@ -24,16 +24,18 @@ def _inputs(rows: int = 1) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("binary", [False, True])
 def test_json_and_messagepack_bodies_give_the_same_arrays(binary):
     sent = _inputs(rows=3)
-    arrays, rows = decode_request(encode_request(sent, binary=binary), SPECS, max_rows=4)
-    assert rows == 3 and list(arrays) == ["input_ids", "pixel"]
+    request = decode_request(encode_request(sent, binary=binary, outputs=["logits"]), SPECS, max_rows=4,
+                             output_names=["hidden", "logits"])
+    assert request.rows == 3 and list(request.arrays) == ["input_ids", "pixel"] and request.outputs == ("logits",)
     for name, array in sent.items():
-        assert arrays[name].dtype == array.dtype and np.array_equal(arrays[name], array)
+        assert request.arrays[name].dtype == array.dtype and np.array_equal(request.arrays[name], array)
+    assert decode_request(encode_request(sent, binary=binary), SPECS, 4, ["hidden", "logits"]).outputs is None  # all
 
 
 def _refusal(body: bytes | dict, max_rows: int = 4) -> tuple[int, str]:
     raw = json.dumps(body).encode() if isinstance(body, dict) else body
     with pytest.raises(RequestError) as caught:
-        decode_request(raw, SPECS, max_rows)
+        decode_request(raw, SPECS, max_rows, ["hidden", "logits"])
     assert "\n" not in caught.value.reason
     return caught.value.status, caught.value.reason
 
@@ -62,6 +64,8 @@ def test_each_bad_request_is_refused_with_its_status_and_a_reason_naming_what_is
     assert status == 422 and "disagree on the number of samples" in reason
     status, reason = _refusal(encode_request(_inputs(rows=5)), max_rows=4)
     assert status == 422 and "5 samples in one request; this server takes at most 4" in reason
+    assert _refusal({"inputs": good, "outputs": ["logit"]}) == (422, "unknown output logit: this model gives hidden, logits")
+    assert _refusal({"inputs": good, "outputs": "logits"})[0] == 400
 
 
 def test_binary_inputs_are_checked_against_their_declared_dtype_and_size():
@@ -78,5 +82,5 @@ def test_binary_inputs_are_checked_against_their_declared_dtype_and_size():
 def test_a_response_says_the_batch_it_was_served_in():
     body = encode_response({"y": np.ones((1, 3), dtype=np.float32)}, requests=2, rows=5)
     assert json.loads(body) == {"outputs": {"y": [[1.0, 1.0, 1.0]]}, "batch": {"requests": 2, "rows": 5}}
-    assert batch_of(body) == (2, 5)
+    assert batch_of(body) == (2, 5) == batch_of(json.dumps(json.loads(body), indent=1).encode())  # any spacing
     assert batch_of(b'{"outputs": {}}') is None

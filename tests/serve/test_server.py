@@ -42,6 +42,9 @@ def test_round_trip_and_two_concurrent_requests_served_in_one_batch(served_mlp, 
         assert np.allclose(answer["outputs"]["output"], want, atol=1e-6)
         assert answer["batch"] == {"requests": 2, "rows": 3}
     assert "batch: 2 request(s), 3 row(s)" in log  # the server logs what it served
+    # Before it said ready, every batch size single requests make (1-8) and the largest a batch
+    # holds (8 requests of up to 4 samples) ran once: no first-call compile inside a request.
+    assert "warmed at 9 batch size(s)" in log
 
 
 def test_each_bad_request_gets_its_4xx_and_the_server_keeps_serving(served_mlp, tmp_path):
@@ -55,6 +58,7 @@ def test_each_bad_request_gets_its_4xx_and_the_server_keeps_serving(served_mlp, 
         "wrong rank": (json.dumps({"inputs": {"x": [0.0] * 32}}).encode(), 422, "x: rank 1"),
         "wrong dtype": (encode_request({"x": good.astype(np.float64)}), 422, "x: dtype float64, this model takes float32"),
         "too many samples": (encode_request({"x": np.zeros((9, 32), dtype=np.float32)}), 422, "9 samples in one request"),
+        "unknown output": (encode_request({"x": good}, outputs=["logits"]), 422, "unknown output logits: this model gives output"),
         "not JSON": (b"{oops", 400, "not valid JSON"),
         "not an object": (b"[1, 2]", 400, '"inputs"'),
         "oversized body": (b"{" + b" " * (2 << 20) + b"}", 413, "too large"),
@@ -66,3 +70,5 @@ def test_each_bad_request_gets_its_4xx_and_the_server_keeps_serving(served_mlp, 
             assert "\n" not in text.strip(), what
         assert server.alive()
         assert _answer(server.url, good)["batch"]["rows"] == 1
+        status, text = post(server.url, encode_request({"x": good}, outputs=["output"]))  # the outputs asked for
+        assert status == 200 and list(json.loads(text)["outputs"]) == ["output"]

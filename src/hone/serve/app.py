@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ except ImportError:  # hone[serve] not installed: importable, unusable (main() s
     ClientError = ValidationError = Exception  # type: ignore[assignment,misc]
 
 CONFIG_ENV = "HONE_SERVE_CONFIG"
+WARM_SIZES_MAX = 32  # batch sizes warmed one by one at start; beyond, only the largest
 log = logging.getLogger("hone.serve")
 
 
@@ -73,6 +75,7 @@ class Admit(_MosecWorker):
         config = _config()
         self.specs = [InputSpec(s["name"], s["dtype"], tuple(s["sample_shape"])) for s in config["inputs"]]
         self.max_rows = int(config["max_request_rows"])
+        self.output_names = list(config["output_names"])
         self.log_requests = bool(config.get("log_requests", True))
 
     def deserialize(self, data: bytes) -> bytes:
@@ -82,14 +85,15 @@ class Admit(_MosecWorker):
         from hone.serve.protocol import RequestError, decode_request
 
         try:
-            arrays, rows = decode_request(data, self.specs, self.max_rows)
+            request = decode_request(data, self.specs, self.max_rows, self.output_names)
         except RequestError as exc:
             if self.log_requests:
                 log.info("refused %d: %s", exc.status, exc.reason)
             raise (ValidationError if exc.status == 422 else ClientError)(exc.reason) from None
         if self.log_requests:
-            log.info("request: %d sample(s), %d bytes", rows, len(data))
-        return {"arrays": [arrays[s.name] for s in self.specs], "rows": rows}
+            log.info("request: %d sample(s), %d bytes", request.rows, len(data))
+        return {"arrays": [request.arrays[s.name] for s in self.specs], "rows": request.rows,
+                "outputs": request.outputs}
 
 
 class Infer(_MosecWorker):
@@ -113,7 +117,35 @@ class Infer(_MosecWorker):
         self.runner = load(config["artifact"], threads=threads, config=config.get("runtime_config") or None,
                            runtime_path=config.get("runtime_path"), output_batch_axes=self.output_axes)
         self.log_requests = bool(config.get("log_requests", True))
-        log.info("worker ready: %s loaded in %.2f s, %d thread(s)", config["label"], time.perf_counter() - started, threads)
+        loaded = time.perf_counter() - started
+        warmed = self._warm(config)
+        log.info("worker ready: %s loaded in %.2f s, warmed at %d batch size(s) in %.2f s, %d thread(s)", config["label"],
+                 loaded, len(warmed), time.perf_counter() - started - loaded, threads)
+
+    def _warm(self, config: dict[str, Any]) -> list[int]:
+        """Run every batch size a batch of single-sample requests can make (1 .. max_batch_size)
+        and the largest a batch can hold, before the server says it is ready. A build that
+        compiles per shape on its first call there (torch.compile, an OpenVINO IR reshaped)
+        would otherwise compile inside a request, past its timeout, while the load is on."""
+        import torch
+        from safetensors.torch import load_file
+
+        from hone.export import read_manifest
+
+        manifest = read_manifest(config["artifact"])
+        examples = load_file(str(Path(config["artifact"]) / manifest["examples"]))
+        inputs = [examples[f"input.{i}"] for i in range(len(manifest["inputs"]))]
+        batch = int(config["max_batch_size"])
+        sizes = sorted({*range(1, min(batch, WARM_SIZES_MAX) + 1), batch * int(config["max_request_rows"])})
+        warmed = []
+        for rows in sizes:
+            index = torch.arange(rows) % inputs[0].shape[0]  # the examples' rows, repeated
+            tensors = tuple(t[index] for t in inputs)
+            if rows > 1 and not self.runner.serves(tensors):
+                continue  # served request by request (_forward): nothing to warm
+            self.runner(*tensors)
+            warmed.append(rows)
+        return warmed
 
     def forward(self, data: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
         if not isinstance(data, list):  # mosec hands an unbatched stage (max_batch_size 1) one request
@@ -136,7 +168,8 @@ class Infer(_MosecWorker):
         total = sum(rows)
         if self.log_requests:
             log.info("batch: %d request(s), %d row(s) in %.2f ms", len(data), total, (time.perf_counter() - started) * 1e3)
-        return [{"outputs": outputs, "requests": len(data), "rows": total} for outputs in per_request]
+        return [{"outputs": {n: a for n, a in outputs.items() if d.get("outputs") is None or n in d["outputs"]},
+                 "requests": len(data), "rows": total} for d, outputs in zip(data, per_request)]
 
     def _run(self, inputs: tuple, rows: list[int]) -> list[dict[str, np.ndarray]]:
         import torch

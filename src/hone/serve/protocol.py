@@ -8,7 +8,10 @@ MessagePack: no header is needed, so `curl -d` works):
     JSON         {"inputs": {"input_ids": [[101, 2023, ...]], "attention_mask": [[1, 1, ...]]}}
     MessagePack  {"inputs": {"input_ids": {"dtype": "int64", "shape": [1, 128], "data": <bytes>}}}
 
-The response is JSON: every output for this request's samples, and the batch it was served in:
+A request may name the outputs it wants (`"outputs": ["logits"]`, default all of them): a
+model's other outputs (a ResNet's feature map beside its logits) are then neither encoded nor
+sent. The response is JSON: those outputs for this request's samples, and the batch it was
+served in:
 
     {"outputs": {"sentence_embedding": [[0.01, ...]]}, "batch": {"requests": 3, "rows": 3}}
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -61,9 +65,18 @@ def input_specs(manifest: dict[str, Any]) -> list[InputSpec]:
     return [InputSpec(d["name"], d["dtype"], tuple(int(s) for s in d["shape"][1:])) for d in manifest["inputs"]]
 
 
-def decode_request(body: bytes, specs: list[InputSpec], max_rows: int) -> tuple[dict[str, np.ndarray], int]:
-    """The request's inputs as arrays (in `specs` order) and its sample count; RequestError
-    (400 for an unreadable body, 422 for one that does not fit the artifact) otherwise."""
+@dataclasses.dataclass(frozen=True)
+class Request:
+    arrays: dict[str, np.ndarray]  # by input name, in the artifact's order
+    rows: int  # samples (dim 0 of every input)
+    outputs: tuple[str, ...] | None = None  # the outputs asked for (None: every output)
+
+
+def decode_request(body: bytes, specs: list[InputSpec], max_rows: int,
+                   output_names: list[str] | None = None) -> Request:
+    """The request's inputs as arrays, its sample count and the outputs it asks for (optional
+    `"outputs": [names]`, checked against `output_names`); RequestError (400 for an unreadable
+    body, 422 for one that does not fit the artifact) otherwise."""
     if not body:
         raise RequestError(400, 'empty body: send {"inputs": {name: values}} as JSON or MessagePack')
     payload = _parse(body)
@@ -88,7 +101,18 @@ def decode_request(body: bytes, specs: list[InputSpec], max_rows: int) -> tuple[
         raise RequestError(422, "no samples: dim 0 of every input must be at least 1")
     if count > max_rows:
         raise RequestError(422, f"{count} samples in one request; this server takes at most {max_rows} (send several requests)")
-    return arrays, count
+    return Request(arrays, count, _outputs(payload.get("outputs"), output_names))
+
+
+def _outputs(asked: Any, names: list[str] | None) -> tuple[str, ...] | None:
+    if asked is None:
+        return None
+    if not isinstance(asked, list) or not asked or not all(isinstance(n, str) for n in asked):
+        raise RequestError(400, '"outputs" is a list of output names')
+    unknown = [n for n in asked if names is not None and n not in names]
+    if unknown:
+        raise RequestError(422, f"unknown output {', '.join(unknown)}: this model gives {', '.join(names or [])}")
+    return tuple(dict.fromkeys(asked))
 
 
 def _parse(body: bytes) -> Any:
@@ -150,31 +174,37 @@ def _check(spec: InputSpec, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def encode_request(inputs: dict[str, np.ndarray], binary: bool = True) -> bytes:
-    """A request body for `inputs` (arrays with the batch on dim 0): MessagePack with raw bytes
-    (cheap to make and to read: what the load generator sends) or JSON."""
+def encode_request(inputs: dict[str, np.ndarray], binary: bool = True, outputs: list[str] | None = None) -> bytes:
+    """A request body for `inputs` (arrays with the batch on dim 0), asking for `outputs` (None:
+    all): MessagePack with raw bytes (cheap to make and to read: what the load generator sends)
+    or JSON."""
+    asked = {"outputs": list(outputs)} if outputs is not None else {}
     if not binary:
-        return json.dumps({"inputs": {n: a.tolist() for n, a in inputs.items()}}).encode()
+        return json.dumps({"inputs": {n: a.tolist() for n, a in inputs.items()}, **asked}).encode()
     import msgpack
 
     return msgpack.packb({"inputs": {n: {"dtype": str(a.dtype), "shape": list(a.shape),
-                                         "data": np.ascontiguousarray(a).tobytes()} for n, a in inputs.items()}})
+                                         "data": np.ascontiguousarray(a).tobytes()} for n, a in inputs.items()},
+                          **asked})
 
 
 def encode_response(outputs: dict[str, np.ndarray], requests: int, rows: int) -> bytes:
-    return json.dumps({"outputs": {n: a.tolist() for n, a in outputs.items()},
-                       "batch": {"requests": requests, "rows": rows}}).encode()
+    """JSON, through msgspec where it is installed (mosec brings it): seven times faster than
+    the standard library on float arrays (a ResNet's 100k-float feature map: 19 ms, not 134 ms,
+    which a request would otherwise wait for after its forward)."""
+    body = {"outputs": {n: a.tolist() for n, a in outputs.items()}, "batch": {"requests": requests, "rows": rows}}
+    try:
+        import msgspec
+    except ImportError:
+        return json.dumps(body).encode()
+    return msgspec.json.encode(body)
 
 
 def batch_of(response: bytes) -> tuple[int, int] | None:
     """(requests, rows) of the batch a response says it was served in; None if it says nothing."""
     # The batch record is the last key: read it from the tail, never parsing megabytes of outputs.
-    tail = response[-80:]
-    at = tail.rfind(b'"batch": {')
-    if at < 0:
-        return None
-    try:
-        found = json.loads(tail[at + len(b'"batch": '):-1])
-        return int(found["requests"]), int(found["rows"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    found = _BATCH.search(response[-80:])
+    return (int(found.group(1)), int(found.group(2))) if found else None
+
+
+_BATCH = re.compile(rb'"batch"\s*:\s*\{\s*"requests"\s*:\s*(\d+)\s*,\s*"rows"\s*:\s*(\d+)\s*\}\s*\}\s*$')

@@ -30,7 +30,9 @@ from hone.errors import HoneError, InputError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 ROUTE = "/inference"
-READY_TIMEOUT_S = 180.0  # loading a compiled artifact in every worker (AOTInductor, OpenVINO) takes seconds
+# Loading and warming an artifact in every worker: seconds for most, minutes for one that
+# compiles at load (a torch.compile candidate of a ResNet-50, in two one-thread processes at once).
+READY_TIMEOUT_S = 600.0
 STOP_GRACE_S = 10.0
 LOG_TAIL_CHARS = 3000
 MIB = 1 << 20

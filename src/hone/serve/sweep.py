@@ -27,6 +27,7 @@ from typing import Any
 
 from hone.errors import HoneError, InputError
 from hone.serve.loadgen import Load, LoadPoint
+from hone.serve.server import READY_TIMEOUT_S
 
 SATURATION_GAIN = 0.05  # a level that adds less than this share of throughput adds no capacity
 POISSON_FRACTIONS = (0.5, 0.8, 0.95)  # of the closed-loop capacity: light, busy, near the knee
@@ -266,8 +267,10 @@ def run_serving_sweep(candidates: list[Candidate], settings: ServeSweepSettings,
                                    f"{settings.time_budget_s:g} s left"})
             continue
         progress(f"serving {candidate.label} ({config.tag}) [{index + 1}/{len(order)}]")
+        # A server that is not ready by the end of the budget would only overrun it.
+        ready_s = READY_TIMEOUT_S if deadline is None else max(30.0, min(READY_TIMEOUT_S, deadline - time.monotonic()))
         with timing_slot(f"serving sweep: {candidate.label}"):
-            run = _run_config(candidate, config, settings, log_dir / f"serve-{index + 1:02d}.log", progress)
+            run = _run_config(candidate, config, settings, log_dir / f"serve-{index + 1:02d}.log", progress, ready_s)
         runs.append(run)
         if run.startup_s is not None:
             startup[candidate.label] = run.startup_s
@@ -299,7 +302,7 @@ def _estimate_s(settings: ServeSweepSettings, startup_s: float) -> float:
 
 
 def _run_config(candidate: Candidate, config: ServingConfig, settings: ServeSweepSettings, log_path: Path,
-                progress: Progress) -> ConfigRun:
+                progress: Progress, ready_timeout_s: float) -> ConfigRun:
     from hone.serve.loadgen import drive
     from hone.serve.protocol import encode_request
     from hone.serve.server import Server, ServerConfig, example_inputs
@@ -312,7 +315,7 @@ def _run_config(candidate: Candidate, config: ServingConfig, settings: ServeSwee
             threads=config.threads, runtime_config=config.runtime_config, max_request_rows=1,
             queue_capacity=4096,
         )
-        with Server(server_config, log_path) as server:
+        with Server(server_config, log_path, ready_timeout_s) as server:
             run.startup_s = server.startup_s
             bodies = _bodies(example_inputs(server_config, rows=None), encode_request)
 
