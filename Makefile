@@ -23,8 +23,9 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/hone optimize
 
+# --durations: the slowest tests in every CI log, for whoever keeps the suite within its budget.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not slow"

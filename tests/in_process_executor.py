@@ -8,7 +8,8 @@ import dataclasses
 import tempfile
 import time
 
-from hone.search._child import Stage
+from hone.search._child import Stage, failure
+from hone.search.result import Status
 from hone.search.execute import execute
 from hone.search.job import Bundle
 from hone.search.worker import results_of
@@ -22,5 +23,11 @@ class InProcessExecutor:
         self.payload_sizes.append(len(payload))
         job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
         result: dict = {"sets": {}, "finished": False}
-        execute(job, Bundle.from_bytes(payload), Stage(job.device), result, lambda: None, time.perf_counter())
-        return results_of(recipe, job, result, None, "")
+        stage = Stage(job.device)
+        try:
+            execute(job, Bundle.from_bytes(payload), stage, result, lambda: None, time.perf_counter())
+        except Exception as exc:  # noqa: BLE001 - as the worker does (search._child.run): a failure outside any set
+            result["error"] = failure(exc, stage.now)
+        error = result.get("error")
+        death = None if error is None else (Status(error["status"]), error["reason"])
+        return results_of(recipe, job, result, death, "")

@@ -316,7 +316,7 @@ class DelayRuntime(_TestRuntime):
 
 
 class _BurstyRunner(ModuleRunner):
-    """10 ms a call, but two calls in three hit a 30 ms burst: its median is the burst, its
+    """10 ms a call, but two calls in three hit a 50 ms burst: its median is the burst, its
     fastest tenth what it can do (a neighbour's load during a short screening)."""
 
     def __init__(self, *args, **kwargs):
@@ -325,13 +325,13 @@ class _BurstyRunner(ModuleRunner):
 
     def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         self.calls += 1
-        time.sleep(0.01 if self.calls % 3 == 0 else 0.03)
+        time.sleep(0.01 if self.calls % 3 == 0 else 0.05)
         return super().infer_impl(inputs)
 
 
 @RUNTIMES.register
 class BurstyRuntime(_TestRuntime):
-    """Right answers at 10 ms a call, timed through bursts that triple most calls."""
+    """Right answers at 10 ms a call, timed through bursts that make most calls five times as slow."""
 
     name = "test_bursty"
     runner_class = _BurstyRunner

@@ -15,6 +15,7 @@ import torch
 import hone
 from hone.errors import InputError
 from hone.search.result import Status
+from in_process_executor import InProcessExecutor
 from plugins_for_tests import RaiseRuntime, WrongRuntime
 from tiny_models import TinyConv, tiny_mlp
 
@@ -57,7 +58,8 @@ def test_resume_skips_finished_candidates(tmp_path):
     db = tmp_path / "runs.db"
     model, x = tiny_mlp()
     recipes = [RaiseRuntime.recipe(), WrongRuntime.recipe()]
-    kw = dict(recipes=recipes, store=db, progress=False, measure_time_s=0.3)
+    # In this process (tests/in_process_executor.py): resuming is under test, not the workers.
+    kw = dict(recipes=recipes, store=db, progress=False, measure_time_s=0.3, executor=InProcessExecutor())
     first = hone.optimize(model, x, **kw)
     run_id = first.run.run_id
     # Simulate an interruption after two candidates: the last one never got stored.

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hone.cli.app import main
+from in_process_executor import InProcessExecutor
 from tiny_models import TinyMLP
 
 
@@ -27,7 +28,8 @@ def store(tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("HONE_CACHE_DIR", str(root / "cache"))
         for recipes in ([], ["torchscript-trace"]):
-            hone.optimize(model, x, store=db, progress=False, measure_time_s=0.3, recipes=recipes, profile_first=False)
+            hone.optimize(model, x, store=db, progress=False, measure_time_s=0.3, recipes=recipes, profile_first=False,
+                          executor=InProcessExecutor())  # what is compared is under test, not the workers
     return db
 
 

@@ -1,6 +1,8 @@
 """What a store remembers between runs: failures that would repeat are reported, not rebuilt
 (same recipe, model, machine and library versions; --retry-failed rebuilds them), and the
-previous winner is tried first."""
+previous winner is tried first. The sweeps run their candidates in this process
+(tests/in_process_executor.py, proven equal to the workers in tests/search/test_executor.py):
+what a store remembers is under test here, not the isolation, and a worker's start is seconds."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from hone.search.planner import Plan, PlannedRecipe
 from hone.search.recipe import Recipe, Step
 from hone.search.result import Status
 from hone.store import Store
+from in_process_executor import InProcessExecutor
 from plugins_for_tests import CountingRuntime, RaiseRuntime, SlowEagerRuntime, UnsupportedRuntime
 from tiny_models import tiny_mlp
 
@@ -46,7 +49,7 @@ def test_a_second_run_reports_known_failures_tries_the_winner_first_and_retries_
     model, x = tiny_mlp()
     # The slow baseline makes test_counting the winner on any machine; it is planned last.
     recipes = [SlowEagerRuntime.recipe(), UnsupportedRuntime.recipe(), RaiseRuntime.recipe(), CountingRuntime.recipe()]
-    kw = dict(recipes=recipes, store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+    kw = dict(recipes=recipes, store=tmp_path / "runs.db", progress=False, measure_time_s=0.2, executor=InProcessExecutor())
 
     first = hone.optimize(model, x, **kw)
     statuses = {r.recipe.label: r.status for r in first.results}
@@ -103,7 +106,7 @@ def test_a_repeat_run_loads_the_previous_winners_artifact_instead_of_building_it
     monkeypatch.setenv(BUILD_LOG, str(log))
     model, x = tiny_mlp()
     kw = dict(recipes=[SlowEagerRuntime.recipe(), CountingRuntime.recipe()], store=tmp_path / "runs.db", progress=False,
-              measure_time_s=0.2)
+              measure_time_s=0.2, executor=InProcessExecutor())
     first = hone.optimize(model, x, **kw)
     assert first.selection.best.label == "test_counting" and len(logged_builds(log, "test_counting")) == 1
 
@@ -129,7 +132,8 @@ def test_a_repeat_run_plans_from_the_earlier_profile_and_explore_profiles_again(
     real = api._profile_for_plan
     monkeypatch.setattr(api, "_profile_for_plan", lambda *a: profiled.append(1) or real(*a))
     model, x = tiny_mlp()
-    kw = dict(include=["eager"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+    kw = dict(include=["eager"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2,
+              executor=InProcessExecutor())
     first = hone.optimize(model, x, **kw)
     assert len(profiled) == 1 and first.run.profile["findings"] is not None
     second = hone.optimize(model, x, **kw)

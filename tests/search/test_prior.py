@@ -137,7 +137,11 @@ def test_a_run_of_another_model_with_the_same_op_mix_predicts_through_the_store(
     import hone
     from tiny_models import TinyMLP
 
-    kw = dict(include=["torchscript-trace"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2)
+    from in_process_executor import InProcessExecutor
+
+    # In this process: the prior's arithmetic through the store is under test, not the workers.
+    kw = dict(include=["torchscript-trace"], store=tmp_path / "runs.db", progress=False, measure_time_s=0.2,
+              executor=InProcessExecutor())
     torch.manual_seed(0)
     first = hone.optimize(TinyMLP().eval(), torch.randn(4, 32), **kw)
     measured = next(r for r in select(first.results).ranking if r.recipe.label == "torchscript-trace")

@@ -62,10 +62,12 @@ def test_a_candidate_faster_than_the_best_so_far_is_measured_in_full(tmp_path):
 
 
 def test_a_burst_during_screening_does_not_screen_out_a_candidate_that_can_keep_up(tmp_path):
-    # Its median (30 ms, a burst) is far beyond 12 ms x 1.25, its fastest tenth (10 ms) is not.
-    sets = _run(tmp_path, BurstyRuntime.recipe(), best_p50={"bs2": 0.012, "bs8": 0.012})
+    # Its median (50 ms, a burst) is far beyond 20 ms x 1.25, its fastest tenth (10 ms) is not:
+    # 15 ms of slack, so a loaded machine's late wake-ups from a 10 ms sleep cannot cross it.
+    sets = _run(tmp_path, BurstyRuntime.recipe(), best_p50={"bs2": 0.020, "bs8": 0.020})
     for entry in sets.values():
-        assert entry["stage"] == "confirmed" and "(p10 10" in entry["stage_reason"]
+        assert entry["stage"] == "confirmed" and "within 25% of the best" in entry["stage_reason"]
+        assert entry["measurement"]["stats"]["p50_s"] > 0.020 * (1 + SCREEN_MARGIN)  # judged by p10, not p50
     slower = _run(tmp_path / "slow", SlowRuntime.recipe(), best_p50={"bs2": 0.005, "bs8": 0.005})
     assert all(e["stage"] == "screened" for e in slower.values())  # 10 ms every call: out
 

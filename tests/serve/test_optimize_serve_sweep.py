@@ -20,6 +20,7 @@ def test_a_run_serves_its_top_candidates_and_stores_the_sweep(tmp_path, monkeypa
     from hone.serve.sweep import ServeSweepSettings
     from hone.search.recipe import Recipe, Step
     from hone.store import Store
+    from in_process_executor import InProcessExecutor
     from plugins_for_tests import SlowEagerRuntime
     from serving_plugins import ServiceTimeConfig, ServiceTimeRuntime
 
@@ -34,7 +35,7 @@ def test_a_run_serves_its_top_candidates_and_stores_the_sweep(tmp_path, monkeypa
             for label in ("fast-a", "fast-b")]
     result = hone.optimize(TinyMLP().eval(), torch.randn(4, 32), store=store, progress=False, measure_time_s=0.3,
                            recipes=[SlowEagerRuntime.recipe(), *fast], profile_first=False, serve_sweep=settings,
-                           max_p99_ms=500)
+                           max_p99_ms=500, executor=InProcessExecutor())  # the serving, not the workers, is under test
     serving = result.run.serving
     assert serving is not None and serving["settings"]["max_p99_ms"] == 500  # optimize's target
     served = {run["candidate"] for run in serving["runs"]}
