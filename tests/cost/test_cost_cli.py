@@ -12,10 +12,11 @@ def test_hone_cost_on_a_real_run(tmp_path, monkeypatch, capsys):
     import hone
     from hone.cli import app as cli_app
     from hone.cost.pricing import Pricing
+    from in_process_executor import InProcessExecutor
     db = tmp_path / "hone.db"
     result = hone.optimize("digits-cnn", batch_sizes=(1, 4), store=db, progress=False, measure_time_s=0.3,
                            include=["torchscript-trace"], objective="cost", pricing=Pricing(usd_per_hour=0.36),
-                           time_budget_s=None)
+                           time_budget_s=None, executor=InProcessExecutor())  # the cost, not the workers, is under test
     price = result.run.settings["constraints"]["price"]
     assert price["usd_per_hour"] == 0.36 and price["basis"] == "--price-per-hour"
     assert "objective cost: $" in result.selection.why_best and "/ 1M at bs" in result.selection.why_best
