@@ -416,3 +416,25 @@ class SleepInBuildRuntime(_TestRuntime):
         os.replace(partial, self.config.path)  # whole or absent: the test polls for it
         time.sleep(3600)
         raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class AllocateConfig(Config):
+    total_mb: int = 3072
+
+
+@RUNTIMES.register
+class AllocateRuntime(_TestRuntime):
+    """Allocates (and touches) `config.total_mb` in 64 MiB steps while it builds, then builds as
+    eager: a candidate that really needs more memory than its worker may use."""
+
+    name = "test_allocate"
+    Config = AllocateConfig
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        held = []
+        for _ in range(self.config.total_mb // 64):
+            held.append(torch.ones(64 * 2**20, dtype=torch.uint8))  # written: resident, not only reserved
+            time.sleep(0.02)
+        del held
+        return super().build_impl(model, ctx)

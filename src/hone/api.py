@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_WORKER_MEMORY = 0.8  # of the machine's memory, per worker (search.memory_watch)
 # The whole run: the plan's order (profile, prior) decides what fits. On MiniLM (2 cores) the
 # default run reaches the exhaustive run's winner in this time (docs/BENCHMARKS.md, search).
 DEFAULT_TIME_BUDGET_S = 180.0
@@ -165,6 +166,7 @@ def optimize(
     accuracy_budget: "float | str | AccuracyBudget" = DEFAULT_ACCURACY_BUDGET,
     fallback_attempts: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    worker_memory: "float | str | None" = DEFAULT_WORKER_MEMORY,
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
     patience: int = DEFAULT_PATIENCE,
     measure_time_s: float = 8.0,
@@ -201,6 +203,8 @@ def optimize(
     accuracy_budget: the allowed drop of the task metric: 0.01 absolute, or "1%" of fp32's score.
     fallback_attempts: retries of a quantized candidate that missed the budget, each with more
     of its most sensitive layers kept in float (0: none).
+    worker_memory: each worker's memory limit: a fraction of this machine's memory (default 0.8),
+    a size ("6GiB"), or None for none. A candidate whose processes pass it is `oom`, with the figure.
     time_budget_s: seconds for the whole run (None: no limit). The eager baseline runs first and
     sets the unit; a recipe starts only if its expected cost fits in what is left, so expensive
     ones (autotuning, TVM tuning) run when the profile advises them or time allows. Left-out
@@ -269,6 +273,7 @@ def optimize(
     if patience < 0:
         raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
+    memory_limit = _memory_limit(worker_memory)
     serving = _serving_settings(serve_sweep, max_p99_ms)  # bad settings or a missing mosec fail before any work
     runs_on = executor_for(executor, ray_address)  # an unknown executor or a missing ray fails before any work
     name = model if isinstance(model, str) else type(model).__name__
@@ -296,6 +301,7 @@ def optimize(
             fallback=fallback_settings,
             time_budget_s=time_budget_s,
             patience=patience,
+            memory_limit=memory_limit,
             constraints=constraints,
             keep_artifacts=serving.top if serving else 1,  # the serving sweep serves the top few
         )
@@ -550,6 +556,15 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
         workload.train = train
     workload.check_data()
     return workload
+
+
+def _memory_limit(worker_memory: "float | str | None") -> float | None:
+    from hone.search.memory_watch import parse_memory_limit
+
+    try:
+        return parse_memory_limit(worker_memory)
+    except ValueError as exc:
+        raise InputError(f"worker memory: {exc}", hint="e.g. 0.8 (of this machine's memory), 6GiB, or off") from None
 
 
 def _check_options(timeout_s: float, measure_time_s: float, threads: int | None, time_budget_s: float | None) -> None:

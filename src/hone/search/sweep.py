@@ -29,6 +29,7 @@ from hone.search.constraints import Constraints
 from hone.search.fallback import FallbackSettings, refinable
 from hone.search.history import History
 from hone.search.job import Bundle, Job
+from hone.search.memory_watch import DEFAULT_FRACTION
 from hone.search.pareto import Point, front
 from hone.search.planner import PlannedRecipe
 from hone.search.prior import known_cost_s
@@ -66,6 +67,8 @@ class SweepSettings:
     # always one of them). The serving sweep serves the top few, so they must still exist; with
     # more than one, workers save every ok candidate (no "at least as fast" floor).
     keep_artifacts: int = 1
+    # Each worker's memory limit (search.memory_watch.parse_memory_limit): past it, `oom`.
+    memory_limit: float | None = DEFAULT_FRACTION
 
 
 def sweep(
@@ -341,6 +344,7 @@ class _Runner:
             main_path=self.main_path,
             user_files=self.workload.user_files,
             stop_at_failure=stop_at_failure,
+            memory_limit=self.settings.memory_limit,
             artifact_dir=str(self.artifacts / name) if can_win else None,
             baseline_p50=baseline_p50,
             best_speedup=(self._best_speedup(baseline_p50)
