@@ -438,3 +438,24 @@ class AllocateRuntime(_TestRuntime):
             time.sleep(0.02)
         del held
         return super().build_impl(model, ctx)
+
+
+@RUNTIMES.register
+class HangWhileFlagRuntime(_TestRuntime):
+    """While the file `config.path` exists, writes "<worker pid>" to `<path>.pid` and sleeps in
+    build (a candidate in flight when a test kills its run); without it, builds as eager."""
+
+    name = "test_hang_while_flag"
+    Config = PidFileConfig
+
+    @classmethod
+    def recipe_with(cls, path: str) -> Recipe:
+        return Recipe(cls.name, (), Step(cls.name, PidFileConfig(str(path))), origin="test: in flight at a kill")
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        if os.path.exists(self.config.path):
+            with open(f"{self.config.path}.partial", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(f"{self.config.path}.partial", f"{self.config.path}.pid")
+            time.sleep(3600)
+        return super().build_impl(model, ctx)

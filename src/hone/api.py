@@ -354,6 +354,8 @@ def optimize(
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     on_pruned=info.pruned.__setitem__,
                     on_eta=shown.set_eta,
+                    on_job_start=lambda recipe, sets: db and db.start_job(run_id, recipe, sets),
+                    on_job_end=lambda recipe: db and db.end_job(run_id, recipe),
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                     history=history,
@@ -662,13 +664,26 @@ def _open_store(store, *, existing_only: bool = False):
 
 
 def _start_or_resume(db, info, resume: bool):
+    import os
+
+    from hone._pids import alive
+
     if db is None:
         return None, {}
     key = _run_key(info)
     if resume:
         run_id = db.find_resumable(key)
         if run_id is not None:
+            interrupted = db.in_flight(run_id)
+            live = sorted({row["pid"] for row in interrupted if row["pid"] != os.getpid() and alive(row["pid"])})
+            if live:
+                raise InputError(f"run {run_id} is still running (process {', '.join(map(str, live))})",
+                                 hint="wait for it to finish, or start a new run without --resume")
             info.run_id = run_id
             info.created_at = db.load_run(run_id, resolve=False).run.created_at
+            info.warnings.extend(f"interrupted in run {run_id}: {row['label']} @ {row['input_set']} "
+                                 f"(started {row['started_at']}); run again" for row in interrupted)
+            db.forget_in_flight(run_id)
             return run_id, db.completed(run_id)
     return db.start_run(info, key), {}
+

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from hone._pids import alive
+
 PARTIAL = ".partial-"  # in the names of folders being written: .<target>.partial-<pid>-<random>
 
 
@@ -67,7 +69,7 @@ def remove_orphaned_partials(folder: Path) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
             pid = _writer_pid(entry.name)
-            if pid is not None and entry.is_dir() and not _alive(pid):
+            if pid is not None and entry.is_dir() and not alive(pid):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry)
     return removed
@@ -101,14 +103,3 @@ def _writer_pid(name: str) -> int | None:
     pid, _, _ = name.rpartition(PARTIAL)[2].partition("-")
     return int(pid) if pid.isdigit() else None
 
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
