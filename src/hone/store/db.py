@@ -168,8 +168,15 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction. IMMEDIATE takes the write lock up front, so two runs
+        writing one store queue for it (up to BUSY_TIMEOUT_S) instead of failing mid-way."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past the busy timeout
+                raise StoreError(f"run store {self.path}: {exc} (another process held it over {BUSY_TIMEOUT_S:g} s)",
+                                 hint="another hone run or a sqlite3 shell holds a write transaction open; "
+                                      "close it, or use another --db") from None
             try:
                 yield self._conn
             except BaseException:
