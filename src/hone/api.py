@@ -49,11 +49,12 @@ VERSIONED = (
 
 
 def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None, input_shapes: Any = None,
-               trust_pickle: bool = False) -> "Workload":
-    """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload."""
+               trust_pickle: bool = False, timeout_s: float | None = None) -> "Workload":
+    """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload.
+    `timeout_s`: how long a factory may take to return (None: no limit)."""
     from hone.models import load_model as _load
 
-    return _load(spec, batch_sizes=batch_sizes, input_shapes=input_shapes, trust_pickle=trust_pickle)
+    return _load(spec, batch_sizes=batch_sizes, input_shapes=input_shapes, trust_pickle=trust_pickle, timeout_s=timeout_s)
 
 
 def probe_hardware(*, measure_peaks: bool = True, refresh: bool = False) -> "Hardware":
@@ -285,7 +286,8 @@ def optimize(
         # on this node, another hone process).
         with timing_slot(f"hone optimize {name}: loading, probing"):
             workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
-                                    load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle), metric=metric)
+                                    load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle, timeout_s=timeout_s),
+                                    metric=metric)
             shown.stage("probing hardware")
             hw = probe_hardware()
         device = _check_device(device, hw)
@@ -309,7 +311,7 @@ def optimize(
         # At the workers' thread count: the eager control in a worker then repeats the reference's
         # arithmetic (reductions split the same way), and any difference is the harness's.
         with threads_set(settings.threads), timing_slot(f"hone optimize {name}: reference"):
-            reference = compute_reference(workload)  # a model that cannot run its inputs stops here
+            reference = compute_reference(workload, timeout_s)  # a model that cannot run its inputs stops here
         summary, earlier = None, None
         if profile_first and recipes is None:
             if not explore:

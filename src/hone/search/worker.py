@@ -198,9 +198,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _tail(path: Path) -> str:
+    """The log's last STDERR_TAIL_CHARS bytes, read from the end: a worker that printed
+    gigabytes costs the parent no more than one that printed a line."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - STDERR_TAIL_CHARS))
+            data = f.read()
     except OSError:
         return ""
-    return data[-STDERR_TAIL_CHARS:].decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 
