@@ -459,3 +459,37 @@ class HangWhileFlagRuntime(_TestRuntime):
             os.replace(f"{self.config.path}.partial", f"{self.config.path}.pid")
             time.sleep(3600)
         return super().build_impl(model, ctx)
+
+
+class _SilentBf16Runner(ModuleRunner):
+    """Says nothing about its precision (so fp32) and computes in bf16: the module's weights
+    and inputs rounded to bf16, the outputs cast back."""
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if not hasattr(self, "_bf16"):
+            import copy
+
+            self._bf16 = copy.deepcopy(self.module).to(torch.bfloat16)
+        outputs = self._bf16(*(x.to(torch.bfloat16) for x in inputs))
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return tuple(o.float() for o in outputs)
+
+
+@RUNTIMES.register
+class SilentBf16Runtime(_TestRuntime):
+    """A backend that claims fp32 and silently runs bf16."""
+
+    name = "test_silent_bf16"
+    runner_class = _SilentBf16Runner
+
+
+@RUNTIMES.register
+class PrecisionReportingRuntime(_TestRuntime):
+    """Eager, reporting torch's fp32 precision switch as its build found it."""
+
+    name = "test_precision_reporting"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        found = {"fp32_precision_at_build": str(torch.backends.fp32_precision),
+                 "cudnn_conv_at_build": str(torch.backends.cudnn.conv.fp32_precision)}
+        return ModuleRunner(model.module, ctx.device, found, ctx.example_inputs)
