@@ -42,9 +42,12 @@ DEFAULT_TIME_BUDGET_S = 180.0
 DEFAULT_PATIENCE = 8
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
 # Libraries whose versions go into every run record (read from metadata, never imported).
+# Every backend a recipe can run on is here: a new version of any of them may fix a failure
+# or change a speed, so what the store remembers under the old one is not reused.
 VERSIONED = (
-    "hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn",
-    "safetensors", "torchao", "openvino", "nncf",
+    "hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "transformers", "tokenizers",
+    "scikit-learn", "safetensors", "torchao", "openvino", "nncf", "tensorrt", "torch-tensorrt", "nvidia-modelopt",
+    "apache-tvm", "intel-extension-for-pytorch",
 )
 
 
@@ -337,6 +340,7 @@ def optimize(
         with _open_store(store) as db, runs_on as chosen_executor:
             run_id, done = _start_or_resume(db, info, resume)
             history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id,
+                                   settings=info.settings,
                                    op_mix=(info.profile or {}).get("op_mix"))
             if retry_failed or explore:
                 history.failures.clear()
@@ -634,12 +638,13 @@ def _run_info(workload, reference, hw, settings, labels):
 
 
 def _run_key(info) -> str:
-    """Identity of "the same run" for --resume: model, inputs, settings, machine."""
+    """Identity of "the same run" for --resume: model, inputs, settings, machine, library
+    versions (a run resumed under another torch would mix figures of two)."""
     # The set of recipes, not their order: the order follows the profile, which varies with noise.
     settings = {**info.settings, "recipes": sorted(info.settings.get("recipes", []))}
     # Provenance too: the same model spec with other calibration or eval files is another run.
     body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint,
-            "provenance": info.provenance}
+            "provenance": info.provenance, "versions": info.versions}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
