@@ -72,15 +72,20 @@ class _Alarm:
 
 
 class _Capped(io.TextIOBase):
-    """Passes the first PASS_THROUGH_BYTES through to `target`, then only counts."""
+    """Passes the first PASS_THROUGH_BYTES the user's code writes through to `target`, then only
+    counts. Writes from other threads (hone's progress display refreshing meanwhile) pass
+    through untouched: redirect_stdout swaps sys.stdout for every thread."""
 
     def __init__(self, target) -> None:
         self.target, self.passed, self.dropped = target, 0, 0
+        self.owner = threading.get_ident()
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
+        if threading.get_ident() != self.owner:
+            return self.target.write(text)
         room = PASS_THROUGH_BYTES - self.passed
         shown = text[:max(room, 0)]
         if shown:
