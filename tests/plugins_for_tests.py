@@ -416,3 +416,80 @@ class SleepInBuildRuntime(_TestRuntime):
         os.replace(partial, self.config.path)  # whole or absent: the test polls for it
         time.sleep(3600)
         raise AssertionError("unreachable")
+
+
+@dataclasses.dataclass(frozen=True)
+class AllocateConfig(Config):
+    total_mb: int = 3072
+
+
+@RUNTIMES.register
+class AllocateRuntime(_TestRuntime):
+    """Allocates (and touches) `config.total_mb` in 64 MiB steps while it builds, then builds as
+    eager: a candidate that really needs more memory than its worker may use."""
+
+    name = "test_allocate"
+    Config = AllocateConfig
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        held = []
+        for _ in range(self.config.total_mb // 64):
+            held.append(torch.ones(64 * 2**20, dtype=torch.uint8))  # written: resident, not only reserved
+            time.sleep(0.02)
+        del held
+        return super().build_impl(model, ctx)
+
+
+@RUNTIMES.register
+class HangWhileFlagRuntime(_TestRuntime):
+    """While the file `config.path` exists, writes "<worker pid>" to `<path>.pid` and sleeps in
+    build (a candidate in flight when a test kills its run); without it, builds as eager."""
+
+    name = "test_hang_while_flag"
+    Config = PidFileConfig
+
+    @classmethod
+    def recipe_with(cls, path: str) -> Recipe:
+        return Recipe(cls.name, (), Step(cls.name, PidFileConfig(str(path))), origin="test: in flight at a kill")
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        if os.path.exists(self.config.path):
+            with open(f"{self.config.path}.partial", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(f"{self.config.path}.partial", f"{self.config.path}.pid")
+            time.sleep(3600)
+        return super().build_impl(model, ctx)
+
+
+class _SilentBf16Runner(ModuleRunner):
+    """Says nothing about its precision (so fp32) and computes in bf16: the module's weights
+    and inputs rounded to bf16, the outputs cast back."""
+
+    def infer_impl(self, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        if not hasattr(self, "_bf16"):
+            import copy
+
+            self._bf16 = copy.deepcopy(self.module).to(torch.bfloat16)
+        outputs = self._bf16(*(x.to(torch.bfloat16) for x in inputs))
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return tuple(o.float() for o in outputs)
+
+
+@RUNTIMES.register
+class SilentBf16Runtime(_TestRuntime):
+    """A backend that claims fp32 and silently runs bf16."""
+
+    name = "test_silent_bf16"
+    runner_class = _SilentBf16Runner
+
+
+@RUNTIMES.register
+class PrecisionReportingRuntime(_TestRuntime):
+    """Eager, reporting torch's fp32 precision switch as its build found it."""
+
+    name = "test_precision_reporting"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        found = {"fp32_precision_at_build": str(torch.backends.fp32_precision),
+                 "cudnn_conv_at_build": str(torch.backends.cudnn.conv.fp32_precision)}
+        return ModuleRunner(model.module, ctx.device, found, ctx.example_inputs)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_WORKER_MEMORY = 0.8  # of the machine's memory, per worker (search.memory_watch)
 # The whole run: the plan's order (profile, prior) decides what fits. On MiniLM (2 cores) the
 # default run reaches the exhaustive run's winner in this time (docs/BENCHMARKS.md, search).
 DEFAULT_TIME_BUDGET_S = 180.0
@@ -41,18 +42,22 @@ DEFAULT_TIME_BUDGET_S = 180.0
 DEFAULT_PATIENCE = 8
 DEFAULT_ACCURACY_BUDGET = 0.01  # absolute drop of the task metric (1 point of top-1)
 # Libraries whose versions go into every run record (read from metadata, never imported).
+# Every backend a recipe can run on is here: a new version of any of them may fix a failure
+# or change a speed, so what the store remembers under the old one is not reused.
 VERSIONED = (
-    "hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "transformers", "tokenizers", "scikit-learn",
-    "safetensors", "torchao", "openvino", "nncf",
+    "hone", "torch", "numpy", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "transformers", "tokenizers",
+    "scikit-learn", "safetensors", "torchao", "openvino", "nncf", "tensorrt", "torch-tensorrt", "nvidia-modelopt",
+    "apache-tvm", "intel-extension-for-pytorch",
 )
 
 
 def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None, input_shapes: Any = None,
-               trust_pickle: bool = False) -> "Workload":
-    """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload."""
+               trust_pickle: bool = False, timeout_s: float | None = None) -> "Workload":
+    """A model spec ("minilm", "digits-cnn", "hf:bert", "path/to/file.py:factory") -> Workload.
+    `timeout_s`: how long a factory may take to return (None: no limit)."""
     from hone.models import load_model as _load
 
-    return _load(spec, batch_sizes=batch_sizes, input_shapes=input_shapes, trust_pickle=trust_pickle)
+    return _load(spec, batch_sizes=batch_sizes, input_shapes=input_shapes, trust_pickle=trust_pickle, timeout_s=timeout_s)
 
 
 def probe_hardware(*, measure_peaks: bool = True, refresh: bool = False) -> "Hardware":
@@ -165,6 +170,7 @@ def optimize(
     accuracy_budget: "float | str | AccuracyBudget" = DEFAULT_ACCURACY_BUDGET,
     fallback_attempts: int = 3,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    worker_memory: "float | str | None" = DEFAULT_WORKER_MEMORY,
     time_budget_s: float | None = DEFAULT_TIME_BUDGET_S,
     patience: int = DEFAULT_PATIENCE,
     measure_time_s: float = 8.0,
@@ -201,6 +207,8 @@ def optimize(
     accuracy_budget: the allowed drop of the task metric: 0.01 absolute, or "1%" of fp32's score.
     fallback_attempts: retries of a quantized candidate that missed the budget, each with more
     of its most sensitive layers kept in float (0: none).
+    worker_memory: each worker's memory limit: a fraction of this machine's memory (default 0.8),
+    a size ("6GiB"), or None for none. A candidate whose processes pass it is `oom`, with the figure.
     time_budget_s: seconds for the whole run (None: no limit). The eager baseline runs first and
     sets the unit; a recipe starts only if its expected cost fits in what is left, so expensive
     ones (autotuning, TVM tuning) run when the profile advises them or time allows. Left-out
@@ -269,6 +277,7 @@ def optimize(
     if patience < 0:
         raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
+    memory_limit = _memory_limit(worker_memory)
     serving = _serving_settings(serve_sweep, max_p99_ms)  # bad settings or a missing mosec fail before any work
     runs_on = executor_for(executor, ray_address)  # an unknown executor or a missing ray fails before any work
     name = model if isinstance(model, str) else type(model).__name__
@@ -280,7 +289,8 @@ def optimize(
         # on this node, another hone process).
         with timing_slot(f"hone optimize {name}: loading, probing"):
             workload = _as_workload(model, example_inputs, eval, batch_sizes, calibration, train,
-                                    load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle), metric=metric)
+                                    load=dict(input_shapes=input_shapes, trust_pickle=trust_pickle, timeout_s=timeout_s),
+                                    metric=metric)
             shown.stage("probing hardware")
             hw = probe_hardware()
         device = _check_device(device, hw)
@@ -296,6 +306,7 @@ def optimize(
             fallback=fallback_settings,
             time_budget_s=time_budget_s,
             patience=patience,
+            memory_limit=memory_limit,
             constraints=constraints,
             keep_artifacts=serving.top if serving else 1,  # the serving sweep serves the top few
         )
@@ -303,7 +314,7 @@ def optimize(
         # At the workers' thread count: the eager control in a worker then repeats the reference's
         # arithmetic (reductions split the same way), and any difference is the harness's.
         with threads_set(settings.threads), timing_slot(f"hone optimize {name}: reference"):
-            reference = compute_reference(workload)  # a model that cannot run its inputs stops here
+            reference = compute_reference(workload, timeout_s)  # a model that cannot run its inputs stops here
         summary, earlier = None, None
         if profile_first and recipes is None:
             if not explore:
@@ -329,6 +340,7 @@ def optimize(
         with _open_store(store) as db, runs_on as chosen_executor:
             run_id, done = _start_or_resume(db, info, resume)
             history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id,
+                                   settings=info.settings,
                                    op_mix=(info.profile or {}).get("op_mix"))
             if retry_failed or explore:
                 history.failures.clear()
@@ -348,6 +360,8 @@ def optimize(
                     on_skip=lambda label, why: (info.pruned.__setitem__(label, why), shown.add_total(-sets)),
                     on_pruned=info.pruned.__setitem__,
                     on_eta=shown.set_eta,
+                    on_job_start=lambda recipe, sets: db and db.start_job(run_id, recipe, sets),
+                    on_job_end=lambda recipe: db and db.end_job(run_id, recipe),
                     started=started,
                     artifacts_dir=db.artifacts_dir(run_id) if db else None,  # the measured artifacts
                     history=history,
@@ -552,6 +566,15 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
     return workload
 
 
+def _memory_limit(worker_memory: "float | str | None") -> float | None:
+    from hone.search.memory_watch import parse_memory_limit
+
+    try:
+        return parse_memory_limit(worker_memory)
+    except ValueError as exc:
+        raise InputError(f"worker memory: {exc}", hint="e.g. 0.8 (of this machine's memory), 6GiB, or off") from None
+
+
 def _check_options(timeout_s: float, measure_time_s: float, threads: int | None, time_budget_s: float | None) -> None:
     if timeout_s <= 0 or measure_time_s <= 0:
         raise InputError("timeouts and measuring times must be positive")
@@ -615,12 +638,13 @@ def _run_info(workload, reference, hw, settings, labels):
 
 
 def _run_key(info) -> str:
-    """Identity of "the same run" for --resume: model, inputs, settings, machine."""
+    """Identity of "the same run" for --resume: model, inputs, settings, machine, library
+    versions (a run resumed under another torch would mix figures of two)."""
     # The set of recipes, not their order: the order follows the profile, which varies with noise.
     settings = {**info.settings, "recipes": sorted(info.settings.get("recipes", []))}
     # Provenance too: the same model spec with other calibration or eval files is another run.
     body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint,
-            "provenance": info.provenance}
+            "provenance": info.provenance, "versions": info.versions}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -647,13 +671,26 @@ def _open_store(store, *, existing_only: bool = False):
 
 
 def _start_or_resume(db, info, resume: bool):
+    import os
+
+    from hone._pids import alive
+
     if db is None:
         return None, {}
     key = _run_key(info)
     if resume:
         run_id = db.find_resumable(key)
         if run_id is not None:
+            interrupted = db.in_flight(run_id)
+            live = sorted({row["pid"] for row in interrupted if row["pid"] != os.getpid() and alive(row["pid"])})
+            if live:
+                raise InputError(f"run {run_id} is still running (process {', '.join(map(str, live))})",
+                                 hint="wait for it to finish, or start a new run without --resume")
             info.run_id = run_id
             info.created_at = db.load_run(run_id, resolve=False).run.created_at
+            info.warnings.extend(f"interrupted in run {run_id}: {row['label']} @ {row['input_set']} "
+                                 f"(started {row['started_at']}); run again" for row in interrupted)
+            db.forget_in_flight(run_id)
             return run_id, db.completed(run_id)
     return db.start_run(info, key), {}
+

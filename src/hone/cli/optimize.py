@@ -65,6 +65,11 @@ def optimize(
     ),
     fallback_attempts: int = typer.Option(3, help="retries of a quantized candidate over budget, keeping more layers in float (0: off)"),
     timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
+    worker_memory: str = typer.Option(
+        "0.8", "--worker-memory",
+        help="each worker's memory limit: a fraction of this machine's memory, a size (6GiB), or off; "
+        "a candidate past it is oom",
+    ),
     time_budget: float = typer.Option(
         DEFAULT_TIME_BUDGET_S, "--time-budget",
         help="seconds for the whole run; recipes that no longer fit are left out and listed (0: no limit)",
@@ -167,6 +172,7 @@ def optimize(
         metric=metric,
         fallback_attempts=fallback_attempts,
         timeout_s=timeout,
+        worker_memory=worker_memory,
         time_budget_s=time_budget or None,
         patience=patience,
         measure_time_s=measure_time,

@@ -15,7 +15,9 @@ fp32's outputs for them, per output) and, for an output whose tensor check was a
 (quantized compute, where the task metric decided), `measured.<i>`: what the build itself gave.
 Each manifest output names which of the two a load must meet (`against`) within its atol/rtol.
 
-`load` refuses an artifact whose files do not match their checksums, and one whose outputs on
+An artifact appears whole or not at all: it is written into a hidden folder beside the target,
+flushed to disk and renamed into place (`hone.atomic`), so a kill mid-export leaves the target
+as it was. `load` refuses an artifact whose files do not match their checksums, and one whose outputs on
 the saved example inputs miss the recorded ones by more than the recorded tolerances. It reads
 only the manifest (JSON), safetensors and the runtime's own format: no pickle.
 
@@ -27,12 +29,16 @@ The exported copy's manifest adds the run's model, machine fingerprint and input
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hone.atomic import atomic_directory, write_atomic
 from hone.errors import HoneError, InputError
 
 if TYPE_CHECKING:
@@ -96,13 +102,29 @@ def save(
     metric decided) to the outputs the build gave. Without checks, the tolerance of the
     runner's compute dtype. Raises Unsupported when the runtime has no saved form."""
     directory = Path(directory)
-    if directory.exists() and any(directory.iterdir()):
-        raise InputError(f"{directory} is not empty", hint="export into a new or empty directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    write_artifact(runner, recipe, directory, input_names=input_names, output_names=output_names,
-                   example_inputs=example_inputs, reference=reference, outputs=outputs, checks=checks,
-                   p50_s=p50_s, extra=extra)
+    _refuse_non_empty(directory)
+    with _new_artifact(directory) as partial:
+        write_artifact(runner, recipe, partial, input_names=input_names, output_names=output_names,
+                       example_inputs=example_inputs, reference=reference, outputs=outputs, checks=checks,
+                       p50_s=p50_s, extra=extra)
     return directory
+
+
+def _refuse_non_empty(directory: Path) -> None:
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise InputError(f"{directory} is not empty", hint="export into a new or empty directory")
+
+
+@contextlib.contextmanager
+def _new_artifact(directory: Path) -> Iterator[Path]:
+    """hone.atomic.atomic_directory, with a target that filled up meanwhile an InputError."""
+    try:
+        with atomic_directory(directory) as partial:
+            yield partial
+    except OSError as exc:
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+            raise InputError(f"{directory} is not empty", hint="export into a new or empty directory") from None
+        raise
 
 
 def write_artifact(runner: "Runner", recipe: "Recipe", directory: Path, **kw: Any) -> dict[str, Any]:
@@ -167,7 +189,7 @@ def write_artifact(runner: "Runner", recipe: "Recipe", directory: Path, **kw: An
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    (Path(directory) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+    write_atomic(Path(directory) / MANIFEST, json.dumps(manifest, indent=2, default=str))
 
 
 def _plain(t: "torch.Tensor") -> "torch.Tensor":
@@ -195,8 +217,12 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise InputError(f"{directory} has no {MANIFEST}", hint="point at a directory written by `hone optimize --export`")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # cut short, or not JSON
+        raise InputError(f"{path} cannot be read as a hone manifest ({type(exc).__name__}: {exc})",
+                         hint="export the artifact again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
         raise InputError(f"{path} is not a hone artifact of version {VERSION}",
                          hint="export it again with this hone" if manifest.get("format") == FORMAT else None)
     return manifest
@@ -229,17 +255,16 @@ def copy_artifact(source: str | Path, target: str | Path, sha256: str, extra: di
     (created; must be empty), adding `extra` to its manifest."""
     source, target = Path(source), Path(target)
     manifest = verify(source, sha256=sha256)
-    if target.exists() and any(target.iterdir()):
-        raise InputError(f"{target} is not empty", hint="export into a new or empty directory")
-    target.mkdir(parents=True, exist_ok=True)
-    for name in [*manifest["files"], manifest["examples"]]:
-        src = source / name
-        if src.is_dir():
-            shutil.copytree(src, target / name)
-        else:
-            shutil.copyfile(src, target / name)
-    write_manifest(target, {**manifest, **(extra or {})})
-    verify(target, sha256=sha256)  # what was written is what was measured
+    _refuse_non_empty(target)
+    with _new_artifact(target) as partial:
+        for name in [*manifest["files"], manifest["examples"]]:
+            src = source / name
+            if src.is_dir():
+                shutil.copytree(src, partial / name)
+            else:
+                shutil.copyfile(src, partial / name)
+        write_manifest(partial, {**manifest, **(extra or {})})
+        verify(partial, sha256=sha256)  # what is renamed into place is what was measured
     return target
 
 
@@ -247,6 +272,9 @@ def load_examples(directory: Path, manifest: dict[str, Any]) -> "tuple[tuple[tor
     """The saved example inputs and the outputs they must give."""
     from safetensors.torch import load_file
 
+    from hone.models._safetensors_safety import check_safetensors
+
+    check_safetensors(directory / manifest["examples"])  # a manifest can be rewritten to match a forged file
     tensors = load_file(str(directory / manifest["examples"]))
     inputs = tuple(tensors[f"input.{i}"] for i in range(len(manifest["inputs"])))
     expected = tuple(tensors[f"{spec['against']}.{i}"] for i, spec in enumerate(manifest["outputs"]))
@@ -267,6 +295,7 @@ def load(directory: str | Path, *, threads: int | None = None, device: str = "cp
     server worker serving a plugin's artifact). `output_batch_axes`: each output's batch axis
     (None: none), for a runner that splits a call's batch (default: the manifest's, else dim 0)."""
     import tempfile
+    import weakref
 
     import torch
 
@@ -283,11 +312,17 @@ def load(directory: str | Path, *, threads: int | None = None, device: str = "cp
     if output_batch_axes is None:
         recorded = (manifest.get("batch_axes") or {}).get("outputs") or {}
         output_batch_axes = [recorded.get(name, 0) for name in manifest["output_names"]]
-    ctx = BuildContext(
-        inputs, manifest["input_names"], manifest["output_names"], Path(tempfile.mkdtemp(prefix="hone-load-")),
-        threads or torch.get_num_threads(), device, output_batch_axes=list(output_batch_axes),
-    )
-    runner = runtime(config).load(directory, manifest["files"], ctx)
+    # The runtime's scratch folder (an AOTInductor package's extracted library) lives as long as
+    # the runner: removed when it is collected or the interpreter exits, or here if loading fails.
+    workdir = Path(tempfile.mkdtemp(prefix="hone-load-"))
+    try:
+        ctx = BuildContext(inputs, manifest["input_names"], manifest["output_names"], workdir,
+                           threads or torch.get_num_threads(), device, output_batch_axes=list(output_batch_axes))
+        runner = runtime(config).load(directory, manifest["files"], ctx)
+        weakref.finalize(runner, shutil.rmtree, workdir, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     if check:
         check_outputs(directory, manifest, runner(*inputs), expected)
     return runner

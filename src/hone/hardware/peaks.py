@@ -10,7 +10,6 @@ fingerprint (see hone.hardware.probe) because they take seconds.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import math
@@ -22,6 +21,8 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from hone.atomic import write_atomic
 
 GEMM_SIZE = 2048  # side of the square GEMMs; 2*n^3 = 17.2 GFLOP, ~0.3 s in fp32 on 2 Zen 4 cores
 COPY_BYTES = 256 * 2**20  # bytes copied for bandwidth; far above any L3, so it streams from DRAM
@@ -285,15 +286,10 @@ def read_cache(path: Path) -> dict[str, Any] | None:
 
 def write_cache(path: Path, data: dict[str, Any]) -> None:
     """Write atomically (temp file + rename) so a concurrent reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data, indent=2, sort_keys=True))
     except OSError as exc:
         warnings.warn(f"could not cache hardware peaks at {path}: {exc}", RuntimeWarning, stacklevel=2)
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
+from hone.atomic import write_atomic
 from hone.errors import HoneError, InputError, Unsupported
 
 MODULE_KEYS = ("model", "module")
@@ -35,9 +35,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:
         traceback.print_exc()
         result = {"ok": False, "kind": "crash", "message": f"converting failed: {type(exc).__name__}: {_first_line(exc)}"}
-    out = Path(request["result"])
-    out.with_suffix(".tmp").write_text(json.dumps(result, default=str))
-    os.replace(out.with_suffix(".tmp"), out)
+    write_atomic(request["result"], json.dumps(result, default=str))
     return 0
 
 

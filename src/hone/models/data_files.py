@@ -167,8 +167,14 @@ def _read_safetensors(path: Path, where: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from hone.models._safetensors_safety import check_safetensors
+
     try:
+        check_safetensors(path)
         return dict(load_file(str(path)))
+    except InputError as exc:
+        raise InputError(f"{where}: not a readable .safetensors file ({exc.message.removeprefix(f'{path}: ')})",
+                         hint=LAYOUT_HINT) from None
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{where}: not a readable .safetensors file ({_first_line(exc)})", hint=LAYOUT_HINT) from exc
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from hone.errors import InputError
+from hone.models._user_code import user_code
 from hone.models.workload import EvalSet, InputSet, TrainSet, Workload, name_inputs
 
 FACTORY_HINT = "expected path/to/file.py:function, where function() returns (model, example_inputs)"
@@ -102,7 +103,9 @@ def import_user_files(user_files: dict[str, str]) -> None:
         _import_file(name, file)
 
 
-def load_factory(spec: str, batch_sizes: tuple[int, ...] | None = None) -> Workload:
+def load_factory(spec: str, batch_sizes: tuple[int, ...] | None = None, timeout_s: float | None = None) -> Workload:
+    """The workload `path/file.py:function` builds. The function runs contained (models._user_code):
+    a fork, sys.exit, a hang past `timeout_s` or a flood of output cannot take hone down."""
     path, function = parse_factory_spec(spec)
     if batch_sizes is not None:
         raise InputError(
@@ -111,13 +114,17 @@ def load_factory(spec: str, batch_sizes: tuple[int, ...] | None = None) -> Workl
         )
     where = f"factory {function} in {path}"
     module_name = module_name_for(path)
-    module = _import_file(module_name, path)
+    with user_code(f"importing {path.name}", timeout_s):
+        module = _import_file(module_name, path)
     factory = getattr(module, function, None)
     if not callable(factory):
         defined = sorted(k for k, v in vars(module).items() if callable(v) and getattr(v, "__module__", None) == module_name)
         raise InputError(f"{path} has no function {function!r}", hint=f"defined there: {', '.join(defined) or 'none'}")
     try:
-        result = factory()
+        with user_code(where, timeout_s):
+            result = factory()
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"{where} raised {type(exc).__name__}: {exc}") from exc
     made = _unpack(result, where)

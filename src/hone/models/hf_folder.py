@@ -135,12 +135,18 @@ def _config(transformers, folder: Path):
 
 
 def _model(transformers, weights_folder: Path, config):
+    from safetensors import SafetensorError
+
+    from hone.models._safetensors_safety import check_safetensors
+
+    for weights in sorted(weights_folder.glob("*.safetensors")):
+        check_safetensors(weights)  # before transformers reads what a header claims
     try:
         with quiet(transformers):
             model = transformers.AutoModel.from_pretrained(
                 str(weights_folder), config=config, local_files_only=True, trust_remote_code=False,
                 use_safetensors=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise InputError(f"{weights_folder}: transformers cannot load the model: {str(exc).splitlines()[0][:300]}") from None
     return model.eval()
 

@@ -24,6 +24,8 @@ class LoadOptions:
     input_shapes: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     # the user's explicit opt-in to unpickling a full .pt/.pth/.bin (it runs arbitrary code)
     trust_pickle: bool = False
+    # how long the user's own code (a factory) may run before it is an InputError (None: no limit)
+    timeout_s: float | None = None
 
 
 def parse_input_shapes(values: Iterable[str] | Mapping[str, Iterable[int]] | None) -> dict[str, tuple[int, ...]]:

@@ -41,7 +41,7 @@ TORCHSCRIPT_SUFFIXES = (".jit", ".torchscript")  # and a .pt / .pth whose zip is
 
 def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None,
                input_shapes: "Mapping[str, Sequence[int]] | Sequence[str] | None" = None,
-               trust_pickle: bool = False) -> Workload:
+               trust_pickle: bool = False, timeout_s: float | None = None) -> Workload:
     """Load the model a spec names, as a CPU module in eval mode with named example inputs.
 
     `batch_sizes` picks the example input sets (one per size, labelled "bs<B>"); None takes the
@@ -52,7 +52,7 @@ def load_model(spec: str, *, batch_sizes: tuple[int, ...] | None = None,
     if not isinstance(spec, str) or not spec.strip():
         raise InputError("empty model spec", hint=UNKNOWN_HINT)
     spec = spec.strip()
-    options = LoadOptions(_check_batch_sizes(batch_sizes), parse_input_shapes(input_shapes), bool(trust_pickle))
+    options = LoadOptions(_check_batch_sizes(batch_sizes), parse_input_shapes(input_shapes), bool(trust_pickle), timeout_s)
     workload = _dispatch(spec, options)
     workload.source = spec
     return workload
@@ -104,7 +104,7 @@ def _dispatch(spec: str, options: LoadOptions) -> Workload:
     if suffix == ".py" or has_function:
         from hone.models.factory import load_factory
 
-        return load_factory(spec, sizes)
+        return load_factory(spec, sizes, options.timeout_s)
     raise InputError(f"unknown model {spec!r}", hint=UNKNOWN_HINT)
 
 

@@ -183,8 +183,15 @@ class Workload:
         return tuple(samples[name][:limit] for name in self.input_names), warning
 
     def check_data(self) -> None:
-        """Calibration, eval and train sets must fit the model's inputs: checked before any work,
-        so a wrong shape is one clear error instead of a failure inside every quantizer."""
+        """The example inputs hold no NaN, and calibration, eval and train sets fit the model's
+        inputs: checked before any work, so a wrong shape is one clear error instead of a failure
+        inside every quantizer. (Inf is allowed in example inputs: additive attention masks.)"""
+        for input_set in self.input_sets:
+            for name, t in input_set.tensors.items():
+                nan = int(torch.isnan(t).sum()) if t.is_floating_point() or t.is_complex() else 0
+                if nan:
+                    raise InputError(f"example input {name!r} at {input_set.label} has {nan} NaN values (of {t.numel()})",
+                                     hint="a NaN input makes every comparison with the reference meaningless; give finite inputs")
         example = self.input_sets[0].tensors
         for what, samples in (("calibration set", self.calibration), ("train set", self.train and self.train.samples)):
             if samples is not None:

@@ -10,10 +10,10 @@ The wording comes from the selection and the console report, so the two reports 
 from __future__ import annotations
 
 import os
-import tempfile
 from html import escape
 from pathlib import Path
 
+from hone.atomic import write_atomic
 from hone.report._html_assets import CSP, CSS, SORT_JS
 from hone.report import _cost_section as _cost
 from hone.report._html_plots import Plot, all_plots
@@ -206,19 +206,8 @@ def _meta(result: OptimizeResult) -> list[str]:
 
 def write_html(result: OptimizeResult, path: str | os.PathLike[str], *, status: str | None = None) -> Path:
     """Write the report to `path` atomically (temp file + rename): a reader never sees half a page."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_html(result, status=status)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide a report meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # mkstemp's 0600 would hide a report meant to be shared
+    return write_atomic(path, render_html(result, status=status), mode=0o666 & ~_umask())
 
 
 def _umask() -> int:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from hone.atomic import write_atomic
 from hone.search.run import OptimizeResult
 
 SCHEMA = "hone.run/1"
@@ -38,15 +38,4 @@ def to_json(result: OptimizeResult) -> str:
 
 def write_json(result: OptimizeResult, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file + rename): a reader never sees half a report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = to_json(result)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, to_json(result) + "\n")

@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hone.atomic import write_atomic
 
 UNEXPECTED = ("crashed", "oom")  # statuses whose result keeps the traceback or the stderr tail
 PARENT_ENV = "HONE_WORKER_PARENT"  # the sweep's pid, set by search.worker.worker_env
@@ -161,9 +162,7 @@ def run(job_path: str) -> int:
 
 
 def _write_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=str, allow_nan=True))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, default=str, allow_nan=True))
 
 
 if __name__ == "__main__":

@@ -136,6 +136,7 @@ class Execution:
     # -- the sets --------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.precision = pin_precision(self.recipe.compute_dtype)
         sets = self.result["sets"]
         for label in self.job.input_sets:
             entry = self._run_set(label)
@@ -319,7 +320,7 @@ class Execution:
             build.outputs = tuple(t.detach().to("cpu") for t in outputs)
             build.checks = [c.to_dict() for c in verdict.outputs]
         del outputs
-        common = {"verdict": verdict.to_dict(), "runner_info": runner.report(),
+        common = {"verdict": verdict.to_dict(), "runner_info": {**runner.report(), **self.precision},
                   "summary": [*runner.summary(), *self._step_summaries(runner), *self.notes]}
         self.notes = []
 
@@ -482,6 +483,21 @@ class Execution:
             shutil.rmtree(target, ignore_errors=True)
             why = str(exc) if isinstance(exc, Unsupported) else f"saving raised {first_line(exc)}"
             build.saved = {"unsaved": why, "input_sets": list(build.served)}
+
+
+def pin_precision(compute_dtype: str) -> dict[str, str]:
+    """An fp32 candidate computes in IEEE fp32: torch's TF32 (CUDA matmul, cuDNN conv and RNN,
+    whose default is TF32) and oneDNN's reduced-precision fp32 modes off, through torch's one
+    switch. Returns what torch reads back, stored with the candidate's runner info. Other dtypes
+    keep torch's defaults. (Runtimes with their own switch pin it themselves: OpenVINO's
+    INFERENCE_PRECISION_HINT, TensorRT's TF32 flag.)"""
+    import torch
+
+    if compute_dtype != "float32":
+        return {}
+    torch.backends.fp32_precision = "ieee"
+    return {"torch_fp32_precision": str(torch.backends.fp32_precision),
+            "cudnn_conv_fp32_precision": str(torch.backends.cudnn.conv.fp32_precision)}
 
 
 def execute(job: Job, bundle: Bundle, stage: Stage, result: dict[str, Any],

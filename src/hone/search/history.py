@@ -124,13 +124,18 @@ def earlier_profile(db: "Store | None", model_id: str, fingerprint: str, device:
 
 
 def read_history(db: "Store | None", model_id: str, fingerprint: str, device: str, versions: dict[str, str],
-                 current_run: int | None = None, op_mix: dict[str, float] | None = None) -> History:
+                 current_run: int | None = None, op_mix: dict[str, float] | None = None,
+                 settings: dict[str, Any] | None = None) -> History:
     """History from the latest RUNS_READ runs on this machine of the same model and device.
     Failures need the same library versions too; the winner is taken from the latest finished
     run whatever the versions (trying it first costs nothing if it has become slower). Finished
     runs of other models whose op mix (search.prior.op_mix) is similar to `op_mix` lend their
-    speedups to the prior."""
+    speedups to the prior. `settings`: this run's (RunInfo.settings); a recipe an earlier run
+    found over its accuracy budget counts against it only under the same budget, and an `oom`
+    only under the same worker memory limit."""
     from hone.search.select import select
+
+    settings = settings or {}
 
     history = History()
     if db is None:
@@ -155,7 +160,8 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 if _base(best.label) != best.label:
                     history.winner_recipe = _resolved(db, run_id, best.key)
             same = info.get("versions") == versions
-            history.measured = _measured(run_id, results, selection, same)
+            same_budget = _setting(info, "accuracy_budget") == settings.get("accuracy_budget")
+            history.measured = _measured(run_id, results, selection, same, same_budget or not settings)
             if best is not None and same:
                 history.winner_artifacts = {
                     r.input_set: {"dir": r.artifact["dir"], "sha256": r.artifact["sha256"], "run": str(run_id)}
@@ -164,13 +170,20 @@ def read_history(db: "Store | None", model_id: str, fingerprint: str, device: st
                 }
         if info.get("versions") != versions:
             continue
+        same_memory = _setting(info, "memory_limit") == settings.get("memory_limit") or not settings
         for r in results:
             key = (r.recipe.key, r.input_set)
+            if r.status is Status.OOM and not same_memory:
+                continue  # under another worker memory limit it may fit
             if r.status in REPEATING and key not in history.failures and _cost_a_worker(r):
                 original = r.known_from if r.known_from is not None else run_id
                 reason = _original_reason(r)
                 history.failures[key] = KnownFailure(r.status, reason, original)
     return history
+
+
+def _setting(info: dict[str, Any], name: str) -> Any:
+    return (info.get("settings") or {}).get(name)
 
 
 def _constraints(info: dict[str, Any]):
@@ -180,7 +193,9 @@ def _constraints(info: dict[str, Any]):
     return Constraints.from_dict((info.get("settings") or {}).get("constraints"))
 
 
-def _measured(run_id: int, results: list[CandidateResult], selection, same_versions: bool) -> dict[str, Measured]:
+def _measured(run_id: int, results: list[CandidateResult], selection, same_versions: bool,
+              same_budget: bool = True) -> dict[str, Measured]:
+    """`same_budget`: that run judged accuracy by this run's budget (else a miss proves nothing)."""
     ranked = {r.recipe.key: r for r in selection.ranking}
     top = selection.ranking[0] if selection.ranking else None
     best = top.speedup if top else None
@@ -191,7 +206,7 @@ def _measured(run_id: int, results: list[CandidateResult], selection, same_versi
     found = {}
     for key, rs in by_key.items():
         label = rs[0].recipe.label
-        missed = any(r.status is Status.WRONG_ANSWER for r in rs) and label not in passed_bases
+        missed = same_budget and any(r.status is Status.WRONG_ANSWER for r in rs) and label not in passed_bases
         mine = ranked.get(key)
         found[key] = Measured(run_id, mine.speedup if mine else None, best, sum(r.wall_s for r in rs), len(rs), missed,
                               same_versions, mine.high if mine else None, top.low if top else None)

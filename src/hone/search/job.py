@@ -38,6 +38,9 @@ class Job:
     main_path: str | None = None  # the user's script, when the model class lives in __main__
     user_files: dict[str, str] = dataclasses.field(default_factory=dict)  # module name -> file
     stop_at_failure: bool = False  # leave the remaining sets once one fails (fallback retries)
+    # The worker's memory limit (search.memory_watch): a fraction of the memory of the machine
+    # it runs on (<= 1) or bytes; None: none.
+    memory_limit: float | None = None
     # Where this worker saves its builds' artifacts (one folder per build); None: never saves.
     artifact_dir: str | None = None
     # What decides whether it saves: eager fp32's p50 per input set and the best geometric-mean

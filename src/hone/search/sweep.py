@@ -29,6 +29,7 @@ from hone.search.constraints import Constraints
 from hone.search.fallback import FallbackSettings, refinable
 from hone.search.history import History
 from hone.search.job import Bundle, Job
+from hone.search.memory_watch import DEFAULT_FRACTION
 from hone.search.pareto import Point, front
 from hone.search.planner import PlannedRecipe
 from hone.search.prior import known_cost_s
@@ -66,6 +67,8 @@ class SweepSettings:
     # always one of them). The serving sweep serves the top few, so they must still exist; with
     # more than one, workers save every ok candidate (no "at least as fast" floor).
     keep_artifacts: int = 1
+    # Each worker's memory limit (search.memory_watch.parse_memory_limit): past it, `oom`.
+    memory_limit: float | None = DEFAULT_FRACTION
 
 
 def sweep(
@@ -81,6 +84,8 @@ def sweep(
     on_skip: Callable[[str, str], None] = lambda label, why: None,
     on_pruned: Callable[[str, str], None] = lambda label, why: None,
     on_eta: Callable[[float | None], None] = lambda seconds: None,
+    on_job_start: Callable[[Recipe, list[str]], None] = lambda recipe, sets: None,
+    on_job_end: Callable[[Recipe], None] = lambda recipe: None,
     started: float | None = None,
     artifacts_dir: str | Path | None = None,
     history: History | None = None,
@@ -93,6 +98,8 @@ def sweep(
     counts against the budget); default now. `on_pruned(label, why)`: work left out because it
     cannot pay (fallback retries of a quantized recipe slower than the best so far).
     `on_eta(s)`: after each proposal, the expected seconds left (Strategy.eta_s; None: unknown).
+    `on_job_start(recipe, sets)` / `on_job_end(recipe)`: a worker for `recipe` at `sets` starts /
+    has ended and its results were passed to on_result (the store's in-flight journal).
     `artifacts_dir`: the run's artifact directory
     (next to the store: `Store.artifacts_dir(run_id)`); None: a temporary one, which the
     OptimizeResult made of these results owns (`search.run.claim_artifacts`). `history`: what
@@ -118,7 +125,7 @@ def sweep(
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
-                         executor or SubprocessExecutor(Path(tmp)), baseline)
+                         executor or SubprocessExecutor(Path(tmp)), baseline, (on_job_start, on_job_end))
         strategy = Strategy(planned, budget, sets, pending=pending, ran=runner.ran, fallback=settings.fallback,
                             rank=_ranker(workload, reference), cannot_pay=runner.cannot_pay, on_skip=on_skip,
                             on_more=on_more, on_pruned=on_pruned,
@@ -184,11 +191,13 @@ class _Runner:
     on_result) once the worker is done; resumed results are reused, not run again."""
 
     def __init__(self, workload, reference, settings, done, on_start, on_result, artifacts: Path,
-                 history: History, executor: Executor, baseline: Recipe | None = None):
+                 history: History, executor: Executor, baseline: Recipe | None = None,
+                 journal: tuple[Callable[[Recipe, list[str]], None], Callable[[Recipe], None]] | None = None):
         self.workload, self.reference, self.settings, self.done = workload, reference, settings, done
         self.baseline = baseline if settings.paired else None  # what confirmed candidates are paired with
         self.history, self.executor = history, executor
         self.on_start, self.on_result = on_start, on_result
+        self.on_job_start, self.on_job_end = journal or (lambda recipe, sets: None, lambda recipe: None)
         self.artifacts = artifacts
         self.payload: bytes | None = None
         self.main_path: str | None = None
@@ -220,10 +229,13 @@ class _Runner:
                 rest = [s for s in todo if history.known(recipe, s) is None]
                 if rest and not (stop_at_failure and new):
                     self.last_worked = True
+                    self.on_job_start(recipe, rest)  # in flight until recorded: a kill leaves the mark
                     new += self._run_job(recipe, rest, list(resumed.values()) + new, stop_at_failure)
             for result in new:
                 self.seen[(recipe.key, result.input_set)] = result
                 self.on_result(result, False)
+            if self.last_worked:
+                self.on_job_end(recipe)
         by_set = {**resumed, **{r.input_set: r for r in new}}
         return [by_set[s] for s in self.labels if s in by_set]
 
@@ -341,6 +353,7 @@ class _Runner:
             main_path=self.main_path,
             user_files=self.workload.user_files,
             stop_at_failure=stop_at_failure,
+            memory_limit=self.settings.memory_limit,
             artifact_dir=str(self.artifacts / name) if can_win else None,
             baseline_p50=baseline_p50,
             best_speedup=(self._best_speedup(baseline_p50)

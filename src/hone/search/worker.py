@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hone.search._child import PARENT_ENV, UNEXPECTED
 from hone.search.job import Job
+from hone.search.memory_watch import POLL_S, MemoryWatch, limit_bytes
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
 
@@ -78,13 +79,24 @@ def run_worker(job: Job, job_dir: Path, timeout_s: float) -> WorkerOutcome:
             env=worker_env(job.threads),
             start_new_session=True,  # own session and process group
         )
-        timed_out = False
+        timed_out, over_memory = False, None
+        memory = limit_bytes(job.memory_limit)
+        watch = MemoryWatch(proc.pid, memory) if memory else None
         try:
-            returncode = proc.wait(timeout=limit_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            returncode = proc.wait()
+            while True:
+                left = limit_s - (time.perf_counter() - started)
+                try:
+                    returncode = proc.wait(timeout=max(0.0, min(left, POLL_S) if watch else left))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.perf_counter() - started >= limit_s:
+                        timed_out = True
+                    elif watch is not None:
+                        over_memory = watch.over()
+                    if timed_out or over_memory:
+                        _kill_group(proc)
+                        returncode = proc.wait()
+                        break
         except BaseException:
             # Ctrl-C reaches only our process group, not the worker's own session: take it down
             # with us instead of leaving it running unseen.
@@ -98,6 +110,8 @@ def run_worker(job: Job, job_dir: Path, timeout_s: float) -> WorkerOutcome:
 
     if timed_out:
         death = (Status.TIMEOUT, f"no result after {limit_s:g} s; process group killed")
+    elif over_memory:
+        death = (Status.OOM, watch.reason(over_memory))
     elif data.get("error"):
         error = data["error"]
         death = (Status(error["status"]), error["reason"])
@@ -184,9 +198,13 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def _tail(path: Path) -> str:
+    """The log's last STDERR_TAIL_CHARS bytes, read from the end: a worker that printed
+    gigabytes costs the parent no more than one that printed a line."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - STDERR_TAIL_CHARS))
+            data = f.read()
     except OSError:
         return ""
-    return data[-STDERR_TAIL_CHARS:].decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
 

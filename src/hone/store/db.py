@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hone._pids import alive
 from hone.config import Config
 from hone.errors import HoneError, InputError, StoreError
 from hone.search.recipe import Recipe, Step
@@ -43,6 +44,7 @@ _RESOLVE_ERRORS = (HoneError, ImportError, SyntaxError, AttributeError, KeyError
 def default_store_path() -> Path:
     env = os.environ.get(ENV_VAR)
     return Path(env) if env else DEFAULT_PATH
+
 
 
 def _now() -> str:
@@ -166,8 +168,15 @@ class Store:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction. IMMEDIATE takes the write lock up front, so two runs
+        writing one store queue for it (up to BUSY_TIMEOUT_S) instead of failing mid-way."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past the busy timeout
+                raise StoreError(f"run store {self.path}: {exc} (another process held it over {BUSY_TIMEOUT_S:g} s)",
+                                 hint="another hone run or a sqlite3 shell holds a write transaction open; "
+                                      "close it, or use another --db") from None
             try:
                 yield self._conn
             except BaseException:
@@ -224,6 +233,8 @@ class Store:
         )
         try:
             with self._tx() as c:
+                c.execute("DELETE FROM in_flight WHERE run_id = ? AND recipe_key = ? AND input_set = ?",
+                          (run_id, data["recipe_key"], result.input_set))
                 c.execute(
                     """
                     INSERT INTO candidates (run_id, recipe_key, input_set, label, status, reason,
@@ -242,6 +253,30 @@ class Store:
                 )
         except sqlite3.IntegrityError as exc:  # the foreign key: only start_run creates runs
             raise StoreError(f"no run {run_id} in {self.path} to record into") from exc
+
+    def start_job(self, run_id: int, recipe: Recipe, input_sets: list[str]) -> None:
+        """Journal a worker's start: its sets stay in flight until their results are recorded."""
+        now, pid = _now(), os.getpid()
+        with self._tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO in_flight (run_id, recipe_key, input_set, label, started_at, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?)", [(run_id, recipe.key, s, recipe.label, now, pid) for s in input_sets])
+
+    def end_job(self, run_id: int, recipe: Recipe) -> None:
+        """The worker ended: sets it left out on purpose (it stopped at a failure) are not in flight."""
+        with self._tx() as c:
+            c.execute("DELETE FROM in_flight WHERE run_id = ? AND recipe_key = ?", (run_id, recipe.key))
+
+    def in_flight(self, run_id: int) -> list[dict[str, Any]]:
+        """What the run started and never recorded: in a run that is not running any more, the
+        candidates a kill interrupted (label, input_set, recipe_key, started_at, pid)."""
+        rows = self._query("SELECT label, input_set, recipe_key, started_at, pid FROM in_flight WHERE run_id = ? "
+                           "ORDER BY started_at, label, input_set", (run_id,))
+        return [dict(zip(("label", "input_set", "recipe_key", "started_at", "pid"), row)) for row in rows]
+
+    def forget_in_flight(self, run_id: int) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM in_flight WHERE run_id = ?", (run_id,))
 
     def update_info(self, run_id: int, info: RunInfo) -> None:
         """Rewrite the run's description (what was learnt during the sweep: budget skips)."""
@@ -319,6 +354,9 @@ class Store:
         found_id, created_at, info_json = rows[0]
         info = RunInfo.from_dict(json.loads(info_json))
         info.run_id, info.created_at = int(found_id), created_at  # the row is the truth
+        for row in self.in_flight(info.run_id):  # a live run's are running now; a killed run's, interrupted
+            state = "running now" if alive(row["pid"]) else "interrupted (its run was killed); --resume runs it again"
+            info.warnings.append(f"{row['label']} @ {row['input_set']}: {state} (started {row['started_at']})")
         return OptimizeResult.from_results(info, self._results(info.run_id, resolve=resolve))
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -69,7 +69,25 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX runs_by_key ON runs (run_key, id)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+def _v3(conn: sqlite3.Connection) -> None:
+    """What a run has started and not yet recorded: a row per (recipe, input set) from the start
+    of its worker to its result. Rows left by a run that was killed (kill -9, a power cut) are
+    the candidates it interrupted: reported as such, and rerun by --resume."""
+    conn.execute(
+        """
+        CREATE TABLE in_flight (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            recipe_key TEXT NOT NULL,
+            input_set TEXT NOT NULL,
+            label TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            PRIMARY KEY (run_id, recipe_key, input_set)
+        )"""
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -76,6 +76,16 @@ def score(
     return float(fn(outputs, reference, labels))
 
 
+def _reduced_precision_sized(check: OutputCheck) -> bool:
+    """Whether an fp32 output's error, relative to the output's scale, is what 8 to 11
+    mantissa bits give (bf16 2^-8 .. TF32/fp16 2^-11, times a few roundings): a backend that
+    silently computes in lower precision, not a wrong graph (errors of the output's own size)."""
+    if check.rtol <= 0 or not 0 < check.max_abs_err < float("inf"):
+        return False
+    relative = check.max_abs_err / (check.atol / check.rtol)  # atol is at least rtol x the output's scale
+    return 2.0**-14 <= relative <= 2.0**-4
+
+
 def verdict_of(
     tensor_checks: tuple[OutputCheck, ...], metric: MetricCheck | None, compute_dtype: str, approximate: bool = False
 ) -> Verdict:
@@ -105,6 +115,9 @@ def verdict_of(
             reason = f"output {c.name}: shape or count differs from the reference"
         else:
             reason = f"output {c.name}: max abs err {c.max_abs_err:.3g} exceeds tol {c.atol:.2g} + {c.rtol:.2g}*|ref| ({compute_dtype})"
+            if compute_dtype == "float32" and _reduced_precision_sized(c):
+                reason += ("; an error the size of reduced-precision rounding (bf16, fp16 or TF32): "
+                           "the backend computes below the fp32 it claims")
         return Verdict(False, reason, compute_dtype, tensor_checks, metric, advisory)
     if metric is not None and not metric.passed:
         reason = f"{metric.name} {metric.value:.4f} vs fp32 {metric.reference:.4f}: drop beyond budget {metric.budget_text or f'{metric.budget:g}'}"

@@ -56,10 +56,17 @@ class Reference:
         return dict(zip(self.output_names, self.batch_axes))
 
 
-def _forward(module: torch.nn.Module, label: str, tensors: dict[str, torch.Tensor]):
+def _forward(module: torch.nn.Module, label: str, tensors: dict[str, torch.Tensor], timeout_s: float | None = None):
+    """The model's outputs on one input set, run contained (models._user_code: a hang past
+    `timeout_s`, sys.exit or a fork is an InputError). A forward that writes into its inputs is
+    refused: every candidate is called again and again on the same tensors, so its answers
+    would drift from call to call and no comparison would mean anything."""
+    from hone.models._user_code import user_code
+
+    before = {name: t.clone() for name, t in tensors.items()}
     try:
-        with torch.inference_mode():
-            return normalize_outputs(module(**tensors))
+        with torch.inference_mode(), user_code(f"the model's forward on input set {label}", timeout_s):
+            outputs = normalize_outputs(module(**tensors))
     except HoneError:
         raise
     except Exception as exc:
@@ -69,17 +76,31 @@ def _forward(module: torch.nn.Module, label: str, tensors: dict[str, torch.Tenso
             f"the model's forward raised {type(exc).__name__} on input set {label} ({specs}): {first}",
             hint="check the example inputs' shapes and dtypes against what forward() expects",
         ) from exc
+    changed = [name for name, t in tensors.items() if not torch.equal(t, before[name]) and not _same_nan(t, before[name])]
+    if changed:
+        raise InputError(f"the model's forward changed its input{'s' if len(changed) > 1 else ''} "
+                         f"{', '.join(map(repr, changed))} in place (input set {label})",
+                         hint="clone the input before writing to it (x = x.clone()); hone calls forward "
+                              "repeatedly on the same tensors")
+    return outputs
 
 
-def compute_reference(workload: Workload) -> Reference:
+def _same_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.is_floating_point() or a.is_complex()) and bool(torch.equal(torch.nan_to_num(a), torch.nan_to_num(b)))
+
+
+def compute_reference(workload: Workload, timeout_s: float | None = None) -> Reference:
+    """Eager fp32's outputs at each input set (run twice: their difference is the model's own
+    nondeterminism), the outputs' batch axes and the float64 calibration. `timeout_s`: how long
+    one forward of the user's model may take (None: no limit)."""
     module = workload.module.eval()
     outputs: dict[str, tuple[torch.Tensor, ...]] = {}
     extra: dict[str, list[float]] = {}
     names: list[str] | None = None
     for input_set in workload.input_sets:
-        first = _forward(module, input_set.label, input_set.tensors)
+        first = _forward(module, input_set.label, input_set.tensors, timeout_s)
         _refuse_nonfinite(first, f"input set {input_set.label}")
-        second = _forward(module, input_set.label, input_set.tensors)
+        second = _forward(module, input_set.label, input_set.tensors, timeout_s)
         if names is None:
             names = list(first)
         elif list(first) != names:
