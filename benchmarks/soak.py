@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "guarantees")]
 import hone  # noqa: E402
 from plugins_for_tests import DelayRuntime  # noqa: E402
 from test_soak import resources  # noqa: E402
+from test_store_survives_kills import _wait_for_a_result as _wait  # noqa: E402
 from tiny_models import tiny_mlp  # noqa: E402
 
 OPTIONS = dict(progress=False, measure_time_s=0.05, profile_first=False, fallback_attempts=0, time_budget_s=None)
@@ -72,6 +73,14 @@ hone.optimize(model, x, recipes=[DelayRuntime.recipe_with(f"d-{i}", 5e-4 * i) fo
 """
 
 
+def _wait_for_a_result(db: Path) -> None:
+    class _Running:  # the test helper polls a Popen; here the sweep is assumed alive
+        def poll(self):
+            return None
+
+    _wait(db, _Running())
+
+
 def kill_trials(trials: int, where: Path) -> None:
     rng = random.Random(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -79,9 +88,8 @@ def kill_trials(trials: int, where: Path) -> None:
     for trial in range(trials):
         db = where / f"kill-{trial}.db"
         proc = subprocess.Popen([sys.executable, "-c", SWEEP, str(db)], env=env, stderr=subprocess.DEVNULL)
-        while not db.exists():
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.5, 3.0))
+        _wait_for_a_result(db)
+        time.sleep(rng.uniform(0.0, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         with sqlite3.connect(db) as conn:

@@ -21,13 +21,14 @@ class InProcessExecutor:
 
     def run(self, recipe, job, payload: bytes, timeout_s: float):
         self.payload_sizes.append(len(payload))
-        job = dataclasses.replace(job, workdir=tempfile.mkdtemp(prefix="hone-test-inprocess-"))
         result: dict = {"sets": {}, "finished": False}
         stage = Stage(job.device)
-        try:
-            execute(job, Bundle.from_bytes(payload), stage, result, lambda: None, time.perf_counter())
-        except Exception as exc:  # noqa: BLE001 - as the worker does (search._child.run): a failure outside any set
-            result["error"] = failure(exc, stage.now)
+        with tempfile.TemporaryDirectory(prefix="hone-test-inprocess-") as workdir:  # as a worker's ends with it
+            job = dataclasses.replace(job, workdir=workdir)
+            try:
+                execute(job, Bundle.from_bytes(payload), stage, result, lambda: None, time.perf_counter())
+            except Exception as exc:  # noqa: BLE001 - as the worker does (search._child.run): a failure outside any set
+                result["error"] = failure(exc, stage.now)
         error = result.get("error")
         death = None if error is None else (Status(error["status"]), error["reason"])
         return results_of(recipe, job, result, death, "")

@@ -485,11 +485,11 @@ class SilentBf16Runtime(_TestRuntime):
 
 @RUNTIMES.register
 class PrecisionReportingRuntime(_TestRuntime):
-    """Eager, reporting torch's fp32 precision switch as its build found it."""
+    """Eager, reporting torch's fp32 precision switches as its build found them."""
 
     name = "test_precision_reporting"
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        found = {"fp32_precision_at_build": str(torch.backends.fp32_precision),
-                 "cudnn_conv_at_build": str(torch.backends.cudnn.conv.fp32_precision)}
+        found = {"cudnn_tf32_at_build": bool(torch.backends.cudnn.allow_tf32),
+                 "matmul_precision_at_build": torch.get_float32_matmul_precision()}
         return ModuleRunner(model.module, ctx.device, found, ctx.example_inputs)

@@ -134,5 +134,7 @@ def test_load_and_a_whole_run_leave_no_temporary_folder(tmp_path, monkeypatch):
         assert [p.name for p in private.iterdir() if p.name.startswith("hone-load-")]  # in use while it lives
         del runner
         gc.collect()
-    left = sorted(p.name for p in private.iterdir())
+    # torch's compile cache (torchinductor_<user>) lives in the temporary folder by torch's design
+    # and is meant to outlive the run: the next build reuses it. Nothing of hone's may be left.
+    left = sorted(p.name for p in private.iterdir() if not p.name.startswith("torchinductor_"))
     assert left == [], f"temporary folders left behind: {left}"

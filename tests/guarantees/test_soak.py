@@ -35,7 +35,8 @@ def resources(private_tmp: Path) -> dict[str, int]:
     me = psutil.Process()
     return {
         "open_files": len(os.listdir("/proc/self/fd")),
-        "temporary_entries": len(os.listdir(private_tmp)),
+        # torch's compile cache (torchinductor_<user>) is meant to outlive a run; nothing else is
+        "temporary_entries": len([n for n in os.listdir(private_tmp) if not n.startswith("torchinductor_")]),
         "shared_memory": len(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else 0,
         "children": len(me.children(recursive=True)),
         "rss": me.memory_info().rss,

@@ -5,6 +5,7 @@ only what is missing. A worker killed mid-candidate is `crashed` and the sweep g
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -71,6 +72,17 @@ def _wait_for(path: Path, parent: subprocess.Popen, seconds: float = 120) -> Non
         assert parent.poll() is None, parent.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, f"{path.name} never appeared"
         time.sleep(0.05)
+
+
+def _wait_for_a_result(db: Path, parent: subprocess.Popen, seconds: float = 120) -> None:
+    _wait_for(db, parent, seconds)
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(sqlite3.Error), sqlite3.connect(db) as conn:
+            if conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]:
+                return
+        assert parent.poll() is None and time.monotonic() < deadline, "the sweep recorded nothing"
+        time.sleep(0.02)
 
 
 def _gone(pid: int, seconds: float = 30) -> bool:
@@ -145,8 +157,8 @@ def test_kill_9_at_random_moments_while_results_are_written(tmp_path):
         here.mkdir()
         parent = _start(here, "_fast_recipes()", in_process=True)
         db = here / "runs.db"
-        _wait_for(db, parent)
-        time.sleep(rng.uniform(0.5, 3.0))
+        _wait_for_a_result(db, parent)  # the sweep is under way: results land every few tenths of a second
+        time.sleep(rng.uniform(0.0, 2.5))
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         assert _integrity(db) == "ok", f"trial {trial}"

@@ -486,18 +486,22 @@ class Execution:
 
 
 def pin_precision(compute_dtype: str) -> dict[str, str]:
-    """An fp32 candidate computes in IEEE fp32: torch's TF32 (CUDA matmul, cuDNN conv and RNN,
-    whose default is TF32) and oneDNN's reduced-precision fp32 modes off, through torch's one
-    switch. Returns what torch reads back, stored with the candidate's runner info. Other dtypes
-    keep torch's defaults. (Runtimes with their own switch pin it themselves: OpenVINO's
-    INFERENCE_PRECISION_HINT, TensorRT's TF32 flag.)"""
+    """An fp32 candidate computes in IEEE fp32: TF32 off for CUDA matmuls and cuDNN (whose
+    default is TF32), matmul precision "highest" (no reduced-precision fp32 kernels). Through the
+    legacy flags: torch.export and Inductor read them, and once torch 2.13's new per-backend
+    `fp32_precision` API is used, those reads raise. Returns what torch reads back, stored with
+    the candidate's runner info. Other dtypes keep torch's defaults. (Runtimes with their own
+    switch pin it themselves: OpenVINO's INFERENCE_PRECISION_HINT, TensorRT's TF32 flag.)"""
     import torch
 
     if compute_dtype != "float32":
         return {}
-    torch.backends.fp32_precision = "ieee"
-    return {"torch_fp32_precision": str(torch.backends.fp32_precision),
-            "cudnn_conv_fp32_precision": str(torch.backends.cudnn.conv.fp32_precision)}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    return {"cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+            "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def execute(job: Job, bundle: Bundle, stage: Stage, result: dict[str, Any],
