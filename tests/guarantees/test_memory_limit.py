@@ -13,11 +13,14 @@ from hone.errors import InputError
 from hone.search.memory_watch import limit_bytes, parse_memory_limit, total_memory_bytes
 from hone.search.result import Status
 from plugins_for_tests import AllocateRuntime, CountingRuntime
+from skips import REQUIRES_6_GIB
 from tiny_models import tiny_mlp
 
 
 @pytest.mark.slow
 def test_a_candidate_past_its_memory_limit_is_oom_with_the_figure_and_the_next_runs(tmp_path):
+    if total_memory_bytes() < 6 * 2**30:  # so that the limit, not the machine, stops its 3 GiB
+        pytest.skip(REQUIRES_6_GIB)
     model, x = tiny_mlp()
     result = hone.optimize(model, x, recipes=[AllocateRuntime.recipe(), CountingRuntime.recipe()], worker_memory="1.25GiB",
                            store=tmp_path / "runs.db", progress=False, measure_time_s=0.1, fallback_attempts=0)
@@ -27,10 +30,6 @@ def test_a_candidate_past_its_memory_limit_is_oom_with_the_figure_and_the_next_r
     used = float(re.search(r"used ([\d.]+) GiB, over the worker memory limit of 1.25 GiB", oom.reason).group(1))
     assert 1.25 < used < 3.0  # really allocated past the limit, stopped long before its 3 GiB
     assert by_label["test_counting"].status is Status.OK and result.selection.best is not None
-    # Without the limit the same candidate builds: the limit, not the machine, stopped it.
-    free = hone.optimize(model, x, recipes=[AllocateRuntime.recipe()], worker_memory="off", store=False,
-                         progress=False, measure_time_s=0.1)
-    assert {r.recipe.label: r.status for r in free.results}["test_allocate"] is Status.OK
 
 
 @pytest.mark.parametrize("text, expected", [

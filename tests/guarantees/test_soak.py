@@ -21,7 +21,7 @@ from tiny_models import tiny_mlp
 
 pytestmark = pytest.mark.slow
 SOAK_CANDIDATES = 100
-WORKER_CANDIDATES = 12
+WORKER_CANDIDATES = 6
 SOAK_RSS_BOUND = 64 * 2**20  # the parent's growth over SOAK_CANDIDATES candidates (allocator slack, caches)
 
 

@@ -378,7 +378,10 @@ def test_real_run_reported_from_the_store_in_chromium(browser, tmp_path, capsys,
 
     monkeypatch.setenv("HONE_NO_PROGRESS", "1")
     db = tmp_path / "hone.db"
-    result = hone.optimize("digits-cnn", store=db, progress=False, measure_time_s=0.3, include=["torchscript-trace"])
+    from in_process_executor import InProcessExecutor
+
+    result = hone.optimize("digits-cnn", store=db, progress=False, measure_time_s=0.3, include=["torchscript-trace"],
+                           executor=InProcessExecutor())  # the report, not the workers, is under test
     assert result.run.profile is not None and len(result.run.input_sets) > 1
     out = tmp_path / "report.html"
     assert main(["report", "--db", str(db), "--html", str(out)]) == 0
