@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from hone.atomic import write_atomic
 from hone.config import Config
 from hone.errors import Unsupported
 from hone.plugin import Artifact, BuildContext
@@ -410,10 +411,7 @@ class SleepInBuildRuntime(_TestRuntime):
         return Recipe(cls.name, (), Step(cls.name, PidFileConfig(str(path))), origin="test: killed from outside")
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
-        partial = f"{self.config.path}.partial"
-        with open(partial, "w") as f:
-            f.write(f"{os.getpid()} {os.getppid()}\n")
-        os.replace(partial, self.config.path)  # whole or absent: the test polls for it
+        write_atomic(self.config.path, f"{os.getpid()} {os.getppid()}\n")  # whole or absent: the test polls for it
         time.sleep(3600)
         raise AssertionError("unreachable")
 
@@ -454,9 +452,7 @@ class HangWhileFlagRuntime(_TestRuntime):
 
     def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
         if os.path.exists(self.config.path):
-            with open(f"{self.config.path}.partial", "w") as f:
-                f.write(str(os.getpid()))
-            os.replace(f"{self.config.path}.partial", f"{self.config.path}.pid")
+            write_atomic(f"{self.config.path}.pid", str(os.getpid()))  # whole or absent: the test polls for it
             time.sleep(3600)
         return super().build_impl(model, ctx)
 
