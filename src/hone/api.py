@@ -7,13 +7,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hone.errors import HarnessError, InputError
+from hone.search.memory_watch import DEFAULT_FRACTION as DEFAULT_WORKER_MEMORY, parse_memory_limit  # no backend
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "minilm"
 DEFAULT_TIMEOUT_S = 600.0
-DEFAULT_WORKER_MEMORY = 0.8  # of the machine's memory, per worker (search.memory_watch)
 # The whole run: the plan's order (profile, prior) decides what fits. On MiniLM (2 cores) the
 # default run reaches the exhaustive run's winner in this time (docs/BENCHMARKS.md, search).
 DEFAULT_TIME_BUDGET_S = 180.0
@@ -266,6 +264,7 @@ def optimize(
     from hone.search.exclusive import timing_slot
     from hone.search.executor import executor_for
     from hone.search.fallback import FallbackSettings
+    from hone.store.resume import open_store, start_or_resume
     from hone.validate.verdict import AccuracyBudget
 
     import time
@@ -277,7 +276,7 @@ def optimize(
     if patience < 0:
         raise InputError(f"patience must be 0 (off) or a positive number of candidates, not {patience}")
     fallback_settings = FallbackSettings(attempts=fallback_attempts)
-    memory_limit = _memory_limit(worker_memory)
+    memory_limit = parse_memory_limit(worker_memory)
     serving = _serving_settings(serve_sweep, max_p99_ms)  # bad settings or a missing mosec fail before any work
     runs_on = executor_for(executor, ray_address)  # an unknown executor or a missing ray fails before any work
     name = model if isinstance(model, str) else type(model).__name__
@@ -318,7 +317,7 @@ def optimize(
         summary, earlier = None, None
         if profile_first and recipes is None:
             if not explore:
-                with _open_store(store, existing_only=True) as db:
+                with open_store(store, existing_only=True) as db:
                     earlier = earlier_profile(db, model_identity(workload), hw.fingerprint, device, _versions(),
                                               settings.threads)
             if earlier is not None:
@@ -337,8 +336,8 @@ def optimize(
         sets = len(workload.input_sets)
         shown.set_total(len(planned) * sets)
 
-        with _open_store(store) as db, runs_on as chosen_executor:
-            run_id, done = _start_or_resume(db, info, resume)
+        with open_store(store) as db, runs_on as chosen_executor:
+            run_id, done = start_or_resume(db, info, resume)
             history = read_history(db, info.model_id, info.fingerprint, device, info.versions, current_run=run_id,
                                    settings=info.settings,
                                    op_mix=(info.profile or {}).get("op_mix"))
@@ -383,51 +382,18 @@ def optimize(
     result = OptimizeResult.from_results(info, results)
     result.workload = workload
     if serving is not None:
-        _serve_top(result, serving, store, progress)
+        from hone.serve.after_run import serve_top
+
+        serve_top(result, serving, store, progress)
     return result
 
 
 def _serving_settings(serve_sweep: Any, max_p99_ms: float | None) -> "ServeSweepSettings | None":
-    import dataclasses
-
-    from hone._optional import require
-    from hone.serve.sweep import ServeSweepSettings
-
     if serve_sweep is None or serve_sweep is False:
-        return None
-    settings = ServeSweepSettings() if serve_sweep is True else serve_sweep
-    if not isinstance(settings, ServeSweepSettings):
-        raise InputError(f"serve_sweep takes True or a ServeSweepSettings, not {type(serve_sweep).__name__}")
-    for package in ("mosec", "aiohttp", "msgpack"):
-        require(package)
-    if settings.max_p99_ms is None and max_p99_ms is not None:
-        settings = dataclasses.replace(settings, max_p99_ms=max_p99_ms)
-    return settings
+        return None  # hone.serve (and its sweep's imports) only for a run that serves
+    from hone.serve.after_run import serving_settings
 
-
-def _serve_top(result: "OptimizeResult", settings: "ServeSweepSettings", store: Any, progress: bool) -> None:
-    """The serving sweep over the run's top candidates, stored with the run (RunInfo.serving).
-    A sweep that finds nothing to serve says why in the run's warnings; the run stays finished."""
-    import tempfile
-
-    from hone.report.progress import SweepProgress
-    from hone.serve.sweep import candidates_from_result, run_serving_sweep
-
-    candidates, why_not = candidates_from_result(result, settings.top)
-    result.run.warnings += [f"not served: {why}" for why in why_not]
-    if candidates:
-        with _open_store(store) as db, tempfile.TemporaryDirectory(prefix="hone-serve-") as tmp, \
-                SweepProgress(enabled=progress) as shown:
-            logs = db.artifacts_dir(result.run.run_id) / "serving" if db else Path(tmp)
-            shown.stage("serving sweep: the top candidates behind a real server")
-            price = result.selection.constraints.price  # the run's, when it was priced
-            sweep = run_serving_sweep(candidates, settings, logs, result.run.threads, progress=shown.stage, price=price)
-            result.run.serving = sweep.to_dict()
-    elif not why_not:
-        result.run.warnings.append("serving sweep not run: no candidate passed validation")
-    with _open_store(store) as db:
-        if db and result.run.run_id is not None:
-            db.update_info(result.run.run_id, result.run)
+    return serving_settings(serve_sweep, max_p99_ms)
 
 
 def _composed(recipes, workload, hw, device) -> list:
@@ -566,15 +532,6 @@ def _as_workload(model: Any, example_inputs: Any, eval: Any, batch_sizes: Any, c
     return workload
 
 
-def _memory_limit(worker_memory: "float | str | None") -> float | None:
-    from hone.search.memory_watch import parse_memory_limit
-
-    try:
-        return parse_memory_limit(worker_memory)
-    except ValueError as exc:
-        raise InputError(f"worker memory: {exc}", hint="e.g. 0.8 (of this machine's memory), 6GiB, or off") from None
-
-
 def _check_options(timeout_s: float, measure_time_s: float, threads: int | None, time_budget_s: float | None) -> None:
     if timeout_s <= 0 or measure_time_s <= 0:
         raise InputError("timeouts and measuring times must be positive")
@@ -635,62 +592,3 @@ def _run_info(workload, reference, hw, settings, labels):
         batch_axes_note=reference.batch_axes_note,
         provenance=dict(workload.provenance),
     )
-
-
-def _run_key(info) -> str:
-    """Identity of "the same run" for --resume: model, inputs, settings, machine, library
-    versions (a run resumed under another torch would mix figures of two)."""
-    # The set of recipes, not their order: the order follows the profile, which varies with noise.
-    settings = {**info.settings, "recipes": sorted(info.settings.get("recipes", []))}
-    # Provenance too: the same model spec with other calibration or eval files is another run.
-    body = {"model": info.model, "inputs": info.input_sets, "settings": settings, "fp": info.fingerprint,
-            "provenance": info.provenance, "versions": info.versions}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class _NoStore:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _open_store(store, *, existing_only: bool = False):
-    """The store as a context (None inside for store=False). `existing_only`: None too when the
-    file is not there yet, so a read before any work creates nothing (a run that then fails on
-    bad input leaves no store behind)."""
-    if store is False:
-        return _NoStore()
-    from hone.store import Store, default_store_path
-
-    path = Path(store) if store not in (None, True) else default_store_path()
-    if existing_only and not path.exists():
-        return _NoStore()
-    return Store(path)
-
-
-def _start_or_resume(db, info, resume: bool):
-    import os
-
-    from hone._pids import alive
-
-    if db is None:
-        return None, {}
-    key = _run_key(info)
-    if resume:
-        run_id = db.find_resumable(key)
-        if run_id is not None:
-            interrupted = db.in_flight(run_id)
-            live = sorted({row["pid"] for row in interrupted if row["pid"] != os.getpid() and alive(row["pid"])})
-            if live:
-                raise InputError(f"run {run_id} is still running (process {', '.join(map(str, live))})",
-                                 hint="wait for it to finish, or start a new run without --resume")
-            info.run_id = run_id
-            info.created_at = db.load_run(run_id, resolve=False).run.created_at
-            info.warnings.extend(f"interrupted in run {run_id}: {row['label']} @ {row['input_set']} "
-                                 f"(started {row['started_at']}); run again" for row in interrupted)
-            db.forget_in_flight(run_id)
-            return run_id, db.completed(run_id)
-    return db.start_run(info, key), {}
-

@@ -63,16 +63,13 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     fsync_directory(target.parent)
 
 
-def remove_orphaned_partials(folder: Path) -> list[Path]:
+def remove_orphaned_partials(folder: Path) -> None:
     """Remove the partial folders in `folder` whose writing process is gone (killed mid-write)."""
-    removed = []
     with contextlib.suppress(OSError):
         for entry in folder.iterdir():
             pid = _writer_pid(entry.name)
             if pid is not None and entry.is_dir() and not alive(pid):
                 shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-    return removed
 
 
 def fsync_tree(root: Path) -> None:

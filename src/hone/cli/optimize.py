@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from hone.api import DEFAULT_MODEL, DEFAULT_PATIENCE, DEFAULT_TIME_BUDGET_S
+from hone.api import DEFAULT_MODEL, DEFAULT_PATIENCE, DEFAULT_TIME_BUDGET_S, DEFAULT_WORKER_MEMORY
 from hone.cli._quiet import log_path, summary, third_party_to
 from hone.cli.app import app
 from hone.errors import InputError
@@ -66,7 +66,7 @@ def optimize(
     fallback_attempts: int = typer.Option(3, help="retries of a quantized candidate over budget, keeping more layers in float (0: off)"),
     timeout: float = typer.Option(600.0, help="seconds per candidate before its worker is killed"),
     worker_memory: str = typer.Option(
-        "0.8", "--worker-memory",
+        str(DEFAULT_WORKER_MEMORY), "--worker-memory",
         help="each worker's memory limit: a fraction of this machine's memory, a size (6GiB), or off; "
         "a candidate past it is oom",
     ),

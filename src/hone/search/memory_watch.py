@@ -15,6 +15,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from hone.errors import InputError
+
 DEFAULT_FRACTION = 0.8  # of the machine's memory, per worker
 POLL_S = 0.2
 CHILDREN_EVERY = 5  # polls between scans for the worker's own children (compile workers)
@@ -24,7 +26,8 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 def parse_memory_limit(text: str | float | int | None) -> float | None:
     """`--worker-memory`: a fraction of the machine's memory (0 < f <= 1), a size ("6GiB",
-    "512M"), or "off"/None for no limit. Returns the fraction or the bytes (> 1)."""
+    "512M"), or "off"/None for no limit. Returns the fraction or the bytes (> 1); InputError
+    for anything else."""
     if text is None:
         return None
     if isinstance(text, (int, float)):
@@ -34,12 +37,16 @@ def parse_memory_limit(text: str | float | int | None) -> float | None:
     else:
         match = _SIZE.match(text)
         if not match:
-            raise ValueError(f"{text!r} is neither a fraction of the machine's memory (0.8) nor a size (6GiB)")
+            raise _bad(f"{text!r} is neither a fraction of the machine's memory nor a size")
         number, unit = float(match.group(1)), match.group(2).lower()
         value = number if not unit and number <= 1 else number * _UNITS[unit]
     if value <= 0:
-        raise ValueError(f"a worker memory limit must be positive, not {text!r}")
+        raise _bad(f"a limit must be positive, not {text!r}")
     return value
+
+
+def _bad(what: str) -> InputError:
+    return InputError(f"worker memory: {what}", hint="e.g. 0.8 (of this machine's memory), 6GiB, or off")
 
 
 def limit_bytes(spec: float | None) -> int | None:
@@ -65,7 +72,6 @@ class MemoryWatch:
 
     pid: int
     limit: int
-    peak: int = 0
     _polls: int = 0
     _children: tuple[int, ...] = ()
 
@@ -74,7 +80,6 @@ class MemoryWatch:
         if self._polls % CHILDREN_EVERY == 1:
             self._children = tuple(_descendants(self.pid))
         used = _rss(self.pid) + sum(_rss(child) for child in self._children)
-        self.peak = max(self.peak, used)
         return used if used > self.limit else None
 
     def reason(self, used: int) -> str:
