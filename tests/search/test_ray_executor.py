@@ -199,7 +199,7 @@ def test_two_models_side_by_side_on_ray_finish_one_run_each_in_a_shared_store(ra
     runs = optimize_many(models, executor="ray", store=tmp_path / "hone.db", recipes=[CountingRuntime.recipe()],
                          threads=1, measure_time_s=0.2, time_budget_s=None, fallback_attempts=0,
                          on_start=lambda m: order.append(f"start {m}"), on_done=lambda r: order.append(f"done {r.model}"))
-    assert [r.model for r in runs] == models and all(r.error is None for r in runs)
+    assert [r.model for r in runs] == models and all(r.error is None for r in runs), [r.error for r in runs]
     # Side by side: both had started before either was done.
     assert sorted(order[:2]) == sorted(f"start {m}" for m in models)
     with Store(tmp_path / "hone.db") as db:

@@ -32,9 +32,15 @@ class _Deadline(BaseException):
 def user_code(where: str, timeout_s: float | None = None) -> Iterator[None]:
     pid = os.getpid()
     stdout, stderr = _Capped(sys.stdout), _Capped(sys.stderr)
-    alarm = _deadline(timeout_s)
+    # sys.stdout is one for all threads: models loaded side by side (hone.search.many, one
+    # driver thread each) would restore each other's streams out of order. Capped in the main
+    # thread only, as the deadline is.
+    main = threading.current_thread() is threading.main_thread()
+    capped = (contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr)) if main else ()
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), alarm:
+        with contextlib.ExitStack() as stack:
+            for context in (*capped, _deadline(timeout_s)):
+                stack.enter_context(context)
             yield
     except SystemExit as exc:
         raise InputError(f"{where} called sys.exit({exc.code!r})",
