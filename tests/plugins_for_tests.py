@@ -489,3 +489,39 @@ class PrecisionReportingRuntime(_TestRuntime):
         found = {"cudnn_tf32_at_build": bool(torch.backends.cudnn.allow_tf32),
                  "matmul_precision_at_build": torch.get_float32_matmul_precision()}
         return ModuleRunner(model.module, ctx.device, found, ctx.example_inputs)
+
+
+FACTS = "HONE_TEST_FACTS"  # where ProcessFactsRuntime writes what its worker process is
+
+
+@RUNTIMES.register
+class ProcessFactsRuntime(_TestRuntime):
+    """Eager, writing its worker's process facts (pid, parent, group, session, threads, the
+    job's environment) as JSON to $HONE_TEST_FACTS: what a warm-started worker must share
+    with a fresh one."""
+
+    name = "test_process_facts"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        import json
+
+        facts = {"pid": os.getpid(), "ppid": os.getppid(), "pgid": os.getpgid(0), "sid": os.getsid(0),
+                 "torch_threads": torch.get_num_threads(), "marker": os.environ.get("HONE_TEST_MARKER"),
+                 "stdout": os.readlink("/proc/self/fd/1"), "cuda_initialized": torch.cuda.is_initialized()}
+        write_atomic(os.environ[FACTS], json.dumps(facts))
+        return super().build_impl(model, ctx)
+
+
+@RUNTIMES.register
+class KillsItsParentRuntime(_TestRuntime):
+    """Kills the process its worker was started from (the warm start, when there is one), then
+    waits: its own end must come from its parent's death, not from the sweep's timeout."""
+
+    name = "test_kills_its_parent"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        import signal
+
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+        raise AssertionError("still running a minute after its parent died")

@@ -95,9 +95,11 @@ def test_interrupting_or_killing_the_parent_ends_the_worker(tmp_path, how):
     deadline = time.monotonic() + 120
     hanging = []
     def is_hanging_worker(process) -> bool:
+        # A worker writes its job's worker.log (forked from the warm start or not: no command
+        # line of its own to tell it by); its job.json beside it names the recipe.
         try:
-            cmdline = process.cmdline()
-            return "_child" in " ".join(cmdline) and "test_hang" in open(cmdline[-1]).read()
+            logs = [f.path for f in process.open_files() if f.path.endswith("worker.log")]
+            return any("test_hang" in open(os.path.join(os.path.dirname(log), "job.json")).read() for log in logs)
         except (psutil.Error, OSError):  # a worker that just finished (the eager baseline's)
             return False
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import weakref
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,16 +35,28 @@ class Executor(Protocol):
 
 
 class SubprocessExecutor:
-    """A fresh interpreter per job on this machine, in its own process group, killed at the
+    """A worker process per job on this machine, in its own process group, killed at the
     timeout (search.worker.run_candidate), inside this machine's timing slot (so two `hone
-    optimize` runs on one machine take turns per job). Each distinct payload is written once,
-    to `workdir`."""
+    optimize` runs on one machine take turns per job). Workers are forked from one warm
+    process that has imported torch (search.zygote), or started afresh where that cannot
+    start. Each distinct payload is written once, to `workdir`. `close` (or leaving it as a
+    context) ends the warm process; so does the executor's collection."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, warm_start: bool = True):
+        from hone.search.zygote import Zygote
+
         self.workdir = Path(workdir)
         self._payloads: dict[str, Path] = {}
         self._last: tuple[bytes, Path] | None = None  # the sweep passes one bytes object: no rehash
         self.count = 0
+        self._zygote = Zygote() if warm_start else None
+        self.close = weakref.finalize(self, self._zygote.close) if self._zygote else (lambda: None)
+
+    def __enter__(self) -> "SubprocessExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def run(self, recipe: Recipe, job: Job, payload: bytes, timeout_s: float) -> list[CandidateResult]:
         from hone.search.exclusive import timing_slot
@@ -55,7 +68,7 @@ class SubprocessExecutor:
         job = dataclasses.replace(job, bundle_path=str(self._payload_file(payload)), workdir=str(job_dir / "work"),
                                   result_path=str(job_dir / "result.json"))
         with timing_slot(f"candidate {recipe.label} @ {', '.join(job.input_sets)}"):
-            return run_candidate(recipe, job, job_dir, timeout_s)
+            return run_candidate(recipe, job, job_dir, timeout_s, self._zygote)
 
     def _payload_file(self, payload: bytes) -> Path:
         if self._last is not None and self._last[0] is payload:

@@ -7,6 +7,8 @@ the sweep is over, every artifact but the winner's is deleted."""
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import shutil
 import sys
@@ -122,10 +124,11 @@ def sweep(
         return sum((recipe.key, s.label) not in done and history.known(recipe, s.label) is None
                    for s in workload.input_sets)
 
-    with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp, \
+            (contextlib.nullcontext(executor) if executor else SubprocessExecutor(Path(tmp))) as runs_on:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
-                         executor or SubprocessExecutor(Path(tmp)), baseline, (on_job_start, on_job_end))
+                         runs_on, baseline, (on_job_start, on_job_end))
         strategy = Strategy(planned, budget, sets, pending=pending, ran=runner.ran, fallback=settings.fallback,
                             rank=_ranker(workload, reference), cannot_pay=runner.cannot_pay, on_skip=on_skip,
                             on_more=on_more, on_pruned=on_pruned,

@@ -1,8 +1,11 @@
-"""Run one candidate in a fresh interpreter, in its own process group, with a timeout.
+"""Run one candidate in a worker process of its own, in its own process group, with a timeout.
 
-A fresh interpreter (the `spawn` model) shares no state with the parent: no CUDA context, no
-inductor cache in memory, no thread pools. Its own process group lets a timeout kill
-everything it started (compile workers included). The sweep never dies with a candidate.
+A worker shares no state with the sweep: no CUDA context, no inductor cache in memory, no
+thread pools. It is forked from the sweep's warm start (search.zygote: a process that has
+imported torch and run nothing) or, where that cannot start, a fresh interpreter; either way
+it starts from the state of a new interpreter after `import torch`. Its own process group lets
+a timeout kill everything it started (compile workers included). The sweep never dies with a
+candidate.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hone.search.job import Job
 from hone.search.memory_watch import POLL_S, MemoryWatch, limit_bytes
 from hone.search.recipe import Recipe
 from hone.search.result import CandidateResult, Status
+from hone.search.zygote import ForkedWorker, Zygote
 
 STDERR_TAIL_CHARS = 3000
 KILL_GRACE_S = 5.0
@@ -50,18 +54,20 @@ class WorkerOutcome:
     wall_s: float
 
 
-def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float) -> list[CandidateResult]:
+def run_candidate(recipe: Recipe, job: Job, job_dir: Path, timeout_s: float,
+                  zygote: Zygote | None = None) -> list[CandidateResult]:
     """Run `job` (one recipe at each of its input sets) in a fresh worker; one result per set,
     in the job's order. `timeout_s` is per input set: the worker gets that times its sets.
     Sets the worker finished keep their results whatever happens after; the set it died at (and,
     unless it stops at a failure, the sets after it) get `crashed` or `timeout` with the signal
     or timeout and the stderr tail. Sets it left out on purpose (stop_at_failure) get none."""
-    return results_from(recipe, job, run_worker(job, job_dir, timeout_s))
+    return results_from(recipe, job, run_worker(job, job_dir, timeout_s, zygote))
 
 
-def run_worker(job: Job, job_dir: Path, timeout_s: float) -> WorkerOutcome:
-    """Start the worker for `job` in `job_dir`, wait for it (killing its process group at the
-    timeout) and read what it left."""
+def run_worker(job: Job, job_dir: Path, timeout_s: float, zygote: Zygote | None = None) -> WorkerOutcome:
+    """Start the worker for `job` in `job_dir` (forked from `zygote` when given and able, else a
+    fresh interpreter), wait for it (killing its process group at the timeout) and read what it
+    left."""
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path = job_dir / "job.json"
     job.write(job_path)
@@ -70,40 +76,32 @@ def run_worker(job: Job, job_dir: Path, timeout_s: float) -> WorkerOutcome:
     log_path = job_dir / "worker.log"
     limit_s = timeout_s * len(job.input_sets)
     started = time.perf_counter()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hone.search._child", str(job_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=worker_env(job.threads),
-            start_new_session=True,  # own session and process group
-        )
-        timed_out, over_memory = False, None
-        memory = limit_bytes(job.memory_limit)
-        watch = MemoryWatch(proc.pid, memory) if memory else None
-        try:
-            while True:
-                left = limit_s - (time.perf_counter() - started)
-                try:
-                    returncode = proc.wait(timeout=max(0.0, min(left, POLL_S) if watch else left))
+    proc = _start(job, job_path, log_path, zygote)
+    timed_out, over_memory = False, None
+    memory = limit_bytes(job.memory_limit)
+    watch = MemoryWatch(proc.pid, memory) if memory else None
+    try:
+        while True:
+            left = limit_s - (time.perf_counter() - started)
+            try:
+                returncode = proc.wait(timeout=max(0.0, min(left, POLL_S) if watch else left))
+                break
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - started >= limit_s:
+                    timed_out = True
+                elif watch is not None:
+                    over_memory = watch.over()
+                if timed_out or over_memory:
+                    _kill_group(proc)
+                    returncode = proc.wait()
                     break
-                except subprocess.TimeoutExpired:
-                    if time.perf_counter() - started >= limit_s:
-                        timed_out = True
-                    elif watch is not None:
-                        over_memory = watch.over()
-                    if timed_out or over_memory:
-                        _kill_group(proc)
-                        returncode = proc.wait()
-                        break
-        except BaseException:
-            # Ctrl-C reaches only our process group, not the worker's own session: take it down
-            # with us instead of leaving it running unseen.
-            _kill_group(proc)
-            proc.wait()
-            raise
-        _kill_group(proc)  # stragglers (compile workers) of a finished worker
+    except BaseException:
+        # Ctrl-C reaches only our process group, not the worker's own session: take it down
+        # with us instead of leaving it running unseen.
+        _kill_group(proc)
+        proc.wait()
+        raise
+    _kill_group(proc)  # stragglers (compile workers) of a finished worker
     wall_s = time.perf_counter() - started
     tail = _tail(log_path)
     data = _read_result(result_path)
@@ -179,7 +177,23 @@ def _from_child(recipe: Recipe, input_set: str, data: dict, tail: str) -> Candid
                                       "wall_s": float(data.get("wall_s") or 0.0)}, recipe_from=lambda _: recipe)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _start(job: Job, job_path: Path, log_path: Path, zygote: Zygote | None) -> "subprocess.Popen | ForkedWorker":
+    env = worker_env(job.threads)
+    forked = zygote.spawn(str(job_path), str(log_path), env) if zygote is not None else None
+    if forked is not None:
+        return forked
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "hone.search._child", str(job_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # own session and process group
+        )
+
+
+def _kill_group(proc: "subprocess.Popen | ForkedWorker") -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):

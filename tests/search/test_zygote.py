@@ -1,0 +1,62 @@
+"""The warm start (search.zygote): workers forked from one process that imported torch behave
+as fresh interpreters do (own session, the job's environment and threads, the log as output,
+no CUDA), the warm start ends with its sweep, and a warm start that cannot start or dies only
+costs speed: the sweep goes on with fresh interpreters."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psutil
+
+import hone
+from hone.search.result import Status
+from hone.search.zygote import Zygote
+from plugins_for_tests import FACTS, KillsItsParentRuntime, ProcessFactsRuntime
+from tiny_models import tiny_mlp
+
+
+def _optimize(tmp_path, recipes, **kw):
+    model, x = tiny_mlp()
+    return hone.optimize(model, x, recipes=recipes, store=False, progress=False, measure_time_s=0.1,
+                         profile_first=False, timeout_s=60, **kw)
+
+
+def _status(result, label):
+    return next(r for r in result.results if r.recipe.label == label)
+
+
+def test_a_forked_worker_is_what_a_fresh_one_is_and_the_warm_start_ends_with_the_sweep(tmp_path, monkeypatch):
+    monkeypatch.setenv(FACTS, str(tmp_path / "facts.json"))
+    monkeypatch.setenv("HONE_TEST_MARKER", "set-by-this-test")
+    result = _optimize(tmp_path, ["eager", ProcessFactsRuntime.recipe()], threads=1)
+    assert _status(result, "test_process_facts").status is Status.OK
+    facts = json.loads((tmp_path / "facts.json").read_text())
+
+    warm_start = facts["ppid"]
+    assert warm_start != os.getpid(), "the worker was not forked from a warm start"
+    assert facts["pgid"] == facts["sid"] == facts["pid"]  # its own session: a timeout kills its group
+    assert facts["marker"] == "set-by-this-test" and facts["torch_threads"] == 1
+    assert facts["stdout"].endswith("worker.log") and facts["cuda_initialized"] is False
+    assert not psutil.pid_exists(warm_start), "the warm start outlived its sweep"
+    assert not psutil.Process().children(recursive=True)
+
+
+def test_a_warm_start_that_cannot_start_leaves_the_sweep_to_fresh_interpreters(tmp_path, monkeypatch):
+    monkeypatch.setattr(Zygote, "command", ["python3", "-c", "raise SystemExit(3)"])
+    monkeypatch.setenv(FACTS, str(tmp_path / "facts.json"))
+    result = _optimize(tmp_path, ["eager", ProcessFactsRuntime.recipe()])
+    assert [r.status for r in result.results] == [Status.OK, Status.OK]
+    assert json.loads((tmp_path / "facts.json").read_text())["ppid"] == os.getpid()  # a fresh interpreter of ours
+
+
+def test_a_warm_start_that_dies_ends_its_worker_and_the_sweep_goes_on_without_it(tmp_path, monkeypatch):
+    monkeypatch.setenv(FACTS, str(tmp_path / "facts.json"))
+    result = _optimize(tmp_path, ["eager", KillsItsParentRuntime.recipe(), ProcessFactsRuntime.recipe()],
+                       time_budget_s=None)
+    orphaned = _status(result, "test_kills_its_parent")
+    assert orphaned.status is Status.CRASHED and "SIGTERM" in orphaned.reason, orphaned.reason
+    assert orphaned.wall_s < 30  # ended by its parent's death, not by the 60 s timeout
+    assert _status(result, "test_process_facts").status is Status.OK
+    assert json.loads((tmp_path / "facts.json").read_text())["ppid"] == os.getpid()
