@@ -20,7 +20,7 @@ def test_optimize_digits_cnn(capsys, hardware):
     # profile's pruning, the time budget, which this test sets tight enough to bite, or the
     # plateau: eight candidates in a row far behind the best).
     planned = {p.recipe.label: p for p in plan(load_model("digits-cnn"), hardware)}
-    rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1.5", "--time-budget", "90"])
+    rc = main(["optimize", "digits-cnn", "--json", "--measure-time", "1", "--time-budget", "60"])
     out = capsys.readouterr().out
     assert rc == 0
     run = json.loads(out)

@@ -60,3 +60,15 @@ def test_a_warm_start_that_dies_ends_its_worker_and_the_sweep_goes_on_without_it
     assert orphaned.wall_s < 30  # ended by its parent's death, not by the 60 s timeout
     assert _status(result, "test_process_facts").status is Status.OK
     assert json.loads((tmp_path / "facts.json").read_text())["ppid"] == os.getpid()
+
+
+def test_the_warm_start_preloads_the_models_installed_libraries_and_never_the_users_files():
+    from transformers import BertConfig, BertModel
+
+    from hone.search.zygote import installed_modules_of
+
+    bert = BertModel(BertConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=2, intermediate_size=32))
+    assert "transformers.models.bert.modeling_bert" in installed_modules_of(bert)
+    model, _ = tiny_mlp()  # defined in this suite's own file, which only a worker may import
+    assert installed_modules_of(model) == ()
+    assert installed_modules_of(None) == ()

@@ -42,14 +42,14 @@ class SubprocessExecutor:
     start. Each distinct payload is written once, to `workdir`. `close` (or leaving it as a
     context) ends the warm process; so does the executor's collection."""
 
-    def __init__(self, workdir: Path, warm_start: bool = True):
+    def __init__(self, workdir: Path, warm_start: bool = True, preload: tuple[str, ...] = ()):
         from hone.search.zygote import Zygote
 
         self.workdir = Path(workdir)
         self._payloads: dict[str, Path] = {}
         self._last: tuple[bytes, Path] | None = None  # the sweep passes one bytes object: no rehash
         self.count = 0
-        self._zygote = Zygote() if warm_start else None
+        self._zygote = Zygote(preload) if warm_start else None
         self.close = weakref.finalize(self, self._zygote.close) if self._zygote else (lambda: None)
 
     def __enter__(self) -> "SubprocessExecutor":

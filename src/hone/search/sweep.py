@@ -41,6 +41,7 @@ from hone.search.execute import SCREEN_MARGIN, safe_name
 from hone.search.select import geomean_speedup, select
 from hone.search.strategy import Strategy
 from hone.search.executor import Executor, SubprocessExecutor
+from hone.search.zygote import installed_modules_of
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
 from hone.validate.verdict import AccuracyBudget
@@ -125,7 +126,8 @@ def sweep(
                    for s in workload.input_sets)
 
     with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp, \
-            (contextlib.nullcontext(executor) if executor else SubprocessExecutor(Path(tmp))) as runs_on:
+            (contextlib.nullcontext(executor) if executor
+             else SubprocessExecutor(Path(tmp), preload=installed_modules_of(workload.module))) as runs_on:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
                          runs_on, baseline, (on_job_start, on_job_end))

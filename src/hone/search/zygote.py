@@ -30,8 +30,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 PRELOAD = ("torch", "hone.search.execute")  # what every worker imports first; nothing here runs an op
+# numpy's and scipy's OpenBLAS start a thread pool at import; OpenBLAS re-creates it after a
+# fork (pthread_atfork), so a forked worker gets a working pool.
 START_TIMEOUT_S = 300.0  # `import torch` on a loaded machine; past it the sweep starts workers afresh
 # A worker whose zygote died before reporting the worker's end: the kernel sent it SIGTERM at
 # that death (die_with_parent), so that is the end it most likely had.
@@ -45,7 +48,8 @@ class Zygote:
 
     command = [sys.executable, "-m", "hone.search.zygote"]
 
-    def __init__(self) -> None:
+    def __init__(self, preload: tuple[str, ...] = ()) -> None:
+        self.preload = preload  # modules beyond PRELOAD (installed_modules_of the sweep's model)
         self._proc: subprocess.Popen | None = None
         self._broken = False
         self._lock = threading.Lock()  # one request at a time: "started PID" answers in order
@@ -96,7 +100,7 @@ class Zygote:
     def _start(self, env: dict[str, str]) -> None:
         try:
             self._proc = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [*self.command, *self.preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=env, start_new_session=True)  # no terminal signal reaches it
         except OSError:
             self._broken = True
@@ -170,6 +174,30 @@ class ForkedWorker:
             return None
 
 
+def installed_modules_of(module: object) -> tuple[str, ...]:
+    """The modules that the classes of `module`'s layers come from, where they are installed
+    libraries (transformers' modelling files, say: with what they import, several seconds a
+    worker). Every worker imports them anyway to unpickle the model; imported once in the warm
+    start, no worker pays for them. Never the user's own files: importing those runs the user's
+    code, which belongs in a worker."""
+    import site
+    import sysconfig
+
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        return ()
+    paths = sysconfig.get_paths()
+    roots = [Path(p).resolve() for p in {paths["purelib"], paths["platlib"], *site.getsitepackages()}]
+    names = set()
+    for layer in module.modules():
+        name = type(layer).__module__
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if name.split(".")[0] != "torch" and file and any(Path(file).resolve().is_relative_to(r) for r in roots):
+            names.add(name)
+    return tuple(sorted(names))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -196,6 +224,11 @@ def _serve() -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in sys.argv[1:]:  # the model's libraries: a worker that needs one reports its failure
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            pass
     # A child's end wakes the loop (a byte on `woken`); no polling tick beside timed candidates.
     woken, wake = os.pipe()
     os.set_blocking(wake, False)
