@@ -138,3 +138,35 @@ def test_load_and_a_whole_run_leave_no_temporary_folder(tmp_path, monkeypatch):
     # and is meant to outlive the run: the next build reuses it. Nothing of hone's may be left.
     left = sorted(p.name for p in private.iterdir() if not p.name.startswith("torchinductor_"))
     assert left == [], f"temporary folders left behind: {left}"
+
+
+def test_a_run_removes_the_scratch_folders_of_runs_that_were_killed(tmp_path, monkeypatch):
+    """Only a live process removes its own scratch folder, so a kill -9 leaves it: the next run
+    removes those whose owner is dead and that were untouched for an hour, and no other."""
+    from hone import scratch
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    hour_ago = time.time() - scratch.ORPHAN_AGE_S - 60
+
+    def folder(name: str, old: bool) -> Path:
+        path = private / name
+        (path / "work").mkdir(parents=True)
+        (path / "work" / "bundle.pt").write_bytes(b"x" * 1000)
+        if old:
+            os.utime(path, (hour_ago, hour_ago))
+        return path
+
+    orphans = [folder(f"hone-{kind}-{dead.pid}-abc123", old=True) for kind in scratch.KINDS]
+    kept = [folder(f"hone-run-{os.getpid()}-live", old=True),  # its owner (this process) lives
+            folder(f"hone-load-{dead.pid}-recent", old=False),  # touched recently: maybe another namespace's
+            folder("hone-load-no-owner", old=True),  # no pid in its name: not one this version made
+            folder(f"not-hone-{dead.pid}-abc", old=True)]
+    model, x = tiny_mlp()
+    hone.optimize(model, x, recipes=[CountingRuntime.recipe()], store=False, progress=False, measure_time_s=0.05,
+                  profile_first=False, time_budget_s=None)
+    assert not any(p.exists() for p in orphans)
+    assert all(p.exists() for p in kept)

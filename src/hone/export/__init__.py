@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hone import scratch
 from hone.atomic import atomic_directory, write_atomic
 from hone.errors import HoneError, InputError
 
@@ -314,7 +315,7 @@ def load(directory: str | Path, *, threads: int | None = None, device: str = "cp
         output_batch_axes = [recorded.get(name, 0) for name in manifest["output_names"]]
     # The runtime's scratch folder (an AOTInductor package's extracted library) lives as long as
     # the runner: removed when it is collected or the interpreter exits, or here if loading fails.
-    workdir = Path(tempfile.mkdtemp(prefix="hone-load-"))
+    workdir = Path(tempfile.mkdtemp(prefix=scratch.prefix("load")))
     try:
         ctx = BuildContext(inputs, manifest["input_names"], manifest["output_names"], workdir,
                            threads or torch.get_num_threads(), device, output_batch_axes=list(output_batch_axes))

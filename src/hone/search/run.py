@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hone.search.constraints import Constraints
+from hone import scratch
 from hone.search.result import CandidateResult
 from hone.search.select import Selection, select
 
@@ -22,7 +23,7 @@ _TEMPORARY: dict[Path, tempfile.TemporaryDirectory] = {}
 
 def temporary_artifacts() -> Path:
     """A new temporary artifact directory for a sweep (see claim_artifacts)."""
-    holder = tempfile.TemporaryDirectory(prefix="hone-artifacts-")
+    holder = tempfile.TemporaryDirectory(prefix=scratch.prefix("artifacts"))
     path = Path(holder.name).resolve()
     _TEMPORARY[path] = holder
     return path

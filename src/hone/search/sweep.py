@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from hone import scratch
 from hone.bench.measure import MeasureSettings
 from hone.errors import HarnessError, InputError
 from hone.models.workload import Workload
@@ -125,7 +126,8 @@ def sweep(
         return sum((recipe.key, s.label) not in done and history.known(recipe, s.label) is None
                    for s in workload.input_sets)
 
-    with tempfile.TemporaryDirectory(prefix="hone-run-") as tmp, \
+    scratch.remove_orphaned_scratch()  # what a killed run left in the temporary directory
+    with tempfile.TemporaryDirectory(prefix=scratch.prefix("run")) as tmp, \
             (contextlib.nullcontext(executor) if executor
              else SubprocessExecutor(Path(tmp), preload=installed_modules_of(workload.module))) as runs_on:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)

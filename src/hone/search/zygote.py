@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 
+from hone._pids import alive
+
 PRELOAD = ("torch", "hone.search.execute")  # what every worker imports first; nothing here runs an op
 # numpy's and scipy's OpenBLAS start a thread pool at import; OpenBLAS re-creates it after a
 # fork (pthread_atfork), so a forked worker gets a working pool.
@@ -143,7 +145,7 @@ class Zygote:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._changed:
             while pid not in self._exits:
-                if self._broken and not _alive(pid):
+                if self._broken and not alive(pid):
                     return LOST
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -196,16 +198,6 @@ def installed_modules_of(module: object) -> tuple[str, ...]:
         if name.split(".")[0] != "torch" and file and any(Path(file).resolve().is_relative_to(r) for r in roots):
             names.add(name)
     return tuple(sorted(names))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- the zygote process -------------------------------------------------------------------
