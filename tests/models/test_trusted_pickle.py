@@ -40,6 +40,44 @@ class SentinelNet(torch.nn.Module):
 '''
 
 
+# Unpickling a ForkingNet forks a process that sleeps for ten minutes holding what it inherited
+# (the child's stdout and stderr among them), and writes that process's pid to the file it names.
+FORKING_MODULE = '''
+import os
+import time
+import torch
+
+
+class ForkingNet(torch.nn.Module):
+    def __init__(self, pidfile):
+        super().__init__()
+        self.pidfile = pidfile
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x)
+
+    def __setstate__(self, state):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(600)
+            os._exit(0)
+        with open(state["pidfile"], "w") as f:
+            f.write(str(pid))
+        super().__setstate__(state)
+'''
+
+
+def _importable(tmp_path_factory, name: str, source: str):
+    folder = tmp_path_factory.mktemp("code")
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    sys.path.insert(0, str(folder))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(folder))  # the child finds it through the path the request carries
+
+
 @pytest.fixture(scope="module")
 def sentinel_net(tmp_path_factory):
     """The SentinelNet class, from a module the child finds through sys.path as this process does."""
@@ -57,6 +95,25 @@ def _pickle(tmp_path, obj, name="model.pt"):
     path = tmp_path / name
     torch.save(obj, path)
     return path
+
+
+def test_what_the_unpickled_code_forks_ends_with_the_child_and_holds_nothing_up(tmp_path, tmp_path_factory, monkeypatch):
+    import threading
+    import psutil
+
+    module = _importable(tmp_path_factory, "hone_test_forking_net", FORKING_MODULE)
+    monkeypatch.syspath_prepend(os.path.dirname(module.__file__))
+    pidfile = tmp_path / "forked-pid"
+    path = _pickle(tmp_path, module.ForkingNet(str(pidfile)))
+    loaded = []
+    loading = threading.Thread(target=lambda: loaded.append(load_model(str(path), trust_pickle=True,
+                                                                       input_shapes=["x=2x8"])), daemon=True)
+    loading.start()
+    loading.join(timeout=180)
+    assert not loading.is_alive(), "the load waited on a process the unpickled code forked"
+    assert loaded and pidfile.exists()
+    forked = int(pidfile.read_text())
+    assert not psutil.pid_exists(forked) or psutil.Process(forked).status() == psutil.STATUS_ZOMBIE
 
 
 def test_refused_without_the_flag_and_nothing_is_unpickled(tmp_path, sentinel_net, capsys):

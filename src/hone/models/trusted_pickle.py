@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,15 +76,24 @@ def run_child(task: str, request: dict[str, Any], scratch: Path, name: str) -> d
     error raised here as the HoneError it reported."""
     request_path, result_path = scratch / "request.json", scratch / "result.json"
     request_path.write_text(json.dumps({**request, "task": task, "result": str(result_path), "sys_path": sys.path}))
+    # Its output goes to a file, not a pipe (a process the unpickled code forks would hold a pipe
+    # open, and reading to its end would wait for that process), and it runs in a session of
+    # its own, so whatever it started ends with it.
+    log_path = scratch / "child.log"
+    with open(log_path, "wb") as log:
+        child = subprocess.Popen([sys.executable, "-m", "hone.models._pickle_child", str(request_path)],
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        done = subprocess.run([sys.executable, "-m", "hone.models._pickle_child", str(request_path)],
-                              capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL)
+        returncode = child.wait(timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise InputError(f"{name}: unpickling and converting did not finish in {CHILD_TIMEOUT_S} s") from None
+    finally:
+        _kill_session(child)
     try:
         result = json.loads(result_path.read_text())
     except (OSError, ValueError):
-        tail = _text(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit code {done.returncode}")
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        tail = _text(lines[-1] if lines else f"exit code {returncode}")
         raise InputError(f"{name}: the child process that unpickles it died without a result: {tail}") from None
     if not isinstance(result, dict):
         raise InputError(f"{name}: the child process returned {type(result).__name__}, not a result")
@@ -92,6 +103,16 @@ def run_child(task: str, request: dict[str, Any], scratch: Path, name: str) -> d
     if result.get("kind") == "MissingDependency":
         raise MissingDependency(_text(result.get("package")) or "a package", cause=message)
     raise InputError(f"{name}: {message}", hint=hint)
+
+
+def _kill_session(child: subprocess.Popen) -> None:
+    """End the child and everything the unpickled code started in its session (no grace: it is
+    the user's code, run only to convert)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    child.wait()
 
 
 def _text(value: Any) -> str:
