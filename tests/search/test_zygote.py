@@ -72,3 +72,9 @@ def test_the_warm_start_preloads_the_models_installed_libraries_and_never_the_us
     model, _ = tiny_mlp()  # defined in this suite's own file, which only a worker may import
     assert installed_modules_of(model) == ()
     assert installed_modules_of(None) == ()
+
+
+def test_cuda_sweeps_keep_a_fresh_interpreter_per_job():
+    from hone.search.zygote import warm_start_fits
+
+    assert warm_start_fits("cpu") and not warm_start_fits("cuda") and not warm_start_fits("cuda:1")

@@ -50,6 +50,7 @@ class SubprocessExecutor:
         self._last: tuple[bytes, Path] | None = None  # the sweep passes one bytes object: no rehash
         self.count = 0
         self._zygote = Zygote(preload) if warm_start else None
+        # A finalizer, not __del__: it runs once, at close, collection or exit, whichever is first.
         self.close = weakref.finalize(self, self._zygote.close) if self._zygote else (lambda: None)
 
     def __enter__(self) -> "SubprocessExecutor":

@@ -8,7 +8,6 @@ the sweep is over, every artifact but the winner's is deleted."""
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import shutil
 import sys
@@ -42,7 +41,7 @@ from hone.search.execute import SCREEN_MARGIN, safe_name
 from hone.search.select import geomean_speedup, select
 from hone.search.strategy import Strategy
 from hone.search.executor import Executor, SubprocessExecutor
-from hone.search.zygote import installed_modules_of
+from hone.search.zygote import installed_modules_of, warm_start_fits
 from hone.validate.reference import Reference
 from hone.validate.sensitivity import LayerSensitivity, rank_layers
 from hone.validate.verdict import AccuracyBudget
@@ -129,7 +128,8 @@ def sweep(
     scratch.remove_orphaned_scratch()  # what a killed run left in the temporary directory
     with tempfile.TemporaryDirectory(prefix=scratch.prefix("run")) as tmp, \
             (contextlib.nullcontext(executor) if executor
-             else SubprocessExecutor(Path(tmp), preload=installed_modules_of(workload.module))) as runs_on:
+             else SubprocessExecutor(Path(tmp), warm_start=warm_start_fits(settings.device),
+                                     preload=installed_modules_of(workload.module))) as runs_on:
         baseline = next((item.recipe for item in planned if item.recipe.baseline), None)
         runner = _Runner(workload, reference, settings, done, on_start, on_result, artifacts, history,
                          runs_on, baseline, (on_job_start, on_job_end))

@@ -176,6 +176,13 @@ class ForkedWorker:
             return None
 
 
+def warm_start_fits(device: str) -> bool:
+    """CPU sweeps only. A library imported in the warm start may ask whether CUDA is there
+    (torch.cuda.is_available initialises the CUDA driver), and a process forked after that
+    cannot use CUDA: CUDA sweeps keep a fresh interpreter per job until this is proven on a GPU."""
+    return device == "cpu"
+
+
 def installed_modules_of(module: object) -> tuple[str, ...]:
     """The modules that the classes of `module`'s layers come from, where they are installed
     libraries (transformers' modelling files, say: with what they import, several seconds a
@@ -191,13 +198,13 @@ def installed_modules_of(module: object) -> tuple[str, ...]:
         return ()
     paths = sysconfig.get_paths()
     roots = [Path(p).resolve() for p in {paths["purelib"], paths["platlib"], *site.getsitepackages()}]
-    names = set()
-    for layer in module.modules():
-        name = type(layer).__module__
+    names = {type(layer).__module__ for layer in module.modules()}
+    installed = set()
+    for name in names - {"__main__", "__mp_main__"}:
         file = getattr(sys.modules.get(name), "__file__", None)
         if name.split(".")[0] != "torch" and file and any(Path(file).resolve().is_relative_to(r) for r in roots):
-            names.add(name)
-    return tuple(sorted(names))
+            installed.add(name)
+    return tuple(sorted(installed))
 
 
 # --- the zygote process -------------------------------------------------------------------
