@@ -49,9 +49,9 @@ def test_one_worker_per_recipe_builds_once_or_per_shape(build_log):
     assert by[("test_counting", "bs8")].build["reused"] and not by[("test_shape_bound", "bs8")].build["reused"]
     assert by[("test_shape_bound", "bs8")].build["built_for"] == "bs8"
     assert all(by[("test_shape_bound", s)].build["build_s"] > 0 for s in ("bs2", "bs8"))
-    # Results stay per (recipe, input set), with a wall time each, the first including the start.
+    # Results stay per (recipe, input set), with a wall time each (test_share_wall: how a
+    # worker's life is shared among them).
     assert all(r.wall_s > 0 for r in result.results)
-    assert by[("test_counting", "bs2")].wall_s > by[("test_counting", "bs8")].wall_s
     # eager: 1 build, test_counting: 1, test_shape_bound: 2.
     assert result.build_count() == (4, 6)
     assert "4 builds for 6 candidates" in result.table()
@@ -113,3 +113,25 @@ def test_sweep_progress_resume_and_the_winners_artifact(tmp_path, build_log):
     rerun = next(r for r in again if r.recipe.label == "test_counting" and r.input_set == "bs8")
     assert rerun.status is Status.OK and rerun.build["built_for"] == "bs8" and not rerun.build["reused"]
     assert [r for r in again if r is not rerun] == [r for r in results if r is not lost]
+
+
+def test_share_wall_gives_the_workers_unaccounted_time_to_the_first_set_without_a_time_of_its_own():
+    from hone.config import NoConfig
+    from hone.search.recipe import Recipe, Step
+    from hone.search.result import CandidateResult
+    from hone.search.worker import share_wall
+
+    recipe = Recipe("eager", (), Step("eager", NoConfig()))
+
+    def results(*walls):
+        return [CandidateResult(recipe, f"bs{i}", Status.OK, "", wall_s=w) for i, w in enumerate(walls)]
+
+    finished = results(0.5, 0.2)
+    share_wall(finished, 3.0)  # the start, the load and the exit: 2.3 s no set timed
+    assert [r.wall_s for r in finished] == pytest.approx([2.8, 0.2])
+    died = results(0.5, 0.0)  # the second set's worker died: its set has no time of its own
+    share_wall(died, 3.0)
+    assert [r.wall_s for r in died] == pytest.approx([0.5, 2.5])
+    over = results(0.5, 0.2)  # clocks that disagree never take time away
+    share_wall(over, 0.6)
+    assert [r.wall_s for r in over] == pytest.approx([0.5, 0.2])
