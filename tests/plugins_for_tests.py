@@ -525,3 +525,20 @@ class KillsItsParentRuntime(_TestRuntime):
         os.kill(os.getppid(), signal.SIGKILL)
         time.sleep(60)
         raise AssertionError("still running a minute after its parent died")
+
+
+@RUNTIMES.register
+class LeavesTempToExitRuntime(_TestRuntime):
+    """Eager, with a temporary folder that only its process's exit removes (as a library's
+    TemporaryDirectory left to its finalizer would be)."""
+
+    name = "test_leaves_temp_to_exit"
+
+    def build_impl(self, model: Artifact, ctx: BuildContext) -> Runner:
+        import tempfile
+
+        _KEPT_TO_EXIT.append(tempfile.TemporaryDirectory(prefix="left-to-exit-"))  # alive until exit
+        return super().build_impl(model, ctx)
+
+
+_KEPT_TO_EXIT: list = []

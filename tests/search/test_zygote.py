@@ -13,7 +13,7 @@ import psutil
 import hone
 from hone.search.result import Status
 from hone.search.zygote import Zygote
-from plugins_for_tests import FACTS, KillsItsParentRuntime, ProcessFactsRuntime
+from plugins_for_tests import FACTS, KillsItsParentRuntime, LeavesTempToExitRuntime, ProcessFactsRuntime
 from tiny_models import tiny_mlp
 
 
@@ -78,3 +78,15 @@ def test_cuda_sweeps_keep_a_fresh_interpreter_per_job():
     from hone.search.zygote import warm_start_fits
 
     assert warm_start_fits("cpu") and not warm_start_fits("cuda") and not warm_start_fits("cuda:1")
+
+
+def test_a_forked_worker_exits_as_a_fresh_one_does_running_its_exit_handlers(tmp_path, monkeypatch):
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))  # the workers' temporary folder
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    result = _optimize(tmp_path, ["eager", LeavesTempToExitRuntime.recipe()])
+    assert _status(result, "test_leaves_temp_to_exit").status is Status.OK
+    assert not [p.name for p in private.iterdir() if p.name.startswith("left-to-exit-")]

@@ -272,7 +272,7 @@ def _say(out: int, line: str) -> None:
 
 def _become_worker(request: dict, zygote: int, zygote_fds: tuple[int, ...]) -> None:
     """In the forked child: become what `python -m hone.search._child JOB` would be, then exit
-    without returning into the zygote's loop (os._exit: no atexit, no flush of its buffers)."""
+    as it would, without ever returning into the zygote's loop."""
     code = 1
     try:
         os.setsid()
@@ -301,6 +301,11 @@ def _become_worker(request: dict, zygote: int, zygote_fds: tuple[int, ...]) -> N
         traceback.print_exc()
     finally:
         try:
+            # What a fresh worker's exit runs: exit handlers (weakref finalizers among them:
+            # temporary folders a library left to them), then its output, flushed.
+            import atexit
+
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
