@@ -155,7 +155,7 @@ class Zygote:
 
 
 class ForkedWorker:
-    """A forked worker as the sweep uses a Popen: its pid (and process group), `wait`, `poll`."""
+    """A forked worker as the sweep uses a Popen: its pid (and process group) and `wait`."""
 
     def __init__(self, zygote: Zygote, pid: int):
         self._zygote, self.pid = zygote, pid
@@ -168,12 +168,6 @@ class ForkedWorker:
                 raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout)
             self.returncode = code
         return self.returncode
-
-    def poll(self) -> int | None:
-        try:
-            return self.wait(0)
-        except subprocess.TimeoutExpired:
-            return None
 
 
 def warm_start_fits(device: str) -> bool:
